@@ -1,0 +1,1 @@
+"""attn-export: the zoo and the export pipeline (everything that needs torch)."""

@@ -1,0 +1,35 @@
+"""Typed errors for the whole project; each message names the problem and the fix."""
+from __future__ import annotations
+
+
+class AttnExportError(Exception):
+    """Base class: every error the tools raise on purpose (CLIs print it as one line)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(AttnExportError, KeyError):
+    """A model name that the zoo does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class WeightsError(AttnExportError):
+    """Weights that cannot be found offline or do not fit the model."""
+
+
+class InputSpecError(AttnExportError, ValueError):
+    """An input whose name, shape or dtype does not match the runtime's spec."""
+
+
+class ArtifactError(AttnExportError):
+    """A missing, corrupt or incompatible artifact (manifest, ONNX, .pt2, engine)."""
+
+
+class BackendUnavailableError(AttnExportError):
+    """An optional backend (TensorRT, CUDA) that is not installed or has no device."""
+
+
+class RuntimeClosedError(AttnExportError, RuntimeError):
+    """A call on a runtime after ``close()``."""

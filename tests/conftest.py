@@ -1,0 +1,38 @@
+"""Shared fixtures: one small (num_classes=10) instance per zoo model per session."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from exporter.zoo import ZooModel, create_model, list_models
+from runtimes.specs import random_inputs
+
+TEST_CLASSES = 10
+
+torch.set_num_threads(2)
+
+_MODELS: dict[str, ZooModel] = {}
+
+
+def small_model(name: str) -> ZooModel:
+    """A cached eval-mode model with 10 classes, seeded so every run sees the same weights."""
+    if name not in _MODELS:
+        torch.manual_seed(0)
+        _MODELS[name] = create_model(name, num_classes=TEST_CLASSES)
+    return _MODELS[name]
+
+
+def torch_inputs(model: ZooModel, batch: int, seed: int = 0) -> list[torch.Tensor]:
+    """Seeded random inputs for ``model`` at its real size, in forward order."""
+    arrays = random_inputs(model.input_specs, batch, seed=seed)
+    return [torch.from_numpy(arrays[s.name]) for s in model.input_specs]
+
+
+@pytest.fixture(params=list_models())
+def model_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
