@@ -36,3 +36,8 @@ def model_name(request: pytest.FixtureRequest) -> str:
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+@pytest.fixture(scope="session")
+def artifacts_root(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("artifacts")

@@ -23,6 +23,16 @@ class C2fCoordAttentionNet(ZooModel):
             channels = width
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(channels, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision-style init (PyTorch's default conv init fades activations to ~0 over 30 layers)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(image).mean(dim=(2, 3)))

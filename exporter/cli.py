@@ -1,0 +1,103 @@
+"""``attn-export``: export zoo models to verified ONNX (and FP16 ONNX / TensorRT).
+
+Exit codes: 0 success · 2 bad input (unknown model, opset, weights, folder) ·
+3 parity failed (files kept, manifest status "failed") · 4 export or engine
+build failed · 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from runtimes.errors import AttnExportError
+from runtimes.manifest import BatchProfile
+
+from .parity import Tolerance
+
+EXIT_INTERRUPTED = 130
+
+
+def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfile:
+    try:
+        return BatchProfile.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("model", required=False)
+@click.option("--list", "list_zoo", is_flag=True, help="Print the zoo (name, seed, inputs, parameters, GFLOPs) and exit.")
+@click.option("--opset", default=17, show_default=True, type=int,
+              help="ONNX opset to write, exactly (13..20); the written file is checked.")
+@click.option("--out", default="artifacts", show_default=True, type=click.Path(file_okay=False),
+              help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
+@click.option("--batch", default="1:8:32", show_default=True, callback=_batch,
+              help="Batch profile MIN:OPT:MAX: parity runs at 1, 2, an odd size and MAX; TensorRT's profile.")
+@click.option("--num-classes", default=1000, show_default=True, type=int, help="Classifier width.")
+@click.option("--weights", default=None,
+              help="A state_dict/checkpoint file, or torchvision weights name (e.g. IMAGENET1K_V1) for the backbone.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for initial weights and parity inputs.")
+@click.option("--rtol", default=1e-4, show_default=True, type=float,
+              help="Max error relative to max|reference| for FP32 parity.")
+@click.option("--atol", default=None, type=float, help="Optional max absolute error for FP32 parity.")
+@click.option("--min-cosine", default=0.99999, show_default=True, type=float, help="Min cosine similarity (FP32).")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim graph simplification.")
+@click.option("--no-photos", is_flag=True, help="Skip the parity check on real photographs.")
+@click.option("--exporter", default="auto", show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
+              help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
+         weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
+         no_photos: bool, exporter: str, as_json: bool, verbose: bool) -> None:
+    """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
+    verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
+    from .progress import stderr_printer
+
+    try:
+        if list_zoo:
+            from .zoo_table import format_table, zoo_table
+
+            rows = zoo_table()
+            click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+            return
+        if not model:
+            raise click.UsageError("give a MODEL (see --list) or `all`")
+        from .pipeline import ExportOptions, export
+        from .zoo import get_entry, list_models
+
+        names = list_models() if model == "all" else [model]
+        for n in names:
+            get_entry(n)  # unknown names fail before any work
+        options = ExportOptions(
+            opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
+            tolerance=Tolerance(max_rel=rtol, min_cosine=min_cosine, min_top1=1.0, max_abs=atol),
+            simplify=not no_simplify, exporter=exporter, photos=not no_photos,
+        )
+        manifests: list[dict[str, Any]] = []
+        failures: list[AttnExportError] = []
+        for n in names:
+            try:
+                manifests.append(export(n, out, options=options, printer=stderr_printer))
+            except AttnExportError as exc:
+                if len(names) == 1:
+                    raise
+                click.echo(f"attn-export: {n}: {exc}", err=True)
+                failures.append(exc)
+        if as_json:
+            click.echo(json.dumps(manifests[0] if len(names) == 1 else manifests, indent=2))
+        for m in manifests:
+            click.echo(f"{m['model']}: ok → {out}/{m['model']}/ ({', '.join(m['artifacts'].values())})", err=True)
+        if failures:
+            sys.exit(max(f.exit_code for f in failures))
+    except AttnExportError as exc:
+        if verbose:
+            raise
+        click.echo(f"attn-export: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("attn-export: interrupted; the manifest was left in status 'running'", err=True)
+        sys.exit(EXIT_INTERRUPTED)

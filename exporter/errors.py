@@ -1,0 +1,27 @@
+"""Exporter errors; each carries the CLI exit code scripts can rely on."""
+from __future__ import annotations
+
+from runtimes.errors import AttnExportError
+
+
+class ExportError(AttnExportError):
+    """torch → ONNX failed, or the written file breaks a promise (opset, symbolic batch)."""
+
+    exit_code = 4
+
+
+class ParityError(AttnExportError):
+    """An artifact computes something else than PyTorch beyond tolerance."""
+
+    exit_code = 3
+
+
+class EngineBuildError(AttnExportError):
+    """TensorRT could not parse or build; carries every parser error."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, parser_errors: list[str] | None = None) -> None:
+        self.parser_errors = list(parser_errors or [])
+        details = "".join(f"\n  - {e}" for e in self.parser_errors)
+        super().__init__(message + details)

@@ -1,0 +1,177 @@
+"""torch → ONNX at exactly the requested opset, with a symbolic batch axis read back
+from the written file.
+
+The dynamo exporter writes opset 18 natively; the TorchScript exporter writes
+13…20 natively. ``auto`` therefore picks dynamo for 18 and TorchScript for the
+rest, and every path verifies the written opset instead of trusting it.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+import torch
+
+from runtimes._io import atomic_path
+from runtimes.errors import AttnExportError
+from runtimes.specs import TensorSpec
+
+from .errors import ExportError
+
+SUPPORTED_OPSETS = range(13, 21)
+DYNAMO_NATIVE_OPSET = 18
+EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+def choose_exporter(opset: int, exporter: str = "auto") -> str:
+    """The exporter for ``opset``: ``auto`` → dynamo at its native 18, TorchScript elsewhere."""
+    if opset not in SUPPORTED_OPSETS:
+        raise AttnExportError(
+            f"opset {opset} is not supported: choose {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}"
+        )
+    if exporter not in EXPORTERS:
+        raise AttnExportError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    if exporter == "auto":
+        return "dynamo" if opset == DYNAMO_NATIVE_OPSET else "torchscript"
+    return exporter
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The opset of the default ONNX domain."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ExportError("the ONNX model imports no default-domain opset")
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param if d.dim_param else d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def rename_symbol(model: onnx.ModelProto, old: str, new: str) -> None:
+    """Rename a symbolic dim everywhere (inputs, outputs, value_info)."""
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param == old:
+                d.dim_param = new
+
+
+def canonicalise_axes(model: onnx.ModelProto, input_specs: Sequence[TensorSpec]) -> None:
+    """Give dynamic axes the names of the specs (the dynamo exporter writes ``s0``, ``s40`` …)."""
+    inputs = {v.name: v for v in model.graph.input}
+    for spec in input_specs:
+        if spec.name not in inputs:
+            continue
+        for axis, dim in zip(spec.shape, inputs[spec.name].type.tensor_type.shape.dim):
+            if isinstance(axis, str) and dim.dim_param and dim.dim_param != axis:
+                rename_symbol(model, dim.dim_param, axis)
+
+
+def check_dynamic_axes(
+    model: onnx.ModelProto, input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec]
+) -> dict[str, list[int | str]]:
+    """Every named axis of every input and output must be symbolic with that name in the file.
+
+    Returns ``{tensor name: dims as written}``; raises ``ExportError`` naming the tensor.
+    """
+    written = {v.name: v for v in [*model.graph.input, *model.graph.output]}
+    shapes: dict[str, list[int | str]] = {}
+    for spec in [*input_specs, *output_specs]:
+        if spec.name not in written:
+            raise ExportError(f"tensor {spec.name!r} is missing from the ONNX graph (has {sorted(written)})")
+        dims = _dims(written[spec.name])
+        shapes[spec.name] = dims
+        for axis, name in spec.dynamic_axes.items():
+            if axis >= len(dims) or dims[axis] != name:
+                got = dims[axis] if axis < len(dims) else "nothing"
+                raise ExportError(
+                    f"{spec.name!r}: dim {axis} should be symbolic {name!r} but the file has {got!r}; the model "
+                    "bakes that size into the graph (e.g. .view(batch_size, ...) with a Python int) — use -1, "
+                    "flatten or unflatten"
+                )
+    return shapes
+
+
+def _explain_export_failure(exc: Exception, opset: int) -> ExportError:
+    """Turn an exporter exception into one line naming the op and an opset that works."""
+    text = str(exc)
+    match = re.search(r"operator '?([\w:.]+)'? to ONNX opset version (\d+)", text)
+    if match:
+        return ExportError(
+            f"op {match.group(1)} cannot be exported at opset {opset}; try a higher opset "
+            f"(up to {SUPPORTED_OPSETS.stop - 1}) or --exporter dynamo"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ExportError(f"ONNX export at opset {opset} failed: {first}")
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    program: torch.export.ExportedProgram,
+    example_inputs: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    opset: int,
+    exporter: str,
+    input_specs: Sequence[TensorSpec],
+    output_specs: Sequence[TensorSpec],
+) -> dict[str, list[int | str]]:
+    """Write ``path`` at exactly ``opset``; check opset, symbolic axes and ``full_check``.
+
+    ``exporter`` is ``dynamo`` (from the torch.export ``program``) or ``torchscript``
+    (traces ``module``). Returns the tensor shapes read back from the file.
+    """
+    input_names = [s.name for s in input_specs]
+    output_names = [s.name for s in output_specs]
+    with atomic_path(path) as tmp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if exporter == "dynamo":
+                    torch.onnx.export(
+                        program, example_inputs, str(tmp), input_names=input_names, output_names=output_names,
+                        opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
+                    )
+                else:
+                    axes = {s.name: s.dynamic_axes for s in [*input_specs, *output_specs]}
+                    torch.onnx.export(
+                        module, example_inputs, str(tmp), input_names=input_names, output_names=output_names,
+                        opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True,
+                    )
+        except Exception as exc:  # exporters raise many types; name the op and opset
+            raise _explain_export_failure(exc, opset) from exc
+        model = onnx.load(str(tmp))
+        written = default_opset(model)
+        if written != opset:
+            raise ExportError(
+                f"the {exporter} exporter wrote opset {written} when {opset} was asked; "
+                f"use --exporter torchscript for opset {opset}"
+            )
+        canonicalise_axes(model, input_specs)
+        shapes = check_dynamic_axes(model, input_specs, output_specs)
+        onnx.save(model, str(tmp))
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from exc
+    return shapes
+
+
+def simplify(path: Path) -> tuple[int, int]:
+    """Simplify ``path`` in place with onnxslim; returns node counts (before, after)."""
+    import onnxslim
+
+    model = onnx.load(str(path))
+    before = len(model.graph.node)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slim = onnxslim.slim(model)
+    if default_opset(slim) != default_opset(model):
+        raise ExportError("onnxslim changed the opset; re-run with --no-simplify")
+    with atomic_path(path) as tmp:
+        onnx.save(slim, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+    return before, len(slim.graph.node)

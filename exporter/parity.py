@@ -1,0 +1,126 @@
+"""Parity between a reference (PyTorch FP32) and a candidate (ONNX Runtime, TensorRT).
+
+Per output and per input set: max abs error, max error relative to max|ref|,
+cosine similarity and, for logits, top-1 agreement. ``ParityReport`` is truthy
+when every row is within tolerance (as Polygraphy's ``OutputCompareResult``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass thresholds; the FP32 and FP16 defaults come from the product spec."""
+
+    max_rel: float
+    min_cosine: float
+    min_top1: float
+    max_abs: float | None = None  # optional absolute bound (--atol), checked in addition
+
+    @classmethod
+    def fp32(cls) -> "Tolerance":
+        return cls(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0)
+
+    @classmethod
+    def fp16(cls) -> "Tolerance":
+        return cls(max_rel=1e-2, min_cosine=0.999, min_top1=0.99)
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    """The comparison of one output on one input set."""
+
+    output: str
+    inputs: str  # e.g. "random b=7", "photos b=9"
+    batch: int
+    max_abs: float
+    max_rel: float
+    cosine: float
+    top1: float | None  # None when the output is not [B, classes] logits
+
+    def passed(self, tol: Tolerance) -> bool:
+        return (
+            np.isfinite(self.max_abs)
+            and (tol.max_abs is None or self.max_abs <= tol.max_abs)
+            and self.max_rel <= tol.max_rel
+            and self.cosine >= tol.min_cosine
+            and (self.top1 is None or self.top1 >= tol.min_top1)
+        )
+
+
+def compare(output: str, inputs: str, reference: np.ndarray, candidate: np.ndarray) -> ParityRow:
+    """Compare two arrays of the same shape; non-finite candidates give an infinite error."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"output {output!r}: shape {candidate.shape} differs from reference {reference.shape}")
+    ref = reference.astype(np.float64).ravel()
+    cand = candidate.astype(np.float64).ravel()
+    if not np.isfinite(cand).all():
+        max_abs = max_rel = float("inf")
+        cosine = 0.0
+    else:
+        max_abs = float(np.max(np.abs(ref - cand))) if ref.size else 0.0
+        max_rel = max_abs / max(float(np.max(np.abs(ref))), 1e-12)
+        norm = float(np.linalg.norm(ref) * np.linalg.norm(cand))
+        cosine = float(ref @ cand / norm) if norm > 0 else float(np.array_equal(ref, cand))
+    top1 = None
+    if reference.ndim == 2 and reference.shape[1] > 1:
+        top1 = float(np.mean(reference.argmax(1) == candidate.argmax(1)))
+    return ParityRow(output, inputs, int(reference.shape[0]), max_abs, max_rel, cosine, top1)
+
+
+@dataclass
+class ParityReport:
+    """All rows of one parity check and the tolerance they were judged by."""
+
+    candidate: str
+    tolerance: Tolerance
+    rows: list[ParityRow] = field(default_factory=list)
+
+    def add(self, inputs: str, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> None:
+        for name, ref in reference.items():
+            self.rows.append(compare(name, inputs, ref, candidate[name]))
+
+    def __bool__(self) -> bool:
+        return bool(self.rows) and all(r.passed(self.tolerance) for r in self.rows)
+
+    @property
+    def worst(self) -> dict[str, float]:
+        """Worst value of each metric over all rows: the tolerance the check would have needed."""
+        top1 = [r.top1 for r in self.rows if r.top1 is not None]
+        return {
+            "max_abs": max((r.max_abs for r in self.rows), default=0.0),
+            "max_rel": max((r.max_rel for r in self.rows), default=0.0),
+            "min_cosine": min((r.cosine for r in self.rows), default=1.0),
+            "min_top1": min(top1, default=1.0),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "passed": bool(self),
+            "tolerance": asdict(self.tolerance),
+            "worst": self.worst,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def table(self) -> str:
+        """A compact text table, one line per row, with a verdict line."""
+        lines = [f"{'output':<8} {'inputs':<14} {'max_abs':>10} {'max_rel':>10} {'cosine':>10} {'top1':>6}  ok"]
+        for r in self.rows:
+            top1 = "-" if r.top1 is None else f"{100 * r.top1:.0f}%"
+            ok = "yes" if r.passed(self.tolerance) else "NO"
+            lines.append(
+                f"{r.output:<8} {r.inputs:<14} {r.max_abs:>10.2e} {r.max_rel:>10.2e} {r.cosine:>10.6f} {top1:>6}  {ok}"
+            )
+        t, w = self.tolerance, self.worst
+        verdict = "PASSED" if self else "FAILED"
+        lines.append(
+            f"{self.candidate}: {verdict} (need rel <= {t.max_rel:g}, cosine >= {t.min_cosine:g}, "
+            f"top1 >= {100 * t.min_top1:g}%; worst rel {w['max_rel']:.2e}, cosine {w['min_cosine']:.6f}, "
+            f"top1 {100 * w['min_top1']:.0f}%)"
+        )
+        return "\n".join(lines)

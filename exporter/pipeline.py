@@ -1,0 +1,216 @@
+"""``export()``: zoo model → weights.pt, model.pt2, model.onnx, parity.json, manifest.json.
+
+The manifest is first written with status "running", so a crash or Ctrl-C
+leaves a folder that every loader refuses; only a run whose checks all passed
+writes status "ok".
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from runtimes import manifest as mf
+from runtimes._io import atomic_path, write_json
+from runtimes.errors import AttnExportError
+from runtimes.manifest import BatchProfile
+from runtimes.providers import create_session, cuda_usable
+from runtimes.specs import BATCH, TensorSpec, random_inputs
+
+from . import onnx_export
+from .errors import ExportError, ParityError
+from .parity import ParityReport, Tolerance
+from .photos import sample_photos
+from .progress import Printer, Stages, silent
+from .zoo import ZooModel, create_model
+
+EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``attn-export`` can be told; defaults are the CLI's."""
+
+    opset: int = 17
+    batch: BatchProfile = field(default_factory=lambda: BatchProfile(1, 8, 32))
+    num_classes: int = 1000
+    weights: str | None = None
+    seed: int = 0
+    tolerance: Tolerance = field(default_factory=Tolerance.fp32)
+    simplify: bool = True
+    exporter: str = "auto"
+    photos: bool = True
+
+
+def parity_batches(profile: BatchProfile) -> list[int]:
+    """1, 2, an odd size (7, or the largest odd size ≤ max) and the profile max, deduplicated."""
+    odd = min(7, profile.max if profile.max % 2 else profile.max - 1)
+    return sorted({b for b in (1, 2, odd, profile.max) if profile.min <= b <= profile.max} or {profile.min})
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shaped the artifacts."""
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("attn-export", "torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "onnxslim", "numpy"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def dynamic_shapes(specs: Sequence[TensorSpec]) -> tuple[dict[int, Any], ...]:
+    """torch.export dynamic_shapes: one shared ``batch`` Dim, other named axes DYNAMIC."""
+    batch = torch.export.Dim(BATCH, min=1, max=1 << 16)
+    return tuple({axis: batch if name == BATCH else torch.export.Dim.DYNAMIC for axis, name in s.dynamic_axes.items()}
+                 for s in specs)
+
+
+def trace_program(model: ZooModel, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """torch.export with a symbolic batch; a model that specialises it fails naming the input."""
+    try:
+        return torch.export.export(model, example, dynamic_shapes=dynamic_shapes(model.input_specs))
+    except Exception as exc:  # torch raises UserError / ConstraintViolation; re-word the common case
+        text = str(exc)
+        names = [s.name for s in model.input_specs]
+        if "specialize" in text or "Constraints violated" in text or "batch" in text:
+            raise ExportError(
+                f"input {names[0]!r}: the model fixes the batch dimension to the example size {EXAMPLE_BATCH} "
+                "(e.g. .view(batch_size, ...) with a Python int); use -1, flatten or unflatten"
+            ) from exc
+        raise ExportError(f"torch.export failed: {text.strip().splitlines()[0]}") from exc
+
+
+def _torch_forward(model: ZooModel, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        out = model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return {s.name: o.numpy() for s, o in zip(model.output_specs, outs)}
+
+
+def photo_inputs(specs: Sequence[TensorSpec], seed: int) -> dict[str, np.ndarray] | None:
+    """Real photographs for every [B,3,H,W] input (the 2nd such input sees them rolled by one),
+    seeded noise for the others; ``None`` when the model takes no images."""
+    image_specs = [s for s in specs if len(s.shape) == 4 and s.shape[1] == 3 and s.dtype == "float32"]
+    if not image_specs:
+        return None
+    h, w = image_specs[0].shape[2], image_specs[0].shape[3]
+    photos = sample_photos(int(h), int(w))
+    arrays = random_inputs(specs, len(photos), seed=seed)
+    for shift, spec in enumerate(image_specs):
+        arrays[spec.name] = np.roll(photos, shift, axis=0).copy()
+    return arrays
+
+
+def check_parity(
+    model: ZooModel, onnx_path: Path, batches: Sequence[int], tolerance: Tolerance, seed: int, photos: bool
+) -> ParityReport:
+    """Compare onnxruntime on ``onnx_path`` with PyTorch at each batch size and on real photos."""
+    device = "cuda" if cuda_usable() else "cpu"
+    session = create_session(str(onnx_path), device)
+    report = ParityReport(candidate=f"onnxruntime-{device}:{onnx_path.name}", tolerance=tolerance)
+    input_sets = [(f"random b={b}", random_inputs(model.input_specs, b, seed=seed + b)) for b in batches]
+    photo_set = photo_inputs(model.input_specs, seed) if photos else None
+    if photo_set is not None:
+        input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
+    for label, arrays in input_sets:
+        ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, arrays)))
+        report.add(label, _torch_forward(model, arrays), ort_out)
+    return report
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there, or raise one clear line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise AttnExportError(f"output folder {folder} is not writable ({exc.strerror}); choose another with --out")
+
+
+def export(
+    model: str | ZooModel,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    options: ExportOptions | None = None,
+    printer: Printer = silent,
+) -> dict[str, Any]:
+    """Export zoo model ``model`` (a name or a built ``ZooModel``) into ``out_dir/NAME/``.
+
+    Returns the manifest. Raises ``ExportError`` (exit 4) when export breaks a
+    promise, ``ParityError`` (exit 3) when onnxruntime disagrees with PyTorch —
+    after writing a manifest with status "failed" and the full report.
+    """
+    opts = options or ExportOptions()
+    exporter = onnx_export.choose_exporter(opts.opset, opts.exporter)
+    label = name or (model if isinstance(model, str) else type(model).__name__.lower())
+    folder = Path(out_dir) / label
+    ensure_writable(folder)
+    stages = Stages(label, printer)
+    manifest: dict[str, Any] = {
+        "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporter,
+        "inputs": [], "outputs": [], "batch": opts.batch.to_json(), "artifacts": {},
+        "parity": None, "versions": versions(), "seed": opts.seed, "timings": stages.timings,
+    }
+    mf.write_manifest(folder, manifest)
+
+    with stages.stage("build model"):
+        torch.manual_seed(opts.seed)
+        net = create_model(model, num_classes=opts.num_classes, weights=opts.weights) if isinstance(model, str) \
+            else model.eval()
+    manifest["inputs"] = [s.to_json() for s in net.input_specs]
+    manifest["outputs"] = [s.to_json() for s in net.output_specs]
+    manifest["parameters"] = sum(p.numel() for p in net.parameters())
+    example = tuple(torch.from_numpy(a) for a in random_inputs(net.input_specs, EXAMPLE_BATCH, seed=opts.seed).values())
+
+    with stages.stage("torch.export"):
+        program = trace_program(net, example)
+        with atomic_path(folder / "weights.pt") as tmp:
+            torch.save(net.state_dict(), tmp)
+        with atomic_path(folder / "model.pt2") as tmp:
+            torch.export.save(program, str(tmp))
+    manifest["artifacts"].update(weights="weights.pt", torch="model.pt2")
+
+    onnx_path = folder / "model.onnx"
+    with stages.stage(f"onnx export (opset {opts.opset}, {exporter})"):
+        onnx_export.export_onnx(
+            net, program, example, onnx_path, opset=opts.opset, exporter=exporter,
+            input_specs=net.input_specs, output_specs=net.output_specs,
+        )
+    manifest["artifacts"]["onnx"] = onnx_path.name
+    if opts.simplify:
+        with stages.stage("simplify (onnxslim)"):
+            before, after = onnx_export.simplify(onnx_path)
+            final = onnx.load(str(onnx_path), load_external_data=False)
+            onnx_export.check_dynamic_axes(final, net.input_specs, net.output_specs)
+        manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
+    manifest["onnx_nodes"] = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+    batches = parity_batches(opts.batch)
+    with stages.stage(f"parity vs onnxruntime (batches {','.join(map(str, batches))}{' + photos' if opts.photos else ''})"):
+        report = check_parity(net, onnx_path, batches, opts.tolerance, opts.seed, opts.photos)
+    write_json(folder / "parity.json", {"onnx": report.to_json()})
+    manifest["artifacts"]["parity"] = "parity.json"
+    manifest["parity"] = {"onnx": {"passed": bool(report), "worst": report.worst, "batches": batches}}
+    printer(report.table())
+    if not report:
+        manifest.update(status=mf.STATUS_FAILED, error="ONNX parity failed")
+        mf.write_manifest(folder, manifest)
+        raise ParityError(
+            f"{label}: onnxruntime disagrees with PyTorch beyond tolerance (worst rel "
+            f"{report.worst['max_rel']:.2e}, cosine {report.worst['min_cosine']:.6f}); see {folder / 'parity.json'}"
+        )
+    manifest["status"] = mf.STATUS_OK
+    mf.write_manifest(folder, manifest)
+    return manifest

@@ -1,0 +1,41 @@
+"""The ``attn-export --list`` table: name, seed, inputs, parameters, GFLOPs."""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from runtimes.specs import random_inputs
+
+from .zoo import create_model, get_entry, list_models
+
+
+def model_row(name: str) -> dict[str, object]:
+    """One row: parameters at 1000 classes, GFLOPs (2·MAC) of one sample at the default input size."""
+    model = create_model(name)
+    arrays = random_inputs(model.input_specs, 1, seed=0)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
+    inputs = ", ".join(f"{s.name} {s.dtype} [{','.join(map(str, s.shape))}]" for s in model.input_specs)
+    return {
+        "name": name,
+        "seed": get_entry(name).seed,
+        "inputs": inputs,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gflops": counter.get_total_flops() / 1e9,
+        "summary": get_entry(name).summary,
+    }
+
+
+def zoo_table() -> list[dict[str, object]]:
+    return [model_row(n) for n in list_models()]
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    head = f"{'model':<21} {'seed':<14} {'parameters':>12} {'GFLOPs':>7}  inputs"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['name']:<21} {r['seed']:<14} {r['parameters']:>12,} {r['gflops']:>7.2f}  {r['inputs']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""``Runtime``: the lifecycle and input handling every backend shares (Polygraphy-style).
+
+Backends implement three small hooks — ``_open`` (load the artifact),
+``_run`` (validated, contiguous numpy feeds → numpy outputs) and ``_close``.
+Everything else lives here once: state checks, input validation, the dtype
+policy, chunking above the profile max, thread safety, warm-up.
+
+Dtype policy: an input must have the spec's dtype, or one that numpy casts to
+it safely (int32 → int64, float16 → float32); a lossy cast (float64 → float32,
+int64 → int32) raises ``InputSpecError`` instead of happening silently.
+
+Threads: a backend whose ``_run`` is safe to call concurrently (onnxruntime's
+``InferenceSession.run``, a torch module under ``inference_mode``) declares
+``concurrent = True``; for the others (TensorRT execution contexts) the base
+serialises calls with a lock. Either way one ``Runtime`` may be shared by threads.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputSpecError, RuntimeClosedError
+from .specs import BATCH, TensorSpec, random_inputs
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Public view of a tensor: ``None`` marks a dynamic dim."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, spec: TensorSpec) -> "TensorInfo":
+        return cls(spec.name, tuple(d if isinstance(d, int) else None for d in spec.shape), np.dtype(spec.dtype))
+
+
+class Runtime(ABC):
+    """Serve one exported model: ``runtime({"image": array})`` → ``{"logits": array}``."""
+
+    engine: ClassVar[str]
+    concurrent: ClassVar[bool] = True
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", max_batch: int | None = None,
+                 input_specs: Sequence[TensorSpec] | None = None,
+                 output_specs: Sequence[TensorSpec] | None = None) -> None:
+        """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens)."""
+        self.path = Path(path)
+        self.device = device
+        self.max_batch = max_batch
+        self._input_specs = tuple(input_specs) if input_specs else None
+        self._output_specs = tuple(output_specs) if output_specs else None
+        self._state = "new"
+        self._lock = threading.Lock()
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    def open(self) -> "Runtime":
+        """Load the artifact (idempotent); specs not given are read from it."""
+        if self._state == "closed":
+            raise RuntimeClosedError(f"{self.engine} runtime for {self.path} is closed; load it again")
+        if self._state == "new":
+            specs = self._open()
+            self._input_specs = self._input_specs or specs[0]
+            self._output_specs = self._output_specs or specs[1]
+            self._state = "open"
+        return self
+
+    def close(self) -> None:
+        """Release the session/engine; later calls raise ``RuntimeClosedError``."""
+        if self._state == "open":
+            self._close()
+        self._state = "closed"
+
+    def __enter__(self) -> "Runtime":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo.of(s) for s in self._opened_specs()[0]]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo.of(s) for s in self._opened_specs()[1]]
+
+    def _opened_specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        self.open()
+        assert self._input_specs is not None and self._output_specs is not None  # set by open()
+        return self._input_specs, self._output_specs
+
+    # ----- calls -----------------------------------------------------------------------------
+    def __call__(self, *args: np.ndarray, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+        """Run on numpy inputs given by name (a dict or keywords) or positionally in spec order."""
+        if self._state == "closed":
+            raise RuntimeClosedError(f"{self.engine} runtime for {self.path} is closed; load it again")
+        specs, _ = self._opened_specs()
+        feeds = self.validate(self._as_mapping(specs, args, kwargs))
+        batched = all(s.shape and s.shape[0] == BATCH for s in specs)
+        batch = feeds[specs[0].name].shape[0] if batched else 0
+        if self.max_batch is None or batch <= self.max_batch:
+            return self._locked_run(feeds)
+        chunks = [self._locked_run({k: v[i:i + self.max_batch] for k, v in feeds.items()})
+                  for i in range(0, batch, self.max_batch)]
+        return {name: np.concatenate([c[name] for c in chunks], axis=0) for name in chunks[0]}
+
+    def warmup(self, batch: int = 1, iterations: int = 3, seed: int = 0) -> None:
+        """Run ``iterations`` calls on random inputs so lazy allocations and autotuning happen now."""
+        specs, _ = self._opened_specs()
+        arrays = random_inputs(specs, batch, seed=seed)
+        for _ in range(iterations):
+            self(arrays)
+
+    def _locked_run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.concurrent:
+            return self._run(feeds)
+        with self._lock:
+            return self._run(feeds)
+
+    @staticmethod
+    def _as_mapping(specs: Sequence[TensorSpec], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if args and isinstance(args[0], Mapping):
+            if len(args) > 1 or kwargs:
+                raise InputSpecError("pass inputs either as one dict or as arrays/keywords, not both")
+            return dict(args[0])
+        if len(args) > len(specs):
+            raise InputSpecError(f"got {len(args)} positional inputs, the model takes {len(specs)}: "
+                                 f"{[s.name for s in specs]}")
+        named = {s.name: a for s, a in zip(specs, args)}
+        overlap = set(named) & set(kwargs)
+        if overlap:
+            raise InputSpecError(f"inputs {sorted(overlap)} given both positionally and by name")
+        return {**named, **kwargs}
+
+    def validate(self, given: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Check names, dtypes (policy above), ranks, fixed dims and shared dynamic axes."""
+        specs, _ = self._opened_specs()
+        expected = [s.name for s in specs]
+        missing = [n for n in expected if n not in given]
+        unexpected = [n for n in given if n not in expected]
+        if missing or unexpected:
+            raise InputSpecError(f"inputs must be {expected}; missing {missing}, unexpected {unexpected}")
+        feeds: dict[str, np.ndarray] = {}
+        axis_sizes: dict[str, tuple[int, str]] = {}
+        for spec in specs:
+            value = given[spec.name]
+            if not isinstance(value, np.ndarray):
+                raise InputSpecError(f"input {spec.name!r} must be a numpy array, got {type(value).__name__}")
+            want = np.dtype(spec.dtype)
+            if value.dtype != want:
+                if not np.can_cast(value.dtype, want, casting="safe"):
+                    raise InputSpecError(f"input {spec.name!r}: expected dtype {want}, received {value.dtype} "
+                                         f"(a lossy cast; convert with .astype({want.name!r}) if intended)")
+                value = value.astype(want)
+            if value.ndim != len(spec.shape) or any(
+                isinstance(d, int) and d != n for d, n in zip(spec.shape, value.shape)
+            ):
+                raise InputSpecError(f"input {spec.name!r}: expected shape {spec.shape}, received {value.shape}")
+            for axis, name in spec.dynamic_axes.items():
+                size = value.shape[axis]
+                if size < 1:
+                    raise InputSpecError(f"input {spec.name!r}: axis {name!r} has size 0")
+                first = axis_sizes.setdefault(name, (size, spec.name))
+                if first[0] != size:
+                    raise InputSpecError(f"axis {name!r} is {first[0]} in {first[1]!r} but {size} in {spec.name!r}")
+            feeds[spec.name] = np.ascontiguousarray(value)
+        return feeds
+
+    # ----- backend hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def _open(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """Load the artifact; return (input specs, output specs) as read from it."""
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run validated, contiguous feeds of at most ``max_batch`` rows."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release what ``_open`` allocated."""

@@ -1,0 +1,63 @@
+"""torch backend: runs ``model.pt2`` (a torch.export program) — needs torch, not the zoo."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Runtime
+from .errors import ArtifactError, BackendUnavailableError
+from .specs import BATCH, TensorSpec
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailableError("engine 'torch' needs PyTorch: pip install torch") from None
+    return torch
+
+
+class TorchRuntime(Runtime):
+    """``engine="torch"``: the exported program under ``inference_mode`` on CPU or CUDA."""
+
+    engine = "torch"
+    concurrent = True  # a stateless graph under inference_mode
+
+    def __init__(self, path: Any, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.module: Any = None
+        self._order: list[str] = []
+
+    def _open(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        torch = _torch()
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("engine 'torch' on device 'cuda': torch sees no CUDA GPU; use device='cpu'")
+        try:
+            program = torch.export.load(str(self.path))
+        except Exception as exc:  # zip/pickle/unsupported-version errors of many types
+            raise ArtifactError(
+                f"torch cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
+                "(missing, corrupt or truncated .pt2? re-run attn-export)"
+            ) from None
+        self.module = program.module().to(self.device)
+        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+        inputs = []
+        for name in program.graph_signature.user_inputs:
+            val = placeholders[name].meta["val"]
+            shape = tuple(int(d) if isinstance(d, int) else (BATCH if i == 0 else f"dim{i}")
+                          for i, d in enumerate(val.shape))
+            inputs.append(TensorSpec(name, shape, str(val.dtype).removeprefix("torch.")))
+        self._order = [s.name for s in (self._input_specs or inputs)]
+        outputs = tuple(TensorSpec(f"output{i}", (BATCH,)) for i, _ in enumerate(program.graph_signature.user_outputs))
+        return tuple(inputs), outputs
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = _torch()
+        with torch.inference_mode():
+            out = self.module(*(torch.from_numpy(feeds[n]).to(self.device) for n in self._order))
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return {spec.name: o.cpu().numpy() for spec, o in zip(self._output_specs or (), outs)}
+
+    def _close(self) -> None:
+        self.module = None
