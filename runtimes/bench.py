@@ -1,0 +1,169 @@
+"""Latency statistics for ``attn-bench``: warm-up excluded, percentiles, throughput.
+
+Every ``Runtime`` call is synchronous (outputs are on the host when it returns),
+so wall-clock ``perf_counter`` around a call is the true end-to-end latency on
+CPU; on CUDA the interval is additionally bracketed by CUDA events when torch is
+present, so asynchronous work cannot escape the timer.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .base import Runtime
+from .specs import random_inputs
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One engine at one batch size."""
+
+    engine: str
+    batch: int
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float  # items per second, from the mean latency
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(engine: str, batch: int, latencies_ms: np.ndarray) -> BenchResult:
+    """Percentiles and throughput of per-call latencies (ms)."""
+    p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
+    mean = float(latencies_ms.mean())
+    return BenchResult(engine, batch, int(latencies_ms.size), float(p50), float(p90), float(p99), mean,
+                       batch * 1000.0 / mean)
+
+
+def time_calls(call: Callable[[], Any], *, warmup: int, iters: int | None, seconds: float | None,
+               cuda: bool = False) -> np.ndarray:
+    """Latencies (ms) of ``call`` after ``warmup`` untimed calls: ``iters`` calls, or as many as fit
+    in ``seconds`` (at least 3)."""
+    for _ in range(warmup):
+        call()
+    events = _cuda_events() if cuda else None
+    out: list[float] = []
+    deadline = time.perf_counter() + seconds if seconds else None
+    while (len(out) < iters) if iters else (len(out) < 3 or time.perf_counter() < deadline):  # type: ignore[operator]
+        start = time.perf_counter()
+        if events:
+            events[0].record()
+        call()
+        if events:
+            events[1].record()
+            events[1].synchronize()
+            out.append(max(events[0].elapsed_time(events[1]), (time.perf_counter() - start) * 1e3))
+        else:
+            out.append((time.perf_counter() - start) * 1e3)
+    return np.asarray(out)
+
+
+def _cuda_events() -> tuple[Any, Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+
+def bench_runtime(runtime: Runtime, batch: int, *, warmup: int, iters: int | None, seconds: float | None,
+                  seed: int = 0) -> BenchResult:
+    """Time ``runtime`` on seeded random inputs of ``batch`` rows."""
+    arrays = random_inputs(runtime._opened_specs()[0], batch, seed=seed)
+    lat = time_calls(lambda: runtime(arrays), warmup=warmup, iters=iters, seconds=seconds,
+                     cuda=runtime.device == "cuda")
+    return summarise(runtime.engine, batch, lat)
+
+
+def overhead(runtime: Runtime, batch: int, *, rounds: int, iters: int, seed: int = 0) -> dict[str, float]:
+    """``Runtime.__call__`` vs a bare ``InferenceSession.run`` on the same inputs (ort only).
+
+    Rounds alternate the two so drift on a noisy machine hits both alike; the
+    overhead is the ratio of the medians of all calls.
+    """
+    session = getattr(runtime, "session", None)
+    if session is None:
+        raise ValueError("overhead is measured against onnxruntime: use engine 'ort'")
+    arrays = random_inputs(runtime._opened_specs()[0], batch, seed=seed)
+    names = [o.name for o in session.get_outputs()]
+    wrapped, bare = [], []
+    for _ in range(rounds):
+        wrapped.append(time_calls(lambda: runtime(arrays), warmup=1, iters=iters, seconds=None))
+        bare.append(time_calls(lambda: session.run(names, arrays), warmup=1, iters=iters, seconds=None))
+    w, b = float(np.median(np.concatenate(wrapped))), float(np.median(np.concatenate(bare)))
+    return {"batch": batch, "wrapped_p50_ms": w, "bare_p50_ms": b, "overhead_pct": 100.0 * (w / b - 1.0)}
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+                            "python": platform.python_version()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def speedups(results: list[BenchResult]) -> dict[tuple[str, int], float]:
+    """Speed-up of each result against the first engine's result at the same batch (mean latency)."""
+    first = results[0].engine if results else ""
+    base = {r.batch: r.mean_ms for r in results if r.engine == first}
+    return {(r.engine, r.batch): base[r.batch] / r.mean_ms for r in results if r.batch in base}
+
+
+def format_table(results: list[BenchResult]) -> str:
+    ups = speedups(results)
+    lines = [f"{'engine':<7} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
+             f"{'items/s':>9} {'speed-up':>8}"]
+    for r in results:
+        lines.append(f"{r.engine:<7} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} {r.p99_ms:>9.2f} "
+                     f"{r.mean_ms:>9.2f} {r.throughput:>9.1f} {ups.get((r.engine, r.batch), 1.0):>7.2f}x")
+    return "\n".join(lines)
+
+
+def plot(results: list[BenchResult], path: str, title: str) -> None:
+    """PNG of p50 latency and throughput against batch size, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._io import atomic_path
+
+    fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(10, 4))
+    engines: dict[str, list[BenchResult]] = {}
+    for r in results:
+        engines.setdefault(r.engine, []).append(r)
+    for engine, rows in engines.items():
+        rows = sorted(rows, key=lambda r: r.batch)
+        ax_lat.plot([r.batch for r in rows], [r.p50_ms for r in rows], marker="o", label=engine)
+        ax_thr.plot([r.batch for r in rows], [r.throughput for r in rows], marker="o", label=engine)
+    ax_lat.set(xlabel="batch", ylabel="p50 latency (ms)", title="latency")
+    ax_thr.set(xlabel="batch", ylabel="items / s", title="throughput")
+    for ax in (ax_lat, ax_thr):
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,114 @@
+"""``attn-bench``: latency percentiles and throughput of engines side by side.
+
+Exit codes: 0 success · 2 bad input or missing artifact/backend · 130 interrupted.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import bench, load
+from ._io import write_json
+from .errors import AttnExportError
+
+
+def _batches(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        batches = sorted({int(b) for b in value.split(",")})
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if batches[0] < 1:
+        raise click.BadParameter("batch sizes must be >= 1")
+    return batches
+
+
+def resolve_folder(target: str, out: str, max_batch: int) -> Path:
+    """An artifact folder for ``target``: the folder itself, OUT/MODEL, or a fresh export of MODEL."""
+    path = Path(target)
+    if path.is_dir():
+        return path
+    if len(path.parts) > 1:
+        raise AttnExportError(f"no artifact folder {path}; create one with attn-export MODEL --out DIR")
+    folder = Path(out) / target
+    if (folder / "manifest.json").is_file():
+        return folder
+    try:
+        from exporter.pipeline import ExportOptions, export
+        from exporter.progress import stderr_printer
+        from exporter.zoo import get_entry
+        from runtimes.manifest import BatchProfile
+    except ImportError:
+        raise AttnExportError(f"no artifact folder {folder}; create it with: attn-export {target} --out {out}") \
+            from None
+    get_entry(target)  # unknown names fail before any work
+    click.echo(f"attn-bench: {folder} is missing; exporting {target} first", err=True)
+    opts = ExportOptions(batch=BatchProfile(1, min(8, max_batch), max(max_batch, 1)))
+    export(target, out, options=opts, printer=stderr_printer)
+    return folder
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("target", metavar="MODEL_OR_FOLDER")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["ort", "torch", "trt"]),
+              help="Engine to time; repeat for several (default: ort). Speed-ups are against the first.")
+@click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_batches,
+              help="Comma-separated batch sizes.")
+@click.option("--warmup", default=5, show_default=True, type=int, help="Untimed calls before timing.")
+@click.option("--iters", default=None, type=int, help="Timed calls per engine and batch (default 30).")
+@click.option("--seconds", default=None, type=float, help="Time each engine and batch for this long instead.")
+@click.option("--threads", default=None, type=int, help="Intra-op CPU threads for ort and torch (default: all).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]),
+              help="Where ort and torch run (trt always runs on cuda).")
+@click.option("--out", default="artifacts", show_default=True, help="Where MODEL's artifact folder lives.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write results as JSON.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Write a PNG of latency and throughput against batch.")
+@click.option("--overhead", is_flag=True,
+              help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
+def main(target: str, engines: tuple[str, ...], batches: list[int], warmup: int, iters: int | None,
+         seconds: float | None, threads: int | None, device: str, out: str, json_path: str | None,
+         plot_path: str | None, overhead: bool) -> None:
+    """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
+    if iters is not None and seconds is not None:
+        raise click.UsageError("give --iters or --seconds, not both")
+    iters = iters if iters is not None or seconds is not None else 30
+    engines = engines or ("ort",)
+    try:
+        folder = resolve_folder(target, out, max(batches))
+        if threads:
+            _set_torch_threads(threads, engines)
+        results: list[bench.BenchResult] = []
+        report: dict = {"machine": bench.machine_info(), "model": folder.name, "results": []}
+        for engine in engines:
+            options = {"threads": threads} if engine == "ort" and threads else {}
+            with load(folder, engine=engine, device="cuda" if engine == "trt" else device, **options) as rt:
+                for batch in batches:
+                    click.echo(f"attn-bench: {engine} batch {batch} …", err=True)
+                    results.append(bench.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds))
+                if overhead and engine == "ort":
+                    report["overhead"] = bench.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
+        report["results"] = [r.to_json() for r in results]
+        click.echo(bench.format_table(results))
+        if "overhead" in report:
+            o = report["overhead"]
+            click.echo(f"Runtime.__call__ vs InferenceSession.run at batch 1: {o['wrapped_p50_ms']:.3f} ms vs "
+                       f"{o['bare_p50_ms']:.3f} ms p50 → overhead {o['overhead_pct']:+.2f}%")
+        if json_path:
+            write_json(json_path, report)
+        if plot_path:
+            bench.plot(results, plot_path, f"{folder.name} on {report['machine']['cpu'] or device}")
+    except AttnExportError as exc:
+        click.echo(f"attn-bench: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("attn-bench: interrupted", err=True)
+        sys.exit(130)
+
+
+def _set_torch_threads(threads: int, engines: tuple[str, ...]) -> None:
+    if "torch" in engines:
+        import torch
+
+        torch.set_num_threads(threads)

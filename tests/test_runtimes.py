@@ -1,0 +1,263 @@
+"""One contract suite run against every available backend (torch and ort here; trt with a GPU)."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import runtimes
+from runtimes import bench
+from runtimes.errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
+from runtimes.specs import random_inputs
+
+from .conftest import small_model
+from .exports import exported
+
+CONTRACT_MODELS = ["resnet50_sa", "transformer_encoder", "vgg16_cross"]
+
+
+def _trt_usable() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+ENGINES = [
+    "ort",
+    "torch",
+    pytest.param("trt", marks=[pytest.mark.trt, pytest.mark.skipif(
+        not _trt_usable(), reason="TensorRT and an NVIDIA GPU are needed (not on this machine)")]),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=CONTRACT_MODELS)
+def runtime(request, engine, artifacts_root):
+    folder, _ = exported(request.param, artifacts_root)
+    with runtimes.load(folder, engine=engine, device="cuda" if engine == "trt" else "cpu") as rt:
+        yield request.param, rt
+
+
+def reference(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    model = small_model(name)
+    with torch.inference_mode():
+        return model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs)).numpy()
+
+
+def test_import_runtimes_pulls_in_neither_torch_nor_tensorrt() -> None:
+    code = ("import sys, runtimes, runtimes.base, runtimes.manifest, runtimes.bench, runtimes.ort_rt;"
+            "bad = [m for m in ('torch', 'tensorrt') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_outputs_match_pytorch_within_export_tolerance(runtime) -> None:
+    name, rt = runtime
+    arrays = random_inputs(rt._opened_specs()[0], 3, seed=11)
+    out = next(iter(rt(arrays).values()))
+    ref = reference(name, arrays)
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() / np.abs(ref).max() <= 1e-4
+
+
+def test_specs_have_none_for_dynamic_dims(runtime) -> None:
+    name, rt = runtime
+    assert rt.inputs[0].shape[0] is None and rt.outputs[0].shape[0] is None
+    if name == "vgg16_cross":
+        assert [(i.name, i.shape) for i in rt.inputs] == [("image", (None, 3, 224, 224)), ("context", (None, 512, 7, 7))]
+
+
+def test_bad_inputs_raise_input_spec_error(runtime) -> None:
+    name, rt = runtime
+    arrays = random_inputs(rt._opened_specs()[0], 2, seed=0)
+    first = rt.inputs[0].name
+    with pytest.raises(InputSpecError, match=f"missing \\['{first}'\\]"):
+        rt({k: v for k, v in arrays.items() if k != first})
+    with pytest.raises(InputSpecError, match="unexpected \\['bogus'\\]"):
+        rt({**arrays, "bogus": arrays[first]})
+    wrong_rank = arrays[first][0]
+    with pytest.raises(InputSpecError, match=re.escape(f"input {first!r}: expected shape ") + ".*" + re.escape(f"received {wrong_rank.shape}")):
+        rt({**arrays, first: wrong_rank})
+    lossy = arrays[first].astype(np.float64 if arrays[first].dtype == np.float32 else np.float32)
+    with pytest.raises(InputSpecError, match=f"input '{first}': expected dtype {arrays[first].dtype}, received"):
+        rt({**arrays, first: lossy})
+    if len(arrays) > 1:
+        second = rt.inputs[1].name
+        with pytest.raises(InputSpecError, match="axis 'batch' is 2"):
+            rt({**arrays, second: np.concatenate([arrays[second]] * 2)})
+
+
+def test_safe_cast_is_allowed(artifacts_root) -> None:
+    folder, _ = exported("transformer_encoder", artifacts_root)
+    with runtimes.load(folder, engine="ort") as rt:
+        arrays = random_inputs(rt._opened_specs()[0], 2, seed=0)
+        as_int32 = {k: v.astype(np.int32) for k, v in arrays.items()}
+        np.testing.assert_array_equal(rt(as_int32)["hidden"], rt(arrays)["hidden"])
+
+
+def test_chunking_above_profile_max_matches_one_call(runtime) -> None:
+    name, rt = runtime
+    assert rt.max_batch == 4  # the test profile 1:2:4
+    arrays = random_inputs(rt._opened_specs()[0], 9, seed=5)
+    chunked = next(iter(rt(arrays).values()))
+    ref = reference(name, arrays)
+    assert chunked.shape[0] == 9
+    assert np.abs(chunked - ref).max() / np.abs(ref).max() <= 1e-4
+    if rt.engine != "trt":
+        unchunked = runtimes.load(rt.path, engine=rt.engine, max_batch=None)
+        np.testing.assert_allclose(chunked, next(iter(unchunked(arrays).values())), rtol=1e-5, atol=1e-5)
+
+
+def test_threads_give_the_same_results_as_serial_calls(runtime) -> None:
+    _, rt = runtime
+    inputs = [random_inputs(rt._opened_specs()[0], 1 + i % 2, seed=100 + i) for i in range(20)]
+    serial = [next(iter(rt(a).values())) for a in inputs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(8):
+            parallel = list(pool.map(lambda a: next(iter(rt(a).values())), inputs))
+            for s, p in zip(serial, parallel):
+                np.testing.assert_allclose(p, s, rtol=1e-6, atol=1e-6)
+
+
+def test_close_then_call_raises(artifacts_root, engine) -> None:
+    folder, _ = exported("c2f_ca", artifacts_root)
+    rt = runtimes.load(folder, engine=engine, device="cuda" if engine == "trt" else "cpu")
+    arrays = random_inputs(rt._opened_specs()[0], 1)
+    rt.close()
+    with pytest.raises(RuntimeClosedError, match="closed"):
+        rt(arrays)
+
+
+@pytest.mark.parametrize("engine_name,file", [("ort", "model.onnx"), ("torch", "model.pt2")])
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_or_truncated_file_raises_artifact_error(engine_name, file, damage, artifacts_root, tmp_path) -> None:
+    folder, _ = exported("c2f_ca", artifacts_root)
+    data = (folder / file).read_bytes()
+    bad = tmp_path / file
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 100)
+    with pytest.raises(ArtifactError, match="cannot load .*corrupt or truncated"):
+        runtimes.load(bad, engine=engine_name)
+
+
+def test_folder_and_file_errors(tmp_path, artifacts_root) -> None:
+    with pytest.raises(ArtifactError, match="does not exist"):
+        runtimes.load(tmp_path / "missing")
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        runtimes.load(tmp_path)
+    folder, _ = exported("c2f_ca", artifacts_root)
+    with pytest.raises(ArtifactError, match="model.onnx is not an artifact of engine 'torch'"):
+        runtimes.load(folder / "model.onnx", engine="torch")
+    with pytest.raises(ArtifactError, match="no 'engine' artifact"):
+        runtimes.load(folder, engine="trt", device="cuda")
+
+
+def test_positional_input_for_single_input_models(artifacts_root) -> None:
+    folder, _ = exported("c2f_ca", artifacts_root)
+    with runtimes.load(folder, engine="ort") as rt:
+        x = random_inputs(rt._opened_specs()[0], 2)["image"]
+        np.testing.assert_array_equal(rt(x)["logits"], rt({"image": x})["logits"])
+
+
+@pytest.mark.skipif(_trt_usable(), reason="checks the error shown where TensorRT is absent")
+def test_trt_without_tensorrt_names_the_install_command(artifacts_root, tmp_path) -> None:
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(BackendUnavailableError, match=r"TensorRT is not installed: pip install .*\[trt\]"):
+        runtimes.load(plan, engine="trt", device="cuda")
+
+
+def _attributes_used_on(path: Path, variable: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == variable}
+
+
+def test_trt_code_uses_only_attributes_the_real_bindings_have() -> None:
+    """Every engine./context./runtime./trt. attribute in the TensorRT code exists in TensorRT's bindings."""
+    lean = pytest.importorskip("tensorrt_lean_bindings", reason="tensorrt-lean-cu13 (dev extra) not installed")
+    root = Path(__file__).parents[1]
+    used_engine = _attributes_used_on(root / "runtimes/trt_rt.py", "engine")
+    used_context = _attributes_used_on(root / "runtimes/trt_rt.py", "context")
+    used_runtime = _attributes_used_on(root / "runtimes/trt_rt.py", "runtime")
+    assert {"num_io_tensors", "get_tensor_name", "get_tensor_profile_shape"} <= used_engine
+    assert {"set_input_shape", "set_tensor_address", "execute_async_v3"} <= used_context
+    assert not used_engine - set(dir(lean.ICudaEngine)), used_engine - set(dir(lean.ICudaEngine))
+    assert not used_context - set(dir(lean.IExecutionContext))
+    assert not used_runtime - set(dir(lean.Runtime))
+    module_level = _attributes_used_on(root / "runtimes/trt_rt.py", "trt") - {"__version__", "nptype"}
+    assert not module_level - set(dir(lean)), module_level - set(dir(lean))
+    assert hasattr(lean.TensorIOMode, "INPUT") and hasattr(lean.Logger, "WARNING")
+
+
+def test_trt_profile_and_spec_helpers() -> None:
+    from runtimes.trt_rt import check_profile, spec_from_engine_dims
+
+    spec = spec_from_engine_dims("image", (-1, 3, 224, 224), "float32")
+    assert spec.shape == ("batch", 3, 224, 224)
+    check_profile("image", (4, 3, 224, 224), (1, 3, 224, 224), (32, 3, 224, 224))
+    with pytest.raises(InputSpecError, match=r"outside the engine profile"):
+        check_profile("image", (33, 3, 224, 224), (1, 3, 224, 224), (32, 3, 224, 224))
+
+
+def test_engine_compatibility_check() -> None:
+    from runtimes.trt_common import check_engine_compatible, trt_major
+
+    built = {"tensorrt": "10.13.3.9", "compute_capability": "8.9", "gpu": "NVIDIA L4"}
+    check_engine_compatible(built, "10.13.0.1", "8.9")
+    with pytest.raises(ArtifactError, match="built with TensorRT 10.13.3.9 but this is TensorRT 11.4"):
+        check_engine_compatible(built, "11.4.0.106", "8.9")
+    with pytest.raises(ArtifactError, match="compute capability 8.9 .*NVIDIA L4.* but this GPU is 9.0"):
+        check_engine_compatible(built, "10.13.3.9", "9.0")
+    assert trt_major("10.13.3.9") == 10 and trt_major("11.4.0.106") == 11
+
+
+def test_bench_statistics_and_speedups() -> None:
+    lat = np.arange(1, 101, dtype=float)  # 1..100 ms
+    r = bench.summarise("ort", 8, lat)
+    assert (r.p50_ms, r.mean_ms) == (50.5, 50.5) and r.p90_ms == pytest.approx(90.1) and r.p99_ms == pytest.approx(99.01)
+    assert r.throughput == pytest.approx(8 * 1000 / 50.5)
+    fast = bench.summarise("torch", 8, lat / 2)
+    assert bench.speedups([r, fast])[("torch", 8)] == pytest.approx(2.0)
+
+
+def test_attn_bench_json_and_plot(artifacts_root, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from runtimes.cli import main
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    result = CliRunner().invoke(main, [str(folder), "--engine", "ort", "--engine", "torch", "--batch", "1,2",
+                                       "--iters", "3", "--warmup", "1", "--json", str(tmp_path / "b.json"),
+                                       "--plot", str(tmp_path / "b.png"), "--overhead"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["engine"], r["batch"]) for r in report["results"]] == [("ort", 1), ("ort", 2), ("torch", 1), ("torch", 2)]
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["throughput"] > 0 for r in report["results"])
+    assert report["machine"]["cores"] >= 1 and "overhead_pct" in report["overhead"]
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attn_bench_missing_folder_error(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from runtimes.cli import main
+
+    result = CliRunner().invoke(main, [str(tmp_path / "nothing_here"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no artifact folder" in result.output
+    result = CliRunner().invoke(main, ["nothing_here", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown model 'nothing_here'" in result.output and "exporting" not in result.output
