@@ -26,7 +26,7 @@ from runtimes.manifest import BatchProfile
 from runtimes.providers import create_session, cuda_usable
 from runtimes.specs import BATCH, TensorSpec, random_inputs
 
-from . import onnx_export
+from . import fp16, onnx_export
 from .errors import ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import sample_photos
@@ -49,6 +49,8 @@ class ExportOptions:
     simplify: bool = True
     exporter: str = "auto"
     photos: bool = True
+    fp16: bool = False
+    fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
 
 
 def parity_batches(profile: BatchProfile) -> list[int]:
@@ -138,6 +140,16 @@ def ensure_writable(folder: Path) -> None:
         raise AttnExportError(f"output folder {folder} is not writable ({exc.strerror}); choose another with --out")
 
 
+def _fail(folder: Path, manifest: dict[str, Any], label: str, what: str, report: ParityReport) -> None:
+    """Record a failed parity check in the manifest, then raise ``ParityError`` (exit 3)."""
+    manifest.update(status=mf.STATUS_FAILED, error=f"{what} parity failed")
+    mf.write_manifest(folder, manifest)
+    raise ParityError(
+        f"{label}: {what} disagrees with PyTorch beyond tolerance (worst rel {report.worst['max_rel']:.2e}, "
+        f"cosine {report.worst['min_cosine']:.6f}); see {folder / 'parity.json'}"
+    )
+
+
 def export(
     model: str | ZooModel,
     out_dir: str | os.PathLike[str],
@@ -204,13 +216,32 @@ def export(
     manifest["artifacts"]["parity"] = "parity.json"
     manifest["parity"] = {"onnx": {"passed": bool(report), "worst": report.worst, "batches": batches}}
     printer(report.table())
+    reports = {"onnx": report.to_json()}
     if not report:
-        manifest.update(status=mf.STATUS_FAILED, error="ONNX parity failed")
-        mf.write_manifest(folder, manifest)
-        raise ParityError(
-            f"{label}: onnxruntime disagrees with PyTorch beyond tolerance (worst rel "
-            f"{report.worst['max_rel']:.2e}, cosine {report.worst['min_cosine']:.6f}); see {folder / 'parity.json'}"
-        )
+        _fail(folder, manifest, label, "ONNX", report)
+
+    if opts.fp16:
+        fp16_path = folder / "model.fp16.onnx"
+        calibration = [random_inputs(net.input_specs, EXAMPLE_BATCH, seed=opts.seed + 1000)]
+        photo_set = photo_inputs(net.input_specs, opts.seed)
+        calibration += [photo_set] if photo_set is not None else []
+
+        def fp16_parity(path: Path) -> ParityReport:
+            return check_parity(net, path, batches, opts.fp16_tolerance, opts.seed, opts.photos)
+
+        with stages.stage("fp16 (AutoCast, widened until parity holds)"):
+            info, report = fp16.convert_until_parity(onnx_path, fp16_path, calibration, opts.opset, fp16_parity)
+        manifest["artifacts"]["onnx_fp16"] = fp16_path.name
+        manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
+        manifest["parity"]["onnx_fp16"] = {"passed": bool(report), "worst": report.worst, "batches": batches}
+        reports["onnx_fp16"] = {**report.to_json(), "fp32_node_names": info["fp32_node_names"]}
+        write_json(folder / "parity.json", reports)
+        printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
+                f"{info['fp32_reasons']} (step: {info['step']})")
+        printer(report.table())
+        if not report:
+            _fail(folder, manifest, label, "FP16 ONNX", report)
+
     manifest["status"] = mf.STATUS_OK
     mf.write_manifest(folder, manifest)
     return manifest

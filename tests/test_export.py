@@ -26,7 +26,7 @@ def _dims(value: onnx.ValueInfoProto) -> list:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-def assert_export_ok(folder, manifest, opset: int) -> None:
+def assert_export_ok(folder, manifest, opset: int, photos: bool = True) -> None:
     assert manifest["status"] == "ok"
     model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
     assert onnx_export.default_opset(model) == opset
@@ -40,7 +40,7 @@ def assert_export_ok(folder, manifest, opset: int) -> None:
     assert report["passed"] and report["worst"]["max_rel"] <= 1e-4 and report["worst"]["min_cosine"] >= 0.99999
     batches = {r["batch"] for r in report["rows"] if r["inputs"].startswith("random")}
     assert len(batches) >= 3 and {1, 2, 4} <= batches
-    if manifest["inputs"][0]["name"] == "image":
+    if photos and manifest["inputs"][0]["name"] == "image":
         assert any(r["inputs"].startswith("photos") for r in report["rows"])
     assert mf.read_manifest(folder)["opset"] == opset
 
@@ -56,7 +56,7 @@ def test_every_model_exports_at_opset_17(model_name, artifacts_root) -> None:
 
 def test_every_model_exports_at_opset_18(model_name, tmp_path) -> None:
     manifest = export(model_name, tmp_path, options=small_options(opset=18, photos=False))
-    assert_export_ok(tmp_path / model_name, manifest, 18)
+    assert_export_ok(tmp_path / model_name, manifest, 18, photos=False)
     assert manifest["exporter"] == "dynamo"
     shutil.rmtree(tmp_path)  # VGG folders are ~1.4 GB
 
@@ -64,7 +64,7 @@ def test_every_model_exports_at_opset_18(model_name, tmp_path) -> None:
 @pytest.mark.parametrize("opset", range(13, 21))
 def test_opset_matrix_on_resnet(opset: int, tmp_path) -> None:
     manifest = export("resnet50_sa", tmp_path, options=small_options(opset=opset, photos=False))
-    assert_export_ok(tmp_path / "resnet50_sa", manifest, opset)
+    assert_export_ok(tmp_path / "resnet50_sa", manifest, opset, photos=False)
 
 
 def test_dynamo_asked_for_17_is_refused_not_silently_18(tmp_path) -> None:
@@ -138,7 +138,7 @@ def test_interrupted_export_leaves_no_successful_manifest(tmp_path, monkeypatch)
     assert result.exit_code == 130
     with pytest.raises(ArtifactError, match="status 'running'"):
         mf.read_manifest(tmp_path / "c2f_ca")
-    assert not list((tmp_path / "c2f_ca").glob(".*.tmp"))  # no temp leftovers
+    assert not list((tmp_path / "c2f_ca").glob(".*.tmp*"))  # no temp leftovers
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,134 @@
+"""Mixed-precision FP16 ONNX with NVIDIA ModelOpt AutoCast, widened until parity holds.
+
+AutoCast keeps nodes in FP32 whose activations exceed ``data_max`` on the
+calibration inputs (random and real photos). On top of that we keep in FP32,
+by rule: reductions that compute std/variance or LayerNorm (ReduceMean,
+ReduceSum, Pow, Sqrt, LayerNormalization) and softmaxes over many keys. When
+FP16 parity still fails, ``WIDENING_STEPS`` keeps more in FP32 — lower
+``data_max``, then every attention MatMul/Softmax — until it holds; the report
+says which step was needed and why each FP32 node stayed FP32.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from runtimes._io import atomic_path
+
+from .errors import ExportError
+
+REDUCTION_OPS = ("ReduceMean", "ReduceSum", "Pow", "Sqrt", "LayerNormalization")
+LARGE_SOFTMAX_KEYS = 1024
+
+
+@dataclass(frozen=True)
+class WideningStep:
+    """One AutoCast configuration: ``data_max`` and whether every MatMul/Softmax stays FP32."""
+
+    name: str
+    data_max: float
+    attention_fp32: bool
+
+
+WIDENING_STEPS = (
+    WideningStep("default", data_max=512.0, attention_fp32=False),
+    WideningStep("data_max=64", data_max=64.0, attention_fp32=False),
+    WideningStep("attention in fp32", data_max=64.0, attention_fp32=True),
+)
+
+
+def large_softmaxes(model: onnx.ModelProto, threshold: int = LARGE_SOFTMAX_KEYS) -> list[str]:
+    """Names of Softmax nodes whose reduced axis is longer than ``threshold`` (shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    found = []
+    for node in inferred.graph.node:
+        if node.op_type != "Softmax":
+            continue
+        dims = shapes.get(node.input[0], [])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        if dims and dims[axis] > threshold:
+            found.append(node.name)
+    return found
+
+
+def precision_report(model: onnx.ModelProto, kept_names: Mapping[str, str]) -> dict[str, Any]:
+    """Count FP16 vs FP32 compute nodes of a converted model and say why each FP32 one stayed FP32."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    fp16, fp32 = 0, {}
+    for node in inferred.graph.node:
+        if node.op_type == "Cast" or not node.output:
+            continue
+        out_type = types.get(node.output[0])
+        if out_type == onnx.TensorProto.FLOAT16:
+            fp16 += 1
+        elif out_type == onnx.TensorProto.FLOAT:
+            fp32[node.name] = kept_names.get(node.name, kept_names.get(node.op_type, "AutoCast: activation range"))
+    reasons: dict[str, int] = {}
+    for reason in fp32.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return {"fp16_nodes": fp16, "fp32_nodes": len(fp32), "fp32_reasons": reasons, "fp32_node_names": sorted(fp32)}
+
+
+def convert(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]], step: WideningStep,
+            opset: int) -> dict[str, Any]:
+    """Write ``out_path`` (FP32 inputs/outputs, FP16 inside) for one widening step; returns the precision report."""
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    source = onnx.load(str(onnx_path))
+    softmaxes = large_softmaxes(source)
+    kept = {op: "std/variance/normalisation reduction" for op in REDUCTION_OPS}
+    kept.update({n: f"softmax over > {LARGE_SOFTMAX_KEYS} keys" for n in softmaxes})
+    op_types = list(REDUCTION_OPS)
+    if step.attention_fp32:
+        op_types += ["MatMul", "Softmax"]
+        kept.update(MatMul="widened: attention in fp32", Softmax="widened: attention in fp32")
+    with tempfile.TemporaryDirectory() as calib_dir:
+        for i, arrays in enumerate(calibration):
+            np.savez(Path(calib_dir) / f"calib{i:02d}.npz", **arrays)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("modelopt").setLevel(logging.ERROR)
+            model = convert_to_mixed_precision(
+                str(onnx_path), low_precision_type="fp16", keep_io_types=True, data_max=step.data_max,
+                op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
+                calibration_data=calib_dir, opset=opset, providers=["cpu"],
+            )
+    with atomic_path(out_path) as tmp:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+    return {"tool": "modelopt.onnx.autocast", "step": step.name, "data_max": step.data_max,
+            "opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            **precision_report(model, kept)}
+
+
+def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]],
+                         opset: int, check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
+    """Try each widening step until ``check(out_path)`` (a ParityReport) is truthy.
+
+    Returns (conversion report with the tries, last parity report); when no step
+    passes, the last conversion stays on disk for inspection and its failing
+    report is returned for the caller to record.
+    """
+    tries = []
+    for step in WIDENING_STEPS:
+        try:
+            info = convert(onnx_path, out_path, calibration, step, opset)
+        except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
+            raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
+        report = check(out_path)
+        tries.append({"step": step.name, "passed": bool(report), "worst": report.worst})
+        if report:
+            break
+    info["tries"] = tries
+    return info, report

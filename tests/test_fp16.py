@@ -1,0 +1,66 @@
+"""FP16: AutoCast conversion and FP16 parity on CPU for every zoo model."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from exporter import fp16
+from exporter.pipeline import export
+
+from .exports import small_options
+
+
+def test_every_model_passes_fp16_parity(model_name, tmp_path) -> None:
+    manifest = export(model_name, tmp_path, options=small_options(fp16=True))
+    folder = tmp_path / model_name
+    assert manifest["status"] == "ok" and manifest["artifacts"]["onnx_fp16"] == "model.fp16.onnx"
+    model = onnx.load(str(folder / "model.fp16.onnx"), load_external_data=False)
+    io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    assert onnx.TensorProto.FLOAT16 not in io_types  # FP32 in and out
+    info = manifest["fp16"]
+    assert info["fp16_nodes"] > 0 and info["fp16_nodes"] + info["fp32_nodes"] > 0
+    report = json.loads((folder / "parity.json").read_text())["onnx_fp16"]
+    assert report["passed"]
+    assert report["worst"]["max_rel"] <= 1e-2 and report["worst"]["min_cosine"] >= 0.999
+    assert report["worst"]["min_top1"] >= 0.99
+    assert len({r["batch"] for r in report["rows"]}) >= 4
+    if model_name in ("resnet50_sa", "vgg16_cross_ml"):  # softmax over 56×56 = 3136 keys
+        assert info["fp32_reasons"].get("softmax over > 1024 keys", 0) >= 1
+    if model_name == "vgg16_msa":  # the std of the spatial attention
+        assert info["fp32_reasons"].get("std/variance/normalisation reduction", 0) >= 1
+
+
+def test_large_softmax_detection(tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    def softmax_model(keys: int) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=-1)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, keys])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, keys])],
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    assert fp16.large_softmaxes(softmax_model(3136)) == ["sm"]
+    assert fp16.large_softmaxes(softmax_model(49)) == []
+
+
+def test_widening_stops_at_the_first_passing_step(tmp_path, monkeypatch) -> None:
+    """The widening loop keeps more in FP32 until the parity check passes (here: the third step)."""
+    calls = []
+
+    class FakeReport:
+        def __init__(self, ok: bool) -> None:
+            self.ok, self.worst = ok, {"max_rel": 0.0 if ok else 1.0}
+
+        def __bool__(self) -> bool:
+            return self.ok
+
+    monkeypatch.setattr(fp16, "convert", lambda src, out, calib, step, opset: calls.append(step.name) or
+                        {"step": step.name, "fp32_node_names": []})
+    info, report = fp16.convert_until_parity(tmp_path / "m.onnx", tmp_path / "o.onnx", [], 17,
+                                             lambda path: FakeReport(len(calls) == 3))
+    assert calls == [s.name for s in fp16.WIDENING_STEPS][:3] and bool(report)
+    assert [t["passed"] for t in info["tries"]] == [False, False, True]
