@@ -50,11 +50,17 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
 @click.option("--fp16", is_flag=True,
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
+@click.option("--engine", default=None, type=click.Choice(["trt"]),
+              help="Also build model.engine with TensorRT (implies --fp16; needs TensorRT and an NVIDIA GPU).")
+@click.option("--workspace", default=4.0, show_default=True, type=float, help="TensorRT workspace (GiB).")
+@click.option("--timing-cache", default=None, type=click.Path(dir_okay=False),
+              help="TensorRT timing cache file: loaded if present, saved after the build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, exporter: str, fp16: bool, as_json: bool, verbose: bool) -> None:
+         no_photos: bool, exporter: str, fp16: bool, engine: str | None, workspace: float,
+         timing_cache: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
     verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
     from .progress import stderr_printer
@@ -78,6 +84,7 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=Tolerance(max_rel=rtol, min_cosine=min_cosine, min_top1=1.0, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16,
+            engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []
         failures: list[AttnExportError] = []

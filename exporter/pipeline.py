@@ -23,11 +23,14 @@ from runtimes import manifest as mf
 from runtimes._io import atomic_path, write_json
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
-from runtimes.providers import create_session, cuda_usable
+import runtimes
+from runtimes.base import Runtime
+from runtimes.providers import cuda_usable
 from runtimes.specs import BATCH, TensorSpec, random_inputs
+from runtimes.trt_common import cuda_device_info, import_tensorrt
 
-from . import fp16, onnx_export
-from .errors import ExportError, ParityError
+from . import fp16, onnx_export, trt_build, trt_readiness
+from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import sample_photos
 from .progress import Printer, Stages, silent
@@ -51,6 +54,9 @@ class ExportOptions:
     photos: bool = True
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
+    engine: str | None = None  # "trt": also build model.engine (implies fp16)
+    workspace_gib: float = 4.0
+    timing_cache: str | None = None
 
 
 def parity_batches(profile: BatchProfile) -> list[int]:
@@ -114,20 +120,25 @@ def photo_inputs(specs: Sequence[TensorSpec], seed: int) -> dict[str, np.ndarray
 
 
 def check_parity(
-    model: ZooModel, onnx_path: Path, batches: Sequence[int], tolerance: Tolerance, seed: int, photos: bool
+    model: ZooModel, candidate: Runtime, batches: Sequence[int], tolerance: Tolerance, seed: int, photos: bool
 ) -> ParityReport:
-    """Compare onnxruntime on ``onnx_path`` with PyTorch at each batch size and on real photos."""
-    device = "cuda" if cuda_usable() else "cpu"
-    session = create_session(str(onnx_path), device)
-    report = ParityReport(candidate=f"onnxruntime-{device}:{onnx_path.name}", tolerance=tolerance)
+    """Compare ``candidate`` (an opened runtime) with PyTorch at each batch size and on real photos."""
+    report = ParityReport(candidate=f"{candidate.engine}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
     input_sets = [(f"random b={b}", random_inputs(model.input_specs, b, seed=seed + b)) for b in batches]
     photo_set = photo_inputs(model.input_specs, seed) if photos else None
     if photo_set is not None:
         input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
     for label, arrays in input_sets:
-        ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, arrays)))
-        report.add(label, _torch_forward(model, arrays), ort_out)
+        report.add(label, _torch_forward(model, arrays), candidate(arrays))
     return report
+
+
+def check_file_parity(model: ZooModel, path: Path, engine: str, batches: Sequence[int], tolerance: Tolerance,
+                      seed: int, photos: bool) -> ParityReport:
+    """Open ``path`` with ``engine`` (ort on CUDA where usable, else CPU; trt on CUDA) and check it."""
+    device = "cuda" if engine == "trt" or cuda_usable() else "cpu"
+    with runtimes.load(path, engine=engine, device=device) as candidate:
+        return check_parity(model, candidate, batches, tolerance, seed, photos)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -168,6 +179,9 @@ def export(
     exporter = onnx_export.choose_exporter(opts.opset, opts.exporter)
     label = name or (model if isinstance(model, str) else type(model).__name__.lower())
     folder = Path(out_dir) / label
+    if opts.engine == "trt":  # fail before any work when TensorRT or the GPU is missing
+        import_tensorrt()
+        cuda_device_info()
     ensure_writable(folder)
     stages = Stages(label, printer)
     manifest: dict[str, Any] = {
@@ -207,11 +221,17 @@ def export(
             final = onnx.load(str(onnx_path), load_external_data=False)
             onnx_export.check_dynamic_axes(final, net.input_specs, net.output_specs)
         manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
-    manifest["onnx_nodes"] = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
+    final_graph = onnx.load(str(onnx_path), load_external_data=False)
+    manifest["onnx_nodes"] = len(final_graph.graph.node)
+    manifest["trt_readiness"] = trt_readiness.check(final_graph)
+    for warning in manifest["trt_readiness"]["warnings"]:
+        printer(f"[{label}] TensorRT readiness: warning: {warning}")
+    if opts.engine == "trt" and manifest["trt_readiness"]["errors"]:
+        raise EngineBuildError("the ONNX graph is not TensorRT-ready", manifest["trt_readiness"]["errors"])
 
     batches = parity_batches(opts.batch)
     with stages.stage(f"parity vs onnxruntime (batches {','.join(map(str, batches))}{' + photos' if opts.photos else ''})"):
-        report = check_parity(net, onnx_path, batches, opts.tolerance, opts.seed, opts.photos)
+        report = check_file_parity(net, onnx_path, "ort", batches, opts.tolerance, opts.seed, opts.photos)
     write_json(folder / "parity.json", {"onnx": report.to_json()})
     manifest["artifacts"]["parity"] = "parity.json"
     manifest["parity"] = {"onnx": {"passed": bool(report), "worst": report.worst, "batches": batches}}
@@ -220,14 +240,14 @@ def export(
     if not report:
         _fail(folder, manifest, label, "ONNX", report)
 
-    if opts.fp16:
+    if opts.fp16 or opts.engine == "trt":
         fp16_path = folder / "model.fp16.onnx"
         calibration = [random_inputs(net.input_specs, EXAMPLE_BATCH, seed=opts.seed + 1000)]
         photo_set = photo_inputs(net.input_specs, opts.seed)
         calibration += [photo_set] if photo_set is not None else []
 
         def fp16_parity(path: Path) -> ParityReport:
-            return check_parity(net, path, batches, opts.fp16_tolerance, opts.seed, opts.photos)
+            return check_file_parity(net, path, "ort", batches, opts.fp16_tolerance, opts.seed, opts.photos)
 
         with stages.stage("fp16 (AutoCast, widened until parity holds)"):
             info, report = fp16.convert_until_parity(onnx_path, fp16_path, calibration, opts.opset, fp16_parity)
@@ -241,6 +261,24 @@ def export(
         printer(report.table())
         if not report:
             _fail(folder, manifest, label, "FP16 ONNX", report)
+
+    if opts.engine == "trt":
+        engine_path = folder / "model.engine"
+        with stages.stage("tensorrt build"):
+            manifest["engine"] = trt_build.build_engine(
+                {"onnx": onnx_path, "onnx_fp16": folder / "model.fp16.onnx"}, engine_path, net.input_specs,
+                opts.batch, fp32_layers=reports["onnx_fp16"]["fp32_node_names"], workspace_gib=opts.workspace_gib,
+                timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
+            )
+        manifest["artifacts"]["engine"] = engine_path.name
+        with stages.stage("tensorrt parity"):
+            report = check_file_parity(net, engine_path, "trt", batches, opts.fp16_tolerance, opts.seed, opts.photos)
+        reports["engine"] = report.to_json()
+        manifest["parity"]["engine"] = {"passed": bool(report), "worst": report.worst, "batches": batches}
+        write_json(folder / "parity.json", reports)
+        printer(report.table())
+        if not report:
+            _fail(folder, manifest, label, "TensorRT engine", report)
 
     manifest["status"] = mf.STATUS_OK
     mf.write_manifest(folder, manifest)

@@ -29,6 +29,7 @@ class TensorSpec:
     dtype: str = "float32"
     value_range: tuple[int, int] | None = None
     example_dims: Mapping[str, int] = field(default_factory=dict)
+    max_dims: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def dynamic_axes(self) -> dict[int, str]:
@@ -50,6 +51,8 @@ class TensorSpec:
             out["value_range"] = list(self.value_range)
         if self.example_dims:
             out["example_dims"] = dict(self.example_dims)
+        if self.max_dims:
+            out["max_dims"] = dict(self.max_dims)
         return out
 
     @classmethod
@@ -63,6 +66,7 @@ class TensorSpec:
             dtype=data.get("dtype", "float32"),
             value_range=tuple(vr) if vr is not None else None,  # type: ignore[arg-type]
             example_dims=dict(data.get("example_dims", {})),
+            max_dims=dict(data.get("max_dims", {})),
         )
 
 

@@ -82,8 +82,10 @@ class TransformerEncoder(ZooModel):
 
     MAX_LENGTH = 100
     input_specs = (
-        TensorSpec("tokens", (BATCH, SEQ), "int64", value_range=(0, 1000), example_dims={SEQ: 16}),
-        TensorSpec("mask", (BATCH, SEQ), "int64", value_range=(0, 2), example_dims={SEQ: 16}),
+        TensorSpec("tokens", (BATCH, SEQ), "int64", value_range=(0, 1000), example_dims={SEQ: 16},
+                   max_dims={SEQ: 100}),
+        TensorSpec("mask", (BATCH, SEQ), "int64", value_range=(0, 2), example_dims={SEQ: 16},
+                   max_dims={SEQ: 100}),
     )
 
     def __init__(
