@@ -1,4 +1,4 @@
-"""Session-wide exports: each zoo model exported once (opset 17, 10 classes, batch 1:2:4)
+"""Session-wide exports: each zoo model exported once (opset 17 + FP16, 10 classes, batch 1:2:4)
 and shared by the export, runtime and FP16 tests."""
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per session."""
     key = (name, 17)
     if key not in _DONE:
-        _DONE[key] = export(name, root, options=small_options())
+        _DONE[key] = export(name, root, options=small_options(fp16=True))
     return root / name, _DONE[key]

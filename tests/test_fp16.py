@@ -7,14 +7,11 @@ import onnx
 import pytest
 
 from exporter import fp16
-from exporter.pipeline import export
-
-from .exports import small_options
+from .exports import exported
 
 
-def test_every_model_passes_fp16_parity(model_name, tmp_path) -> None:
-    manifest = export(model_name, tmp_path, options=small_options(fp16=True))
-    folder = tmp_path / model_name
+def test_every_model_passes_fp16_parity(model_name, artifacts_root) -> None:
+    folder, manifest = exported(model_name, artifacts_root)
     assert manifest["status"] == "ok" and manifest["artifacts"]["onnx_fp16"] == "model.fp16.onnx"
     model = onnx.load(str(folder / "model.fp16.onnx"), load_external_data=False)
     io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
