@@ -6,6 +6,7 @@ build failed · 130 interrupted.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -82,7 +83,7 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             get_entry(n)  # unknown names fail before any work
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
-            tolerance=Tolerance(max_rel=rtol, min_cosine=min_cosine, min_top1=1.0, max_abs=atol),
+            tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )

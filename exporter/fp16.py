@@ -80,30 +80,29 @@ def precision_report(model: onnx.ModelProto, kept_names: Mapping[str, str]) -> d
     return {"fp16_nodes": fp16, "fp32_nodes": len(fp32), "fp32_reasons": reasons, "fp32_node_names": sorted(fp32)}
 
 
-def convert(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]], step: WideningStep,
+def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Sequence[str], step: WideningStep,
             opset: int) -> dict[str, Any]:
-    """Write ``out_path`` (FP32 inputs/outputs, FP16 inside) for one widening step; returns the precision report."""
+    """Write ``out_path`` (FP32 inputs/outputs, FP16 inside) for one widening step; returns the precision report.
+
+    ``calibration_dir`` holds AutoCast's .npz input files; ``softmaxes`` names the
+    large softmaxes kept in FP32 (both computed once by :func:`convert_until_parity`).
+    """
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    source = onnx.load(str(onnx_path))
-    softmaxes = large_softmaxes(source)
     kept = {op: "std/variance/normalisation reduction" for op in REDUCTION_OPS}
     kept.update({n: f"softmax over > {LARGE_SOFTMAX_KEYS} keys" for n in softmaxes})
     op_types = list(REDUCTION_OPS)
     if step.attention_fp32:
         op_types += ["MatMul", "Softmax"]
         kept.update(MatMul="widened: attention in fp32", Softmax="widened: attention in fp32")
-    with tempfile.TemporaryDirectory() as calib_dir:
-        for i, arrays in enumerate(calibration):
-            np.savez(Path(calib_dir) / f"calib{i:02d}.npz", **arrays)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.getLogger("modelopt").setLevel(logging.ERROR)
-            model = convert_to_mixed_precision(
-                str(onnx_path), low_precision_type="fp16", keep_io_types=True, data_max=step.data_max,
-                op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
-                calibration_data=calib_dir, opset=opset, providers=["cpu"],
-            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("modelopt").setLevel(logging.ERROR)
+        model = convert_to_mixed_precision(
+            str(onnx_path), low_precision_type="fp16", keep_io_types=True, data_max=step.data_max,
+            op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
+            calibration_data=calibration_dir, opset=opset, providers=["cpu"],
+        )
     with atomic_path(out_path) as tmp:
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
@@ -120,15 +119,19 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
     passes, the last conversion stays on disk for inspection and its failing
     report is returned for the caller to record.
     """
+    softmaxes = large_softmaxes(onnx.load(str(onnx_path)))
     tries = []
-    for step in WIDENING_STEPS:
-        try:
-            info = convert(onnx_path, out_path, calibration, step, opset)
-        except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
-            raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
-        report = check(out_path)
-        tries.append({"step": step.name, "passed": bool(report), "worst": report.worst})
-        if report:
-            break
+    with tempfile.TemporaryDirectory() as calibration_dir:
+        for i, arrays in enumerate(calibration):
+            np.savez(Path(calibration_dir) / f"calib{i:02d}.npz", **arrays)
+        for step in WIDENING_STEPS:
+            try:
+                info = convert(onnx_path, out_path, calibration_dir, softmaxes, step, opset)
+            except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
+                raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
+            report = check(out_path)
+            tries.append({"step": step.name, "passed": bool(report), "worst": report.worst})
+            if report:
+                break
     info["tries"] = tries
     return info, report

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,12 +18,12 @@ import numpy as np
 import onnx
 import torch
 
+import runtimes
 from runtimes import manifest as mf
 from runtimes._io import atomic_path, write_json
+from runtimes.base import Runtime
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
-import runtimes
-from runtimes.base import Runtime
 from runtimes.providers import cuda_usable
 from runtimes.specs import BATCH, TensorSpec, random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
@@ -115,30 +114,41 @@ def photo_inputs(specs: Sequence[TensorSpec], seed: int) -> dict[str, np.ndarray
     photos = sample_photos(int(h), int(w))
     arrays = random_inputs(specs, len(photos), seed=seed)
     for shift, spec in enumerate(image_specs):
-        arrays[spec.name] = np.roll(photos, shift, axis=0).copy()
+        arrays[spec.name] = np.roll(photos, shift, axis=0)
     return arrays
 
 
-def check_parity(
-    model: ZooModel, candidate: Runtime, batches: Sequence[int], tolerance: Tolerance, seed: int, photos: bool
-) -> ParityReport:
-    """Compare ``candidate`` (an opened runtime) with PyTorch at each batch size and on real photos."""
-    report = ParityReport(candidate=f"{candidate.engine}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
+@dataclass(frozen=True)
+class ParityInputs:
+    """One input set and PyTorch's outputs on it, computed once and compared with every candidate."""
+
+    label: str
+    arrays: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
+
+
+def reference_sets(model: ZooModel, batches: Sequence[int], seed: int, photos: bool) -> list[ParityInputs]:
+    """Seeded random inputs at each batch size, plus real photos where the model takes images."""
     input_sets = [(f"random b={b}", random_inputs(model.input_specs, b, seed=seed + b)) for b in batches]
     photo_set = photo_inputs(model.input_specs, seed) if photos else None
     if photo_set is not None:
         input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
-    for label, arrays in input_sets:
-        report.add(label, _torch_forward(model, arrays), candidate(arrays))
+    return [ParityInputs(label, arrays, _torch_forward(model, arrays)) for label, arrays in input_sets]
+
+
+def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
+    """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set."""
+    report = ParityReport(candidate=f"{candidate.engine}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
+    for inputs in sets:
+        report.add(inputs.label, inputs.reference, candidate(inputs.arrays))
     return report
 
 
-def check_file_parity(model: ZooModel, path: Path, engine: str, batches: Sequence[int], tolerance: Tolerance,
-                      seed: int, photos: bool) -> ParityReport:
+def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
     """Open ``path`` with ``engine`` (ort on CUDA where usable, else CPU; trt on CUDA) and check it."""
     device = "cuda" if engine == "trt" or cuda_usable() else "cpu"
     with runtimes.load(path, engine=engine, device=device) as candidate:
-        return check_parity(model, candidate, batches, tolerance, seed, photos)
+        return check_parity(candidate, sets, tolerance)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -151,13 +161,22 @@ def ensure_writable(folder: Path) -> None:
         raise AttnExportError(f"output folder {folder} is not writable ({exc.strerror}); choose another with --out")
 
 
-def _fail(folder: Path, manifest: dict[str, Any], label: str, what: str, report: ParityReport) -> None:
-    """Record a failed parity check in the manifest, then raise ``ParityError`` (exit 3)."""
+def _record(folder: Path, manifest: dict[str, Any], reports: dict[str, Any], key: str, what: str,
+            report: ParityReport, batches: Sequence[int], printer: Printer, **extra: Any) -> None:
+    """Store ``report`` under ``key`` in parity.json and the manifest and print it; on failure
+    mark the manifest failed and raise ``ParityError`` (exit 3)."""
+    reports[key] = {**report.to_json(), **extra}
+    write_json(folder / "parity.json", reports)
+    manifest["artifacts"]["parity"] = "parity.json"
+    manifest["parity"][key] = {"passed": bool(report), "worst": report.worst, "batches": list(batches)}
+    printer(report.table())
+    if report:
+        return
     manifest.update(status=mf.STATUS_FAILED, error=f"{what} parity failed")
     mf.write_manifest(folder, manifest)
     raise ParityError(
-        f"{label}: {what} disagrees with PyTorch beyond tolerance (worst rel {report.worst['max_rel']:.2e}, "
-        f"cosine {report.worst['min_cosine']:.6f}); see {folder / 'parity.json'}"
+        f"{manifest['model']}: {what} disagrees with PyTorch beyond tolerance (worst rel "
+        f"{report.worst['max_rel']:.2e}, cosine {report.worst['min_cosine']:.6f}); see {folder / 'parity.json'}"
     )
 
 
@@ -187,7 +206,7 @@ def export(
     manifest: dict[str, Any] = {
         "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporter,
         "inputs": [], "outputs": [], "batch": opts.batch.to_json(), "artifacts": {},
-        "parity": None, "versions": versions(), "seed": opts.seed, "timings": stages.timings,
+        "parity": {}, "versions": versions(), "seed": opts.seed, "timings": stages.timings,
     }
     mf.write_manifest(folder, manifest)
 
@@ -218,10 +237,10 @@ def export(
     if opts.simplify:
         with stages.stage("simplify (onnxslim)"):
             before, after = onnx_export.simplify(onnx_path)
-            final = onnx.load(str(onnx_path), load_external_data=False)
-            onnx_export.check_dynamic_axes(final, net.input_specs, net.output_specs)
         manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
     final_graph = onnx.load(str(onnx_path), load_external_data=False)
+    if opts.simplify:  # re-check what the simplifier wrote; export_onnx checked the unsimplified file
+        onnx_export.check_dynamic_axes(final_graph, net.input_specs, net.output_specs)
     manifest["onnx_nodes"] = len(final_graph.graph.node)
     manifest["trt_readiness"] = trt_readiness.check(final_graph)
     for warning in manifest["trt_readiness"]["warnings"]:
@@ -230,37 +249,28 @@ def export(
         raise EngineBuildError("the ONNX graph is not TensorRT-ready", manifest["trt_readiness"]["errors"])
 
     batches = parity_batches(opts.batch)
+    reports: dict[str, Any] = {}
     with stages.stage(f"parity vs onnxruntime (batches {','.join(map(str, batches))}{' + photos' if opts.photos else ''})"):
-        report = check_file_parity(net, onnx_path, "ort", batches, opts.tolerance, opts.seed, opts.photos)
-    write_json(folder / "parity.json", {"onnx": report.to_json()})
-    manifest["artifacts"]["parity"] = "parity.json"
-    manifest["parity"] = {"onnx": {"passed": bool(report), "worst": report.worst, "batches": batches}}
-    printer(report.table())
-    reports = {"onnx": report.to_json()}
-    if not report:
-        _fail(folder, manifest, label, "ONNX", report)
+        sets = reference_sets(net, batches, opts.seed, opts.photos)
+        report = check_file_parity(onnx_path, "ort", sets, opts.tolerance)
+    _record(folder, manifest, reports, "onnx", "ONNX", report, batches, printer)
 
     if opts.fp16 or opts.engine == "trt":
         fp16_path = folder / "model.fp16.onnx"
         calibration = [random_inputs(net.input_specs, EXAMPLE_BATCH, seed=opts.seed + 1000)]
-        photo_set = photo_inputs(net.input_specs, opts.seed)
+        photo_set = photo_inputs(net.input_specs, opts.seed)  # calibrate on photos even with --no-photos
         calibration += [photo_set] if photo_set is not None else []
-
-        def fp16_parity(path: Path) -> ParityReport:
-            return check_file_parity(net, path, "ort", batches, opts.fp16_tolerance, opts.seed, opts.photos)
-
         with stages.stage("fp16 (AutoCast, widened until parity holds)"):
-            info, report = fp16.convert_until_parity(onnx_path, fp16_path, calibration, opts.opset, fp16_parity)
+            info, report = fp16.convert_until_parity(
+                onnx_path, fp16_path, calibration, opts.opset,
+                lambda path: check_file_parity(path, "ort", sets, opts.fp16_tolerance),
+            )
         manifest["artifacts"]["onnx_fp16"] = fp16_path.name
         manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
-        manifest["parity"]["onnx_fp16"] = {"passed": bool(report), "worst": report.worst, "batches": batches}
-        reports["onnx_fp16"] = {**report.to_json(), "fp32_node_names": info["fp32_node_names"]}
-        write_json(folder / "parity.json", reports)
         printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
                 f"{info['fp32_reasons']} (step: {info['step']})")
-        printer(report.table())
-        if not report:
-            _fail(folder, manifest, label, "FP16 ONNX", report)
+        _record(folder, manifest, reports, "onnx_fp16", "FP16 ONNX", report, batches, printer,
+                fp32_node_names=info["fp32_node_names"])
 
     if opts.engine == "trt":
         engine_path = folder / "model.engine"
@@ -272,13 +282,8 @@ def export(
             )
         manifest["artifacts"]["engine"] = engine_path.name
         with stages.stage("tensorrt parity"):
-            report = check_file_parity(net, engine_path, "trt", batches, opts.fp16_tolerance, opts.seed, opts.photos)
-        reports["engine"] = report.to_json()
-        manifest["parity"]["engine"] = {"passed": bool(report), "worst": report.worst, "batches": batches}
-        write_json(folder / "parity.json", reports)
-        printer(report.table())
-        if not report:
-            _fail(folder, manifest, label, "TensorRT engine", report)
+            report = check_file_parity(engine_path, "trt", sets, opts.fp16_tolerance)
+        _record(folder, manifest, reports, "engine", "TensorRT engine", report, batches, printer)
 
     manifest["status"] = mf.STATUS_OK
     mf.write_manifest(folder, manifest)

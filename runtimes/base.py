@@ -84,6 +84,11 @@ class Runtime(ABC):
         self.close()
 
     @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        """Input specs with dynamic axes named (what ``runtimes.specs.random_inputs`` takes)."""
+        return self._opened_specs()[0]
+
+    @property
     def inputs(self) -> list[TensorInfo]:
         return [TensorInfo.of(s) for s in self._opened_specs()[0]]
 
@@ -99,9 +104,7 @@ class Runtime(ABC):
     # ----- calls -----------------------------------------------------------------------------
     def __call__(self, *args: np.ndarray, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
         """Run on numpy inputs given by name (a dict or keywords) or positionally in spec order."""
-        if self._state == "closed":
-            raise RuntimeClosedError(f"{self.engine} runtime for {self.path} is closed; load it again")
-        specs, _ = self._opened_specs()
+        specs, _ = self._opened_specs()  # raises RuntimeClosedError after close()
         feeds = self.validate(self._as_mapping(specs, args, kwargs))
         batched = all(s.shape and s.shape[0] == BATCH for s in specs)
         batch = feeds[specs[0].name].shape[0] if batched else 0
@@ -113,8 +116,7 @@ class Runtime(ABC):
 
     def warmup(self, batch: int = 1, iterations: int = 3, seed: int = 0) -> None:
         """Run ``iterations`` calls on random inputs so lazy allocations and autotuning happen now."""
-        specs, _ = self._opened_specs()
-        arrays = random_inputs(specs, batch, seed=seed)
+        arrays = random_inputs(self.input_specs, batch, seed=seed)
         for _ in range(iterations):
             self(arrays)
 

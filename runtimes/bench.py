@@ -52,8 +52,14 @@ def time_calls(call: Callable[[], Any], *, warmup: int, iters: int | None, secon
         call()
     events = _cuda_events() if cuda else None
     out: list[float] = []
-    deadline = time.perf_counter() + seconds if seconds else None
-    while (len(out) < iters) if iters else (len(out) < 3 or time.perf_counter() < deadline):  # type: ignore[operator]
+    deadline = time.perf_counter() + (seconds or 0.0)
+
+    def done() -> bool:
+        if iters:
+            return len(out) >= iters
+        return len(out) >= 3 and time.perf_counter() >= deadline
+
+    while not done():
         start = time.perf_counter()
         if events:
             events[0].record()
@@ -78,7 +84,7 @@ def _cuda_events() -> tuple[Any, Any] | None:
 def bench_runtime(runtime: Runtime, batch: int, *, warmup: int, iters: int | None, seconds: float | None,
                   seed: int = 0) -> BenchResult:
     """Time ``runtime`` on seeded random inputs of ``batch`` rows."""
-    arrays = random_inputs(runtime._opened_specs()[0], batch, seed=seed)
+    arrays = random_inputs(runtime.input_specs, batch, seed=seed)
     lat = time_calls(lambda: runtime(arrays), warmup=warmup, iters=iters, seconds=seconds,
                      cuda=runtime.device == "cuda")
     return summarise(runtime.engine, batch, lat)
@@ -93,7 +99,7 @@ def overhead(runtime: Runtime, batch: int, *, rounds: int, iters: int, seed: int
     session = getattr(runtime, "session", None)
     if session is None:
         raise ValueError("overhead is measured against onnxruntime: use engine 'ort'")
-    arrays = random_inputs(runtime._opened_specs()[0], batch, seed=seed)
+    arrays = random_inputs(runtime.input_specs, batch, seed=seed)
     names = [o.name for o in session.get_outputs()]
     wrapped, bare = [], []
     for _ in range(rounds):

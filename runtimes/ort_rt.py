@@ -32,6 +32,8 @@ class OrtRuntime(Runtime):
         super().__init__(path, **kwargs)
         self.threads, self.optimization = threads, optimization
         self.session: Any = None
+        self._output_names: list[str] = []
+        self._io_binding = False
 
     def _open(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         try:
@@ -44,6 +46,8 @@ class OrtRuntime(Runtime):
                 f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
                 "(missing, corrupt or truncated file? re-run attn-export)"
             ) from None
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self._io_binding = CUDA in self.session.get_providers()
         return (tuple(spec_from_ort(i) for i in self.session.get_inputs()),
                 tuple(spec_from_ort(o) for o in self.session.get_outputs()))
 
@@ -54,8 +58,8 @@ class OrtRuntime(Runtime):
         return list(self.session.get_providers())
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        if CUDA not in self.session.get_providers():
+        names = self._output_names
+        if not self._io_binding:
             return dict(zip(names, self.session.run(names, feeds)))
         binding = self.session.io_binding()  # one per call: bindings are not shared across threads
         for name, array in feeds.items():

@@ -1,7 +1,6 @@
 """Shared fixtures: one small (num_classes=10) instance per zoo model per session."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -32,10 +31,6 @@ def torch_inputs(model: ZooModel, batch: int, seed: int = 0) -> list[torch.Tenso
 @pytest.fixture(params=list_models())
 def model_name(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-def as_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
 
 
 @pytest.fixture(scope="session")

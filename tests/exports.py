@@ -9,7 +9,7 @@ from exporter.pipeline import ExportOptions, export
 from runtimes.manifest import BatchProfile
 
 TEST_PROFILE = BatchProfile(1, 2, 4)
-_DONE: dict[tuple[str, int], dict[str, Any]] = {}
+_DONE: dict[str, dict[str, Any]] = {}
 
 
 def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
@@ -18,7 +18,6 @@ def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
 
 def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per session."""
-    key = (name, 17)
-    if key not in _DONE:
-        _DONE[key] = export(name, root, options=small_options(fp16=True))
-    return root / name, _DONE[key]
+    if name not in _DONE:
+        _DONE[name] = export(name, root, options=small_options(fp16=True))
+    return root / name, _DONE[name]

@@ -29,17 +29,18 @@ def test_every_model_passes_fp16_parity(model_name, artifacts_root) -> None:
         assert info["fp32_reasons"].get("std/variance/normalisation reduction", 0) >= 1
 
 
-def test_large_softmax_detection(tmp_path) -> None:
+def softmax_model(keys: int) -> onnx.ModelProto:
     from onnx import TensorProto, helper
 
-    def softmax_model(keys: int) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=-1)], "g",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, keys])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, keys])],
-        )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=-1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, keys])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, keys])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
+
+def test_large_softmax_detection() -> None:
     assert fp16.large_softmaxes(softmax_model(3136)) == ["sm"]
     assert fp16.large_softmaxes(softmax_model(49)) == []
 
@@ -55,8 +56,9 @@ def test_widening_stops_at_the_first_passing_step(tmp_path, monkeypatch) -> None
         def __bool__(self) -> bool:
             return self.ok
 
-    monkeypatch.setattr(fp16, "convert", lambda src, out, calib, step, opset: calls.append(step.name) or
+    monkeypatch.setattr(fp16, "convert", lambda src, out, calib, softmaxes, step, opset: calls.append(step.name) or
                         {"step": step.name, "fp32_node_names": []})
+    onnx.save(softmax_model(8), str(tmp_path / "m.onnx"))
     info, report = fp16.convert_until_parity(tmp_path / "m.onnx", tmp_path / "o.onnx", [], 17,
                                              lambda path: FakeReport(len(calls) == 3))
     assert calls == [s.name for s in fp16.WIDENING_STEPS][:3] and bool(report)

@@ -66,7 +66,7 @@ def test_import_runtimes_pulls_in_neither_torch_nor_tensorrt() -> None:
 
 def test_outputs_match_pytorch_within_export_tolerance(runtime) -> None:
     name, rt = runtime
-    arrays = random_inputs(rt._opened_specs()[0], 3, seed=11)
+    arrays = random_inputs(rt.input_specs, 3, seed=11)
     out = next(iter(rt(arrays).values()))
     ref = reference(name, arrays)
     assert out.shape == ref.shape
@@ -82,7 +82,7 @@ def test_specs_have_none_for_dynamic_dims(runtime) -> None:
 
 def test_bad_inputs_raise_input_spec_error(runtime) -> None:
     name, rt = runtime
-    arrays = random_inputs(rt._opened_specs()[0], 2, seed=0)
+    arrays = random_inputs(rt.input_specs, 2, seed=0)
     first = rt.inputs[0].name
     with pytest.raises(InputSpecError, match=f"missing \\['{first}'\\]"):
         rt({k: v for k, v in arrays.items() if k != first})
@@ -103,7 +103,7 @@ def test_bad_inputs_raise_input_spec_error(runtime) -> None:
 def test_safe_cast_is_allowed(artifacts_root) -> None:
     folder, _ = exported("transformer_encoder", artifacts_root)
     with runtimes.load(folder, engine="ort") as rt:
-        arrays = random_inputs(rt._opened_specs()[0], 2, seed=0)
+        arrays = random_inputs(rt.input_specs, 2, seed=0)
         as_int32 = {k: v.astype(np.int32) for k, v in arrays.items()}
         np.testing.assert_array_equal(rt(as_int32)["hidden"], rt(arrays)["hidden"])
 
@@ -111,7 +111,7 @@ def test_safe_cast_is_allowed(artifacts_root) -> None:
 def test_chunking_above_profile_max_matches_one_call(runtime) -> None:
     name, rt = runtime
     assert rt.max_batch == 4  # the test profile 1:2:4
-    arrays = random_inputs(rt._opened_specs()[0], 9, seed=5)
+    arrays = random_inputs(rt.input_specs, 9, seed=5)
     chunked = next(iter(rt(arrays).values()))
     ref = reference(name, arrays)
     assert chunked.shape[0] == 9
@@ -123,7 +123,7 @@ def test_chunking_above_profile_max_matches_one_call(runtime) -> None:
 
 def test_threads_give_the_same_results_as_serial_calls(runtime) -> None:
     _, rt = runtime
-    inputs = [random_inputs(rt._opened_specs()[0], 1 + i % 2, seed=100 + i) for i in range(20)]
+    inputs = [random_inputs(rt.input_specs, 1 + i % 2, seed=100 + i) for i in range(20)]
     serial = [next(iter(rt(a).values())) for a in inputs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(8):
@@ -135,7 +135,7 @@ def test_threads_give_the_same_results_as_serial_calls(runtime) -> None:
 def test_close_then_call_raises(artifacts_root, engine) -> None:
     folder, _ = exported("c2f_ca", artifacts_root)
     rt = runtimes.load(folder, engine=engine, device="cuda" if engine == "trt" else "cpu")
-    arrays = random_inputs(rt._opened_specs()[0], 1)
+    arrays = random_inputs(rt.input_specs, 1)
     rt.close()
     with pytest.raises(RuntimeClosedError, match="closed"):
         rt(arrays)
@@ -167,7 +167,7 @@ def test_folder_and_file_errors(tmp_path, artifacts_root) -> None:
 def test_positional_input_for_single_input_models(artifacts_root) -> None:
     folder, _ = exported("c2f_ca", artifacts_root)
     with runtimes.load(folder, engine="ort") as rt:
-        x = random_inputs(rt._opened_specs()[0], 2)["image"]
+        x = random_inputs(rt.input_specs, 2)["image"]
         np.testing.assert_array_equal(rt(x)["logits"], rt({"image": x})["logits"])
 
 
