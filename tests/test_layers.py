@@ -41,7 +41,7 @@ def test_multihead_cross_attention_matches_per_head_loop() -> None:
     q, k, v = layer.q_proj(x1), layer.k_proj(x2), layer.v_proj(x2)
     heads = [naive_attention(q[..., h * 8:(h + 1) * 8], k[..., h * 8:(h + 1) * 8], v[..., h * 8:(h + 1) * 8], 8**-0.5)
              for h in range(4)]
-    torch.testing.assert_close(out, layer.out_proj(torch.cat(heads, dim=-1)))
+    torch.testing.assert_close(out, layer.o_proj(torch.cat(heads, dim=-1)))
     assert weights.shape == (2, 4, 5, 7)
 
 

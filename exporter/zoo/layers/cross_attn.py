@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._attention import attention, merge_heads, split_heads
+from ._attention import attention
+from .kv_attn import KeyValueAttention
 
 
 class CrossAttention(nn.Module):
@@ -26,23 +27,13 @@ class CrossAttention(nn.Module):
         return attention(self.query(x1), self.key(x2), self.value(x2))
 
 
-class MultiHeadCrossAttention(nn.Module):
-    """Multi-head cross attention with an output projection (seed 000 §5.1)."""
+class MultiHeadCrossAttention(KeyValueAttention):
+    """Multi-head cross attention with an output projection (seed 000 §5.1): key-value
+    attention whose keys and values both come from the context ``x2``."""
 
     def __init__(self, embed_dim: int, num_heads: int = 8) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        super().__init__(embed_dim, num_heads)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """Returns (output [B, N, E], weights [B, heads, N, M])."""
-        q = split_heads(self.q_proj(x1), self.num_heads)
-        k = split_heads(self.k_proj(x2), self.num_heads)
-        v = split_heads(self.v_proj(x2), self.num_heads)
-        out, weights = attention(q, k, v)
-        return self.out_proj(merge_heads(out)), weights
+        return self.attend(x1, x2, x2)

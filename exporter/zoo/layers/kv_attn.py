@@ -24,9 +24,13 @@ class KeyValueAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.o_proj = nn.Linear(embed_dim, embed_dim)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output [B, N, E], attention weights [B, heads, N, M])."""
         heads = self.num_heads
-        out, _ = attention(
+        out, weights = attention(
             split_heads(self.q_proj(q), heads), split_heads(self.k_proj(k), heads), split_heads(self.v_proj(v), heads)
         )
-        return self.o_proj(merge_heads(out))
+        return self.o_proj(merge_heads(out)), weights
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.attend(q, k, v)[0]
