@@ -92,9 +92,9 @@ def test_baked_batch_is_caught_naming_the_input(tmp_path) -> None:
         export(BakedBatch(), tmp_path, name="baked", options=small_options())
 
 
-def test_symbolic_dim_check_reads_the_file(tmp_path) -> None:
+def test_symbolic_dim_check_reads_the_file(artifacts_root) -> None:
     """A file whose output batch is a fixed 2 fails the read-back check, naming the tensor."""
-    model = onnx.load(str(exported("c2f_ca", tmp_path)[0] / "model.onnx"))
+    model = onnx.load(str(exported("c2f_ca", artifacts_root)[0] / "model.onnx"))
     model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 2
     specs = (TensorSpec("image", (BATCH, 3, 224, 224)),)
     with pytest.raises(ExportError, match=r"'logits': dim 0 should be symbolic 'batch' but the file has 2"):
@@ -186,6 +186,17 @@ def test_list_prints_the_zoo_with_seed_parameter_counts() -> None:
     for name in list_models():
         assert name in result.output
     assert "139,145,512" in result.output and "25,754,409" in result.output and "40,194,089" in result.output
+
+
+def test_sample_photos_are_real_normalised_images() -> None:
+    from exporter.photos import sample_photos
+
+    photos = sample_photos(224, 224)
+    assert photos.shape == (5, 3, 224, 224) and photos.dtype == np.float32
+    assert -2.2 < photos.min() < -1.0 and 1.5 < photos.max() < 2.7  # ImageNet-normalised [0, 1] pixels
+    flat = photos.reshape(5, -1)
+    assert min(np.abs(flat[i] - flat[j]).mean() for i in range(5) for j in range(i + 1, 5)) > 0.1  # distinct
+    assert not photos.flags.writeable
 
 
 def test_parity_batches() -> None:
