@@ -75,6 +75,8 @@ def main(target: str, engines: tuple[str, ...], batches: list[int], warmup: int,
         raise click.UsageError("give --iters or --seconds, not both")
     iters = iters if iters is not None or seconds is not None else 30
     engines = engines or ("ort",)
+    if overhead and "ort" not in engines:
+        raise click.UsageError("--overhead compares against a bare onnxruntime session: add --engine ort")
     try:
         folder = resolve_folder(target, out, max(batches))
         if threads:
