@@ -19,6 +19,17 @@ from runtimes.manifest import BatchProfile
 from .parity import Tolerance
 
 EXIT_INTERRUPTED = 130
+EXPORT_STACK = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "modelopt")
+INSTALL_EXPORT = "pip install 'attn-export[export]'"
+
+
+def require_export_stack() -> None:
+    """A slim (runtime-only) install has no torch/ONNX tooling: say the one command that adds it."""
+    import importlib.util
+
+    missing = [m for m in EXPORT_STACK if importlib.util.find_spec(m) is None]
+    if missing:
+        raise AttnExportError(f"attn-export needs the export stack ({', '.join(missing)} missing): {INSTALL_EXPORT}")
 
 
 def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfile:
@@ -51,6 +62,8 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
 @click.option("--fp16", is_flag=True,
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
+@click.option("--openvino", is_flag=True,
+              help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
               help="Also build model.engine with TensorRT (implies --fp16; needs TensorRT and an NVIDIA GPU).")
 @click.option("--workspace", default=4.0, show_default=True, type=float, help="TensorRT workspace (GiB).")
@@ -60,13 +73,14 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, exporter: str, fp16: bool, engine: str | None, workspace: float,
+         no_photos: bool, exporter: str, fp16: bool, openvino: bool, engine: str | None, workspace: float,
          timing_cache: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
     verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
     from .progress import stderr_printer
 
     try:
+        require_export_stack()
         if list_zoo:
             from .zoo_table import format_table, zoo_table
 
@@ -84,7 +98,7 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
-            simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16,
+            simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16, openvino=openvino,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ import numpy as np
 class Tolerance:
     """Pass thresholds; the FP32 and FP16 defaults come from the product spec."""
 
-    max_rel: float
+    max_rel: float | None  # None: not bounded (INT8 is judged by cosine and top-1 only)
     min_cosine: float
     min_top1: float
     max_abs: float | None = None  # optional absolute bound (--atol), checked in addition
@@ -28,6 +28,15 @@ class Tolerance:
     @classmethod
     def fp16(cls) -> "Tolerance":
         return cls(max_rel=1e-2, min_cosine=0.999, min_top1=0.99)
+
+    @classmethod
+    def bf16(cls) -> "Tolerance":
+        """OpenVINO BF16 (8-bit mantissa): looser than FP16 on relative error."""
+        return cls(max_rel=2e-2, min_cosine=0.999, min_top1=0.99)
+
+    @classmethod
+    def int8(cls) -> "Tolerance":
+        return cls(max_rel=None, min_cosine=0.99, min_top1=0.95)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class ParityRow:
         return (
             np.isfinite(self.max_abs)
             and (tol.max_abs is None or self.max_abs <= tol.max_abs)
-            and self.max_rel <= tol.max_rel
+            and (tol.max_rel is None or self.max_rel <= tol.max_rel)
             and self.cosine >= tol.min_cosine
             and (self.top1 is None or self.top1 >= tol.min_top1)
         )
@@ -119,7 +128,8 @@ class ParityReport:
         t, w = self.tolerance, self.worst
         verdict = "PASSED" if self else "FAILED"
         lines.append(
-            f"{self.candidate}: {verdict} (need rel <= {t.max_rel:g}, cosine >= {t.min_cosine:g}, "
+            f"{self.candidate}: {verdict} (need {'' if t.max_rel is None else f'rel <= {t.max_rel:g}, '}"
+            f"cosine >= {t.min_cosine:g}, "
             f"top1 >= {100 * t.min_top1:g}%; worst rel {w['max_rel']:.2e}, cosine {w['min_cosine']:.6f}, "
             f"top1 {100 * w['min_top1']:.0f}%)"
         )

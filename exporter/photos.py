@@ -1,43 +1,47 @@
-"""Real photographs for parity checks: the sample images scikit-image ships in its
-wheel, resized to the model's input size and normalised as ImageNet models expect.
+"""Real photographs as model inputs, for parity checks and FP16/INT8 calibration.
 
-The files are read directly: ``skimage.data.astronaut()`` and friends go
-through a fetcher that, when it cannot verify a file, tries to download it and,
-under pytest, *skips the calling test* — a silent skip we never want.
+The pixels come from ``runtimes.images`` (the one preprocessing every tool
+shares, edge apps included); this module fills a model's inputs with them:
+every image input gets the photos (the second one sees them rolled by one, so
+two image inputs never see the same picture), other inputs seeded noise.
 """
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-import skimage.data
-from skimage.io import imread
-from skimage.transform import resize
 
-from runtimes.errors import AttnExportError
-
-PHOTO_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "ihc.png")
-PHOTO_DIR = Path(skimage.data.__file__).parent
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from runtimes.images import is_image_input, load_batch, sample_photo_files
+from runtimes.specs import TensorSpec, random_inputs
 
 
 @functools.lru_cache(maxsize=4)
 def sample_photos(height: int = 224, width: int = 224) -> np.ndarray:
-    """[N, 3, H, W] float32, ImageNet-normalised, one row per bundled photograph.
+    """[5, 3, H, W] float32 of the bundled photographs (cached, read-only)."""
+    return load_batch(sample_photo_files(), height, width)
 
-    Cached (every parity check and the FP16 calibration use the same photos);
-    the array is read-only so no caller can change what the others see.
-    """
-    batch = []
-    for name in PHOTO_FILES:
-        path = PHOTO_DIR / name
-        if not path.is_file():
-            raise AttnExportError(f"sample photo {path} is missing: reinstall scikit-image, or pass --no-photos")
-        rgb = imread(path)[..., :3]
-        img = resize(rgb, (height, width), anti_aliasing=True).astype(np.float32)  # [0, 1]
-        batch.append(((img - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
-    photos = np.stack(batch)
-    photos.flags.writeable = False
-    return photos
+
+def image_size(specs: Sequence[TensorSpec]) -> tuple[int, int] | None:
+    """(H, W) of the model's first image input, or ``None`` when it takes no images."""
+    image = next((s for s in specs if is_image_input(s)), None)
+    return (int(image.shape[2]), int(image.shape[3])) if image else None
+
+
+def with_images(specs: Sequence[TensorSpec], images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Inputs for ``len(images)`` rows: ``images`` in every image input, seeded noise elsewhere."""
+    arrays = random_inputs(specs, len(images), seed=seed)
+    for shift, spec in enumerate(s for s in specs if is_image_input(s)):
+        arrays[spec.name] = np.roll(images, shift, axis=0)
+    return arrays
+
+
+def photo_inputs(specs: Sequence[TensorSpec], seed: int, files: Sequence[Path] | None = None
+                 ) -> dict[str, np.ndarray] | None:
+    """The bundled photos (or ``files``) as inputs; ``None`` when the model takes no images."""
+    size = image_size(specs)
+    if size is None:
+        return None
+    images = load_batch(files, *size) if files is not None else sample_photos(*size)
+    return with_images(specs, images, seed)

@@ -28,10 +28,12 @@ from runtimes.providers import cuda_usable
 from runtimes.specs import BATCH, TensorSpec, random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
-from . import fp16, onnx_export, trt_build, trt_readiness
+from runtimes.openvino_rt import cpu_capabilities
+
+from . import fp16, onnx_export, openvino_ir, trt_build, trt_readiness
 from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
-from .photos import sample_photos
+from .photos import photo_inputs
 from .progress import Printer, Stages, silent
 from .zoo import ZooModel, create_model
 
@@ -53,6 +55,7 @@ class ExportOptions:
     photos: bool = True
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
+    openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
     engine: str | None = None  # "trt": also build model.engine (implies fp16)
     workspace_gib: float = 4.0
     timing_cache: str | None = None
@@ -104,20 +107,6 @@ def _torch_forward(model: ZooModel, arrays: dict[str, np.ndarray]) -> dict[str, 
     return {s.name: o.numpy() for s, o in zip(model.output_specs, outs)}
 
 
-def photo_inputs(specs: Sequence[TensorSpec], seed: int) -> dict[str, np.ndarray] | None:
-    """Real photographs for every [B,3,H,W] input (the 2nd such input sees them rolled by one),
-    seeded noise for the others; ``None`` when the model takes no images."""
-    image_specs = [s for s in specs if len(s.shape) == 4 and s.shape[1] == 3 and s.dtype == "float32"]
-    if not image_specs:
-        return None
-    h, w = image_specs[0].shape[2], image_specs[0].shape[3]
-    photos = sample_photos(int(h), int(w))
-    arrays = random_inputs(specs, len(photos), seed=seed)
-    for shift, spec in enumerate(image_specs):
-        arrays[spec.name] = np.roll(photos, shift, axis=0)
-    return arrays
-
-
 @dataclass(frozen=True)
 class ParityInputs:
     """One input set and PyTorch's outputs on it, computed once and compared with every candidate."""
@@ -138,16 +127,18 @@ def reference_sets(model: ZooModel, batches: Sequence[int], seed: int, photos: b
 
 def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
     """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set."""
-    report = ParityReport(candidate=f"{candidate.engine}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
+    report = ParityReport(candidate=f"{candidate.label}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
     for inputs in sets:
         report.add(inputs.label, inputs.reference, candidate(inputs.arrays))
     return report
 
 
-def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
-    """Open ``path`` with ``engine`` (ort on CUDA where usable, else CPU; trt on CUDA) and check it."""
-    device = "cuda" if engine == "trt" or cuda_usable() else "cpu"
-    with runtimes.load(path, engine=engine, device=device) as candidate:
+def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance,
+                      precision: str | None = None) -> ParityReport:
+    """Open ``path`` with ``engine`` at ``precision`` (ort on CUDA where usable, else CPU; trt on CUDA;
+    openvino on CPU) and check it."""
+    device = "cuda" if engine == "trt" or (engine == "ort" and cuda_usable()) else "cpu"
+    with runtimes.load(path, engine=engine, device=device, precision=precision) as candidate:
         return check_parity(candidate, sets, tolerance)
 
 
@@ -254,6 +245,16 @@ def export(
         sets = reference_sets(net, batches, opts.seed, opts.photos)
         report = check_file_parity(onnx_path, "ort", sets, opts.tolerance)
     _record(folder, manifest, reports, "onnx", "ONNX", report, batches, printer)
+
+    if opts.openvino:
+        with stages.stage("openvino IR + parity (f32, and bf16 where the CPU has it)"):
+            xml_path, bin_path = openvino_ir.write_ir(onnx_path, folder / "model.xml")
+            manifest["artifacts"].update(openvino=xml_path.name, openvino_weights=bin_path.name)
+            report = check_file_parity(xml_path, "openvino", sets, opts.tolerance, precision="fp32")
+            _record(folder, manifest, reports, "openvino", "OpenVINO IR", report, batches, printer)
+            if "BF16" in cpu_capabilities():
+                report = check_file_parity(xml_path, "openvino", sets, Tolerance.bf16(), precision="bf16")
+                _record(folder, manifest, reports, "openvino_bf16", "OpenVINO IR at BF16", report, batches, printer)
 
     if opts.fp16 or opts.engine == "trt":
         fp16_path = folder / "model.fp16.onnx"

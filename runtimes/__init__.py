@@ -1,10 +1,11 @@
-"""Serve exported models through torch, onnxruntime or TensorRT with numpy in and out.
+"""Serve exported models through onnxruntime, OpenVINO, TensorRT or torch with numpy in and out.
 
-``import runtimes`` imports neither torch nor tensorrt; each backend imports its
-engine when it is opened, and a missing one raises naming the install command.
+``import runtimes`` imports no engine; each backend imports its engine when it
+is opened, and a missing one raises naming the install command. Which file an
+engine runs at which precision is decided in one table, ``runtimes.selection``.
 
     import runtimes
-    with runtimes.load("artifacts/vgg16_cross", engine="ort") as rt:
+    with runtimes.load("artifacts/vgg16_cross", engine="openvino", precision="bf16") as rt:
         logits = rt({"image": image, "context": context})["logits"]
 """
 from __future__ import annotations
@@ -16,49 +17,54 @@ from typing import Any
 from . import manifest as mf
 from .base import Runtime, TensorInfo
 from .errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
+from .selection import ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, normalise_precision
 
-ENGINES = ("ort", "torch", "trt")
-_ARTIFACT_KEY = {"ort": "onnx", "torch": "torch", "trt": "engine"}
-_SUFFIX_ENGINE = {".onnx": "ort", ".pt2": "torch", ".engine": "trt", ".plan": "trt"}
-
-__all__ = ["ENGINES", "Runtime", "TensorInfo", "load", "InputSpecError", "ArtifactError",
+__all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
 
 
-def _backend(engine: str) -> type[Runtime]:
+def backend(engine: str) -> type[Runtime]:
+    """The Runtime class of ``engine``, imported on first use."""
+    check_engine(engine)
     if engine == "ort":
         from .ort_rt import OrtRuntime as cls
     elif engine == "torch":
         from .torch_rt import TorchRuntime as cls  # type: ignore[assignment]
-    elif engine == "trt":
-        from .trt_rt import TrtRuntime as cls  # type: ignore[assignment]
+    elif engine == "openvino":
+        from .openvino_rt import OpenVinoRuntime as cls  # type: ignore[assignment]
     else:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        from .trt_rt import TrtRuntime as cls  # type: ignore[assignment]
     return cls
 
 
-def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", **options: Any) -> Runtime:
+def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", precision: str | None = None,
+         **options: Any) -> Runtime:
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
-    ``.onnx`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
+    ``.onnx`` / ``.xml`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
-    ``options`` go to the backend (ort: ``threads``, ``optimization``; all: ``max_batch``).
+    ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
+    the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
+    ``options`` go to the backend (ort/openvino: ``threads``; ort: ``optimization``; openvino:
+    ``hint``; all: ``max_batch``).
     """
     target = Path(path)
-    backend = _backend(engine)
+    cls = backend(engine)
+    wanted = cls.resolve_precision(normalise_precision(precision, engine))
     if target.is_dir():
         manifest = mf.read_manifest(target)
-        file = mf.artifact(target, manifest, _ARTIFACT_KEY[engine])
+        key = artifact_key(manifest["artifacts"], engine, wanted)
+        file = mf.artifact(target, manifest, key)
         options.setdefault("max_batch", manifest["batch"]["max"])
         if engine == "trt":
             options.setdefault("engine_meta", manifest.get("engine"))
-        runtime = backend(file, device=device, input_specs=mf.input_specs(manifest),
-                          output_specs=mf.output_specs(manifest), **options)
+        runtime = cls(file, device=device, precision=wanted, input_specs=mf.input_specs(manifest),
+                      output_specs=mf.output_specs(manifest), **options)
     elif target.is_file():
-        wanted = _SUFFIX_ENGINE.get(target.suffix)
-        if wanted != engine:
+        engines = SUFFIX_ENGINES.get(target.suffix, ())
+        if engine not in engines:
             raise ArtifactError(f"{target.name} is not an artifact of engine {engine!r}"
-                                f"{f' (it is for {wanted!r})' if wanted else ''}")
-        runtime = backend(target, device=device, **options)
+                                f"{f' (it is for {engines[0]!r})' if engines else ''}")
+        runtime = cls(target, device=device, precision=wanted, **options)
     else:
-        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.pt2/.engine file")
+        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.xml/.pt2/.engine file")
     return runtime.open()

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from .errors import InputSpecError, RuntimeClosedError
+from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
 from .specs import BATCH, TensorSpec, random_inputs
 
 
@@ -47,17 +48,31 @@ class Runtime(ABC):
     engine: ClassVar[str]
     concurrent: ClassVar[bool] = True
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", max_batch: int | None = None,
-                 input_specs: Sequence[TensorSpec] | None = None,
+    def __init__(self, path: str | Path, *, device: str = "cpu", precision: str | None = None,
+                 max_batch: int | None = None, input_specs: Sequence[TensorSpec] | None = None,
                  output_specs: Sequence[TensorSpec] | None = None) -> None:
-        """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens)."""
+        """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens).
+
+        ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``)."""
         self.path = Path(path)
         self.device = device
+        self.precision = self.resolve_precision(normalise_precision(precision, self.engine))
         self.max_batch = max_batch
         self._input_specs = tuple(input_specs) if input_specs else None
         self._output_specs = tuple(output_specs) if output_specs else None
         self._state = "new"
         self._lock = threading.Lock()
+
+    @classmethod
+    def resolve_precision(cls, precision: str) -> str:
+        """Turn ``auto`` into a concrete precision; backends that can choose override this."""
+        return DEFAULT_PRECISION[cls.engine] if precision == AUTO else precision
+
+    @property
+    def label(self) -> str:
+        """``engine`` or ``engine:precision`` when that is not the engine's default (for reports)."""
+        default = DEFAULT_PRECISION[self.engine]
+        return self.engine if self.precision == default else f"{self.engine}:{self.precision}"
 
     # ----- lifecycle -------------------------------------------------------------------------
     def open(self) -> "Runtime":

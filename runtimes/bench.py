@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from .specs import random_inputs
 class BenchResult:
     """One engine at one batch size."""
 
-    engine: str
+    engine: str  # the label: "ort", "openvino:bf16", ...
     batch: int
     iterations: int
     p50_ms: float
@@ -31,17 +32,18 @@ class BenchResult:
     p99_ms: float
     mean_ms: float
     throughput: float  # items per second, from the mean latency
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarise(engine: str, batch: int, latencies_ms: np.ndarray) -> BenchResult:
+def summarise(engine: str, batch: int, latencies_ms: np.ndarray, precision: str = "fp32") -> BenchResult:
     """Percentiles and throughput of per-call latencies (ms)."""
     p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
     mean = float(latencies_ms.mean())
     return BenchResult(engine, batch, int(latencies_ms.size), float(p50), float(p90), float(p99), mean,
-                       batch * 1000.0 / mean)
+                       batch * 1000.0 / mean, precision)
 
 
 def time_calls(call: Callable[[], Any], *, warmup: int, iters: int | None, seconds: float | None,
@@ -87,7 +89,7 @@ def bench_runtime(runtime: Runtime, batch: int, *, warmup: int, iters: int | Non
     arrays = random_inputs(runtime.input_specs, batch, seed=seed)
     lat = time_calls(lambda: runtime(arrays), warmup=warmup, iters=iters, seconds=seconds,
                      cuda=runtime.device == "cuda")
-    return summarise(runtime.engine, batch, lat)
+    return summarise(runtime.label, batch, lat, runtime.precision)
 
 
 def overhead(runtime: Runtime, batch: int, *, rounds: int, iters: int, seed: int = 0) -> dict[str, float]:
@@ -109,22 +111,34 @@ def overhead(runtime: Runtime, batch: int, *, rounds: int, iters: int, seed: int
     return {"batch": batch, "wrapped_p50_ms": w, "bare_p50_ms": b, "overhead_pct": 100.0 * (w / b - 1.0)}
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+
+
+def cpu_model_and_flags(cpuinfo: str) -> tuple[str, list[str]]:
+    """CPU model name and the ISA flags that decide BF16/INT8 speed, from /proc/cpuinfo text."""
+    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return fields.get("model name", ""), [f for f in ISA_FLAGS if f in flags]
+
+
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or ""
+    """What the numbers were measured on: CPU, ISA flags, engine versions and capabilities."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            cpu, flags = cpu_model_and_flags(f.read())
     except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-                            "python": platform.python_version()}
-    try:
-        import onnxruntime
+        cpu, flags = platform.processor(), []
+    info: dict[str, Any] = {"cpu": cpu or platform.processor(), "isa": flags, "cores": os.cpu_count(),
+                            "platform": platform.platform(), "python": platform.python_version()}
+    for module in ("onnxruntime", "openvino", "torch", "tensorrt"):  # the engines this process has loaded
+        if module in sys.modules:
+            info[module] = getattr(sys.modules[module], "__version__", "?")
+    if "openvino" in info:
+        from .openvino_rt import cpu_capabilities
 
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+        info["openvino_cpu_capabilities"] = list(cpu_capabilities())
     return info
 
 
@@ -137,10 +151,10 @@ def speedups(results: list[BenchResult]) -> dict[tuple[str, int], float]:
 
 def format_table(results: list[BenchResult]) -> str:
     ups = speedups(results)
-    lines = [f"{'engine':<7} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
+    lines = [f"{'engine':<14} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
              f"{'items/s':>9} {'speed-up':>8}"]
     for r in results:
-        lines.append(f"{r.engine:<7} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} {r.p99_ms:>9.2f} "
+        lines.append(f"{r.engine:<14} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} {r.p99_ms:>9.2f} "
                      f"{r.mean_ms:>9.2f} {r.throughput:>9.1f} {ups.get((r.engine, r.batch), 1.0):>7.2f}x")
     return "\n".join(lines)
 

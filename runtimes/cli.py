@@ -9,9 +9,12 @@ from pathlib import Path
 
 import click
 
+from typing import Any, Callable
+
 from . import bench, load
 from ._io import write_json
-from .errors import AttnExportError
+from .errors import AttnExportError, OptionError
+from .selection import ENGINES, PRECISIONS, parse_engine_spec
 
 
 def _batches(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -51,8 +54,14 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("target", metavar="MODEL_OR_FOLDER")
-@click.option("--engine", "engines", multiple=True, type=click.Choice(["ort", "torch", "trt"]),
-              help="Engine to time; repeat for several (default: ort). Speed-ups are against the first.")
+@click.option("--engine", "engines", multiple=True, metavar="ENGINE[:PRECISION]",
+              help=f"Engine to time ({', '.join(ENGINES)}), optionally with a precision, e.g. openvino:bf16; "
+                   "repeat for several (default: ort). Speed-ups are against the first.")
+@click.option("--precision", default=None, metavar="PRECISION",
+              help=f"Precision for engines given without one: {', '.join(PRECISIONS)} or auto "
+                   "(default: each engine's own, fp32; trt: fp16).")
+@click.option("--hint", default="auto", show_default=True, type=click.Choice(["auto", "latency", "throughput"]),
+              help="OpenVINO performance hint (auto: throughput only for profiles of max batch >= 64).")
 @click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_batches,
               help="Comma-separated batch sizes.")
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed calls before timing.")
@@ -67,30 +76,34 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
               help="Write a PNG of latency and throughput against batch.")
 @click.option("--overhead", is_flag=True,
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
-def main(target: str, engines: tuple[str, ...], batches: list[int], warmup: int, iters: int | None,
+def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
          seconds: float | None, threads: int | None, device: str, out: str, json_path: str | None,
          plot_path: str | None, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
     if iters is not None and seconds is not None:
         raise click.UsageError("give --iters or --seconds, not both")
     iters = iters if iters is not None or seconds is not None else 30
-    engines = engines or ("ort",)
-    if overhead and "ort" not in engines:
+    try:
+        runs = [parse_engine_spec(spec, precision) for spec in engines or ("ort",)]
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--engine/--precision") from None
+    if overhead and ("ort", "fp32") not in runs:
         raise click.UsageError("--overhead compares against a bare onnxruntime session: add --engine ort")
     try:
         folder = resolve_folder(target, out, max(batches))
         if threads:
-            _set_torch_threads(threads, engines)
+            _set_torch_threads(threads, [e for e, _ in runs])
         results: list[bench.BenchResult] = []
-        report: dict = {"machine": bench.machine_info(), "model": folder.name, "results": []}
-        for engine in engines:
-            options = {"threads": threads} if engine == "ort" and threads else {}
-            with load(folder, engine=engine, device="cuda" if engine == "trt" else device, **options) as rt:
+        report: dict = {"model": folder.name, "results": []}
+        for engine, wanted in runs:
+            with load(folder, engine=engine, precision=wanted, device="cuda" if engine == "trt" else device,
+                      **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)) as rt:
                 for batch in batches:
-                    click.echo(f"attn-bench: {engine} batch {batch} …", err=True)
+                    click.echo(f"attn-bench: {rt.label} batch {batch} …", err=True)
                     results.append(bench.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds))
-                if overhead and engine == "ort":
+                if overhead and (engine, rt.precision) == ("ort", "fp32"):
                     report["overhead"] = bench.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
+        report["machine"] = bench.machine_info()
         report["results"] = [r.to_json() for r in results]
         click.echo(bench.format_table(results))
         if "overhead" in report:
@@ -109,7 +122,13 @@ def main(target: str, engines: tuple[str, ...], batches: list[int], warmup: int,
         sys.exit(130)
 
 
-def _set_torch_threads(threads: int, engines: tuple[str, ...]) -> None:
+ENGINE_OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "ort": lambda threads, hint: {"threads": threads} if threads else {},
+    "openvino": lambda threads, hint: {"hint": hint, **({"threads": threads} if threads else {})},
+}
+
+
+def _set_torch_threads(threads: int, engines: list[str]) -> None:
     if "torch" in engines:
         import torch
 

@@ -15,6 +15,10 @@ class UnknownModelError(AttnExportError, KeyError):
         return str(self.args[0])
 
 
+class OptionError(AttnExportError, ValueError):
+    """An option value that no engine/precision/setting accepts (exit 2)."""
+
+
 class WeightsError(AttnExportError):
     """Weights that cannot be found offline or do not fit the model."""
 

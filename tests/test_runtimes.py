@@ -1,4 +1,4 @@
-"""One contract suite run against every available backend (torch and ort here; trt with a GPU)."""
+"""One contract suite run against every available backend (ort, torch, openvino f32 here; trt with a GPU)."""
 from __future__ import annotations
 
 import ast
@@ -34,6 +34,7 @@ def _trt_usable() -> bool:
 ENGINES = [
     "ort",
     "torch",
+    "openvino",
     pytest.param("trt", marks=[pytest.mark.trt, pytest.mark.skipif(
         not _trt_usable(), reason="TensorRT and an NVIDIA GPU are needed (not on this machine)")]),
 ]

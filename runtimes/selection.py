@@ -1,0 +1,89 @@
+"""Engine × precision → artifact: the one table that decides which file runs.
+
+``runtimes.load``, ``attn-bench``, the export pipeline and the serving tools all
+read this table; a new engine, precision or artifact is one row here (plus the
+backend file), never an ``if engine == ...`` elsewhere.
+
+Precisions are named ``fp32``, ``fp16``, ``bf16``, ``int8`` (``f32`` is
+accepted for ``fp32``) plus ``auto``, which the backend resolves to the best
+precision it can run on this machine (OpenVINO: BF16 where the CPU reports it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import ArtifactError, OptionError
+
+ENGINES = ("ort", "torch", "openvino", "trt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+AUTO = "auto"
+_ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "i8": "int8"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``engine`` at ``precision`` runs: the first manifest artifact of ``artifacts`` present."""
+
+    engine: str
+    precision: str
+    artifacts: tuple[str, ...]
+
+
+_TABLE: tuple[Choice, ...] = (
+    Choice("ort", "fp32", ("onnx",)),
+    Choice("ort", "fp16", ("onnx_fp16",)),
+    Choice("ort", "int8", ("onnx_int8",)),  # the INT8 correctness reference, not a fast CPU path
+    Choice("torch", "fp32", ("torch",)),
+    Choice("openvino", "fp32", ("openvino", "onnx")),
+    Choice("openvino", "bf16", ("openvino", "onnx")),  # same graph, compiled with a BF16 hint
+    Choice("openvino", "int8", ("onnx_int8",)),
+    Choice("trt", "fp16", ("engine",)),
+    Choice("trt", "int8", ("engine_int8",)),
+)
+TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _TABLE}
+DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16"}
+# A single file given to runtimes.load: its suffix picks the engines that can open it.
+SUFFIX_ENGINES: Mapping[str, tuple[str, ...]] = {
+    ".onnx": ("ort", "openvino"), ".xml": ("openvino",), ".pt2": ("torch",), ".engine": ("trt",), ".plan": ("trt",),
+}
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise OptionError(f"engine must be one of {ENGINES}, got {engine!r}")
+    return engine
+
+
+def normalise_precision(precision: str | None, engine: str) -> str:
+    """``None`` → the engine's default; aliases folded; ``auto`` kept for the backend to resolve."""
+    if precision is None:
+        return DEFAULT_PRECISION[check_engine(engine)]
+    name = _ALIASES.get(precision.lower(), precision.lower())
+    if name != AUTO and (engine, name) not in TABLE:
+        offered = sorted(p for (e, p) in TABLE if e == engine) + [AUTO]
+        raise OptionError(f"engine {engine!r} has no precision {precision!r}; choose one of {offered}")
+    return name
+
+
+def precisions(engine: str) -> tuple[str, ...]:
+    """Precisions ``engine`` can run (table order)."""
+    return tuple(c.precision for c in _TABLE if c.engine == engine)
+
+
+def artifact_key(manifest_artifacts: Mapping[str, str], engine: str, precision: str) -> str:
+    """The manifest artifact key that ``engine`` at (resolved) ``precision`` opens."""
+    choice = TABLE[(engine, precision)]
+    for key in choice.artifacts:
+        if manifest_artifacts.get(key):
+            return key
+    flag = {"onnx_fp16": "--fp16", "onnx_int8": "--int8", "engine": "--engine trt",
+            "engine_int8": "--int8 --engine trt", "openvino": "--openvino"}.get(choice.artifacts[0], "")
+    raise ArtifactError(f"no {choice.artifacts[0]!r} artifact for engine {engine!r} at {precision}; "
+                        f"re-export with attn-export {flag}".rstrip())
+
+
+def parse_engine_spec(spec: str, default_precision: str | None = None) -> tuple[str, str]:
+    """``"openvino:bf16"`` → ("openvino", "bf16"); ``"ort"`` → ("ort", default or the engine's default)."""
+    engine, _, precision = spec.partition(":")
+    return check_engine(engine), normalise_precision(precision or default_precision, engine)
