@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from runtimes._click import FiniteFloatRange
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
 
@@ -48,32 +49,41 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
 @click.option("--batch", default="1:8:32", show_default=True, callback=_batch,
               help="Batch profile MIN:OPT:MAX: parity runs at 1, 2, an odd size and MAX; TensorRT's profile.")
-@click.option("--num-classes", default=1000, show_default=True, type=int, help="Classifier width.")
+@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1), help="Classifier width.")
 @click.option("--weights", default=None,
               help="A state_dict/checkpoint file, or torchvision weights name (e.g. IMAGENET1K_V1) for the backbone.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for initial weights and parity inputs.")
-@click.option("--rtol", default=1e-4, show_default=True, type=float,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
+@click.option("--rtol", default=1e-4, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
               help="Max error relative to max|reference| for FP32 parity.")
-@click.option("--atol", default=None, type=float, help="Optional max absolute error for FP32 parity.")
-@click.option("--min-cosine", default=0.99999, show_default=True, type=float, help="Min cosine similarity (FP32).")
+@click.option("--atol", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Optional max absolute error for FP32 parity.")
+@click.option("--min-cosine", default=0.99999, show_default=True, type=FiniteFloatRange(-1, 1), help="Min cosine similarity (FP32).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim graph simplification.")
 @click.option("--no-photos", is_flag=True, help="Skip the parity check on real photographs.")
 @click.option("--exporter", default="auto", show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
               help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
 @click.option("--fp16", is_flag=True,
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
+@click.option("--int8", is_flag=True,
+              help="Also write model.int8.onnx (ModelOpt Q/DQ, FP32 I/O) and check it: cosine >= 0.99, top-1 >= 95%.")
+@click.option("--calib", "calib_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Folder of your own images for INT8 calibration (default: the bundled sample photos + noise).")
+@click.option("--calib-method", default="max", show_default=True, type=click.Choice(["max", "entropy"]),
+              help="INT8 activation range calibration.")
+@click.option("--calib-size", default=32, show_default=True, type=click.IntRange(1, 4096),
+              help="INT8 calibration samples (photos first, padded with seeded noise images).")
 @click.option("--openvino", is_flag=True,
               help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
               help="Also build model.engine with TensorRT (implies --fp16; needs TensorRT and an NVIDIA GPU).")
-@click.option("--workspace", default=4.0, show_default=True, type=float, help="TensorRT workspace (GiB).")
+@click.option("--workspace", default=4.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True), help="TensorRT workspace (GiB).")
 @click.option("--timing-cache", default=None, type=click.Path(dir_okay=False),
               help="TensorRT timing cache file: loaded if present, saved after the build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, exporter: str, fp16: bool, openvino: bool, engine: str | None, workspace: float,
+         no_photos: bool, exporter: str, fp16: bool, int8: bool, calib_dir: str | None, calib_method: str,
+         calib_size: int, openvino: bool, engine: str | None, workspace: float,
          timing_cache: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
     verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
@@ -99,6 +109,7 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16, openvino=openvino,
+            int8=int8, calib_dir=calib_dir, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []

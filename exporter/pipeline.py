@@ -30,7 +30,7 @@ from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from runtimes.openvino_rt import cpu_capabilities
 
-from . import fp16, onnx_export, openvino_ir, trt_build, trt_readiness
+from . import fp16, int8, onnx_export, openvino_ir, trt_build, trt_readiness
 from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import photo_inputs
@@ -56,7 +56,12 @@ class ExportOptions:
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
     openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
-    engine: str | None = None  # "trt": also build model.engine (implies fp16)
+    int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances
+    int8_tolerance: Tolerance = field(default_factory=Tolerance.int8)
+    calib_dir: str | None = None  # the user's images for INT8 calibration (default: bundled photos)
+    calib_method: str = "max"
+    calib_size: int = 32
+    engine: str | None = None  # "trt": also build model.engine (implies fp16); with int8 also model.int8.engine
     workspace_gib: float = 4.0
     timing_cache: str | None = None
 
@@ -153,15 +158,17 @@ def ensure_writable(folder: Path) -> None:
 
 
 def _record(folder: Path, manifest: dict[str, Any], reports: dict[str, Any], key: str, what: str,
-            report: ParityReport, batches: Sequence[int], printer: Printer, **extra: Any) -> None:
-    """Store ``report`` under ``key`` in parity.json and the manifest and print it; on failure
-    mark the manifest failed and raise ``ParityError`` (exit 3)."""
+            report: ParityReport, batches: Sequence[int], printer: Printer, required: bool = True,
+            **extra: Any) -> None:
+    """Store ``report`` under ``key`` in parity.json and the manifest and print it; on failure of a
+    ``required`` check mark the manifest failed and raise ``ParityError`` (exit 3). A check that is
+    not required (a runtime precision such as OpenVINO BF16) is recorded, and loaders read it."""
     reports[key] = {**report.to_json(), **extra}
     write_json(folder / "parity.json", reports)
     manifest["artifacts"]["parity"] = "parity.json"
     manifest["parity"][key] = {"passed": bool(report), "worst": report.worst, "batches": list(batches)}
     printer(report.table())
-    if report:
+    if report or not required:
         return
     manifest.update(status=mf.STATUS_FAILED, error=f"{what} parity failed")
     mf.write_manifest(folder, manifest)
@@ -254,7 +261,8 @@ def export(
             _record(folder, manifest, reports, "openvino", "OpenVINO IR", report, batches, printer)
             if "BF16" in cpu_capabilities():
                 report = check_file_parity(xml_path, "openvino", sets, Tolerance.bf16(), precision="bf16")
-                _record(folder, manifest, reports, "openvino_bf16", "OpenVINO IR at BF16", report, batches, printer)
+                _record(folder, manifest, reports, "openvino_bf16", "OpenVINO IR at BF16", report, batches, printer,
+                        required=False)  # precision="auto" falls back to fp32 when this failed
 
     if opts.fp16 or opts.engine == "trt":
         fp16_path = folder / "model.fp16.onnx"
@@ -272,6 +280,33 @@ def export(
                 f"{info['fp32_reasons']} (step: {info['step']})")
         _record(folder, manifest, reports, "onnx_fp16", "FP16 ONNX", report, batches, printer,
                 fp32_node_names=info["fp32_node_names"])
+
+    if opts.int8:
+        int8_path = folder / "model.int8.onnx"
+        calib = int8.calibration_data(net.input_specs, opts.seed + 2000, opts.calib_size, opts.calib_dir)
+        with stages.stage(f"int8 (ModelOpt PTQ, {opts.calib_method}, {calib.samples} samples, widened until parity)"):
+            info, report = int8.quantize_until_parity(
+                onnx_path, int8_path, calib, opts.calib_method, opts.opset,
+                lambda path: check_file_parity(path, "ort", sets, opts.int8_tolerance),
+            )
+        manifest["artifacts"]["onnx_int8"] = int8_path.name
+        manifest["int8"] = info
+        printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
+                f"float: {info['float_op_types']}")
+        _record(folder, manifest, reports, "onnx_int8", "INT8 ONNX", report, batches, printer)
+
+    if opts.engine == "trt" and opts.int8:
+        engine_path = folder / "model.int8.engine"
+        with stages.stage("tensorrt int8 build"):
+            manifest["engine_int8"] = trt_build.build_engine(
+                {"onnx_int8": folder / "model.int8.onnx"}, engine_path, net.input_specs, opts.batch,
+                precision="int8", workspace_gib=opts.workspace_gib,
+                timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
+            )
+        manifest["artifacts"]["engine_int8"] = engine_path.name
+        with stages.stage("tensorrt int8 parity"):
+            report = check_file_parity(engine_path, "trt", sets, opts.int8_tolerance)
+        _record(folder, manifest, reports, "engine_int8", "TensorRT INT8 engine", report, batches, printer)
 
     if opts.engine == "trt":
         engine_path = folder / "model.engine"

@@ -1,9 +1,10 @@
-"""ONNX → TensorRT FP16 plan, for TensorRT 10 and 11. Unverified on GPU.
+"""ONNX → TensorRT FP16 or INT8 plan, for TensorRT 10 and 11. Unverified on GPU.
 
 TensorRT 11 removed weak typing (``BuilderFlag.FP16``): the network is strongly
 typed, so FP16 means parsing the mixed-precision ``model.fp16.onnx``.
 TensorRT 10 (Jetson) parses the FP32 ``model.onnx`` with ``BuilderFlag.FP16``
 and pins the layers AutoCast kept in FP32 with precision constraints.
+INT8 is always built strongly typed from the Q/DQ ``model.int8.onnx``.
 Everything that needs no GPU (path choice, profile shapes, the manifest
 record) is a plain function tested on CPU; the TensorRT calls are few.
 """
@@ -27,13 +28,19 @@ from .progress import Printer, silent
 class BuildPath:
     """How a TensorRT version builds FP16: which ONNX it parses and whether it sets the FP16 flag."""
 
-    source: str  # "onnx_fp16" (mixed-precision file) or "onnx" (FP32 file)
+    source: str  # "onnx_fp16" (mixed-precision file), "onnx" (FP32 file) or "onnx_int8" (Q/DQ file)
     fp16_flag: bool
     precision: str
+    strongly_typed: bool = False  # TensorRT 10 needs the creation flag; 11 is always strongly typed
 
 
-def choose_build_path(trt_version: str) -> BuildPath:
-    """TensorRT ≥ 11: strongly typed from the FP16 ONNX; TensorRT 10: FP16 flag + FP32 constraints."""
+def choose_build_path(trt_version: str, precision: str = "fp16") -> BuildPath:
+    """INT8: strongly typed from the Q/DQ ONNX on 10 and 11. FP16: TensorRT ≥ 11 strongly typed from
+    the FP16 ONNX; TensorRT 10 FP16 flag + FP32 constraints."""
+    if trt_major(trt_version) < 10:
+        raise EngineBuildError(f"TensorRT {trt_version} is not supported: use TensorRT 10 or 11")
+    if precision == "int8":
+        return BuildPath("onnx_int8", False, "int8 (strongly typed Q/DQ, from model.int8.onnx)", strongly_typed=True)
     if trt_major(trt_version) >= 11:
         return BuildPath("onnx_fp16", False, "fp16 (strongly typed, from model.fp16.onnx)")
     if trt_major(trt_version) == 10:
@@ -86,17 +93,25 @@ def _progress_monitor(trt: Any, printer: Printer) -> Any:
     return Monitor()
 
 
+def network_flags(trt: Any, path: BuildPath) -> int:
+    """``create_network`` flags: STRONGLY_TYPED where TensorRT 10 needs it asked for."""
+    if path.strongly_typed and trt_major(trt.__version__) == 10:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
 def build_engine(onnx_files: dict[str, Path], out: Path, inputs: Sequence[TensorSpec], batch: BatchProfile, *,
-                 fp32_layers: Sequence[str] = (), workspace_gib: float = 4.0, timing_cache: Path | None = None,
-                 printer: Printer = silent) -> dict[str, Any]:
-    """Build ``out`` from ``onnx_files`` (keys ``onnx``/``onnx_fp16``); returns the manifest record."""
+                 precision: str = "fp16", fp32_layers: Sequence[str] = (), workspace_gib: float = 4.0,
+                 timing_cache: Path | None = None, printer: Printer = silent) -> dict[str, Any]:
+    """Build ``out`` from ``onnx_files`` (keys ``onnx``/``onnx_fp16``/``onnx_int8``) at ``precision``
+    (fp16 or int8); returns the manifest record."""
     trt = import_tensorrt()
     gpu, cc = cuda_device_info()
-    path = choose_build_path(trt.__version__)
+    path = choose_build_path(trt.__version__, precision)
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(network_flags(trt, path))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_files[path.source])):
         raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_files[path.source].name}",

@@ -49,9 +49,10 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
     """
     target = Path(path)
     cls = backend(engine)
-    wanted = cls.resolve_precision(normalise_precision(precision, engine))
+    wanted = normalise_precision(precision, engine)
     if target.is_dir():
         manifest = mf.read_manifest(target)
+        wanted = cls.resolve_precision(wanted, manifest["parity"])
         key = artifact_key(manifest["artifacts"], engine, wanted)
         file = mf.artifact(target, manifest, key)
         options.setdefault("max_batch", manifest["batch"]["max"])
@@ -64,7 +65,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
         if engine not in engines:
             raise ArtifactError(f"{target.name} is not an artifact of engine {engine!r}"
                                 f"{f' (it is for {engines[0]!r})' if engines else ''}")
-        runtime = cls(target, device=device, precision=wanted, **options)
+        runtime = cls(target, device=device, precision=cls.resolve_precision(wanted), **options)
     else:
         raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.xml/.pt2/.engine file")
     return runtime.open()

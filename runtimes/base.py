@@ -64,8 +64,9 @@ class Runtime(ABC):
         self._lock = threading.Lock()
 
     @classmethod
-    def resolve_precision(cls, precision: str) -> str:
-        """Turn ``auto`` into a concrete precision; backends that can choose override this."""
+    def resolve_precision(cls, precision: str, parity: Mapping[str, Any] | None = None) -> str:
+        """Turn ``auto`` into a concrete precision; backends that can choose override this, reading
+        the manifest's ``parity`` results where a folder gives them."""
         return DEFAULT_PRECISION[cls.engine] if precision == AUTO else precision
 
     @property

@@ -5,6 +5,7 @@ Exit codes: 0 success · 2 bad input or missing artifact/backend · 130 interrup
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import click
 from typing import Any, Callable
 
 from . import bench, load
+from ._click import FiniteFloatRange
 from ._io import write_json
 from .errors import AttnExportError, OptionError
 from .selection import ENGINES, PRECISIONS, parse_engine_spec
@@ -25,6 +27,16 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> list[int
     if batches[0] < 1:
         raise click.BadParameter("batch sizes must be >= 1")
     return batches
+
+
+def ensure_writable(path: Path) -> None:
+    """Fail before the benchmark runs when an output file cannot be written (one line, exit 2)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise AttnExportError(f"cannot write {path}: {exc.strerror}; choose another path") from None
 
 
 def resolve_folder(target: str, out: str, max_batch: int) -> Path:
@@ -64,10 +76,10 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
               help="OpenVINO performance hint (auto: throughput only for profiles of max batch >= 64).")
 @click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_batches,
               help="Comma-separated batch sizes.")
-@click.option("--warmup", default=5, show_default=True, type=int, help="Untimed calls before timing.")
-@click.option("--iters", default=None, type=int, help="Timed calls per engine and batch (default 30).")
-@click.option("--seconds", default=None, type=float, help="Time each engine and batch for this long instead.")
-@click.option("--threads", default=None, type=int, help="Intra-op CPU threads for ort and torch (default: all).")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed calls before timing.")
+@click.option("--iters", default=None, type=click.IntRange(min=1), help="Timed calls per engine and batch (default 30).")
+@click.option("--seconds", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Time each engine and batch for this long instead.")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op CPU threads for ort and torch (default: all).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]),
               help="Where ort and torch run (trt always runs on cuda).")
 @click.option("--out", default="artifacts", show_default=True, help="Where MODEL's artifact folder lives.")
@@ -90,6 +102,9 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
     if overhead and ("ort", "fp32") not in runs:
         raise click.UsageError("--overhead compares against a bare onnxruntime session: add --engine ort")
     try:
+        for path in (json_path, plot_path):
+            if path:
+                ensure_writable(Path(path))
         folder = resolve_folder(target, out, max(batches))
         if threads:
             _set_torch_threads(threads, [e for e, _ in runs])

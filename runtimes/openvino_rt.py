@@ -4,7 +4,8 @@ Precision is OpenVINO's ``INFERENCE_PRECISION_HINT``, always set explicitly
 (the CPU plugin defaults to BF16 on some CPUs, which would make "fp32" a lie):
 ``fp32`` → f32, ``bf16`` → bf16, ``int8`` → the Q/DQ graph runs in INT8 with its
 float parts in f32. ``auto`` is BF16 where OpenVINO lists BF16 among the CPU's
-``OPTIMIZATION_CAPABILITIES``, else FP32.
+``OPTIMIZATION_CAPABILITIES``, else FP32 — and FP32 when the artifact's own BF16
+parity check (``attn-export --openvino``) failed.
 
 Performance hint: LATENCY compiles one stream that uses every core on each
 call; THROUGHPUT compiles several streams, and a call's batch is then split
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import queue
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -91,10 +92,12 @@ class OpenVinoRuntime(Runtime):
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     @classmethod
-    def resolve_precision(cls, precision: str) -> str:
+    def resolve_precision(cls, precision: str, parity: Mapping[str, Any] | None = None) -> str:
+        """``auto``: BF16 where the CPU has it, unless the export's BF16 parity check failed."""
         if precision != AUTO:
             return precision
-        return "bf16" if "BF16" in cpu_capabilities() else "fp32"
+        bf16_failed = (parity or {}).get("openvino_bf16", {}).get("passed") is False
+        return "bf16" if "BF16" in cpu_capabilities() and not bf16_failed else "fp32"
 
     def performance_hint(self) -> str:
         """The OpenVINO hint this runtime compiles with (``auto`` decided from the batch profile)."""

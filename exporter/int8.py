@@ -1,0 +1,142 @@
+"""INT8 Q/DQ ONNX with NVIDIA ModelOpt's ONNX PTQ, widened until INT8 parity holds.
+
+One file serves three engines: TensorRT builds it (explicit quantization, the
+only INT8 path TensorRT 11 has), OpenVINO runs it fast on CPUs with VNNI/AMX,
+onnxruntime checks it. ModelOpt writes Q/DQ at opset >= 19, so the INT8 file's
+opset is ``max(--opset, 19)`` (recorded as ``int8.opset``). Inputs and outputs stay FP32; everything that is not
+quantized stays FP32 (``high_precision_dtype="fp32"``).
+
+Calibration: image inputs get the user's photos (``--calib DIR``) or the
+bundled sample photos, padded with seeded noise images to ``size`` samples,
+preprocessed by ``runtimes.images`` exactly as parity and edge apps do; other
+inputs (token ids, cross-attention context) get seeded random data.
+
+When parity fails, ``WIDENING_STEPS`` keeps more in float — attention MatMuls,
+then everything but convolutions and GEMMs — and the report says which step
+passed and which node types stayed in float.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+
+from runtimes._io import atomic_path
+from runtimes.images import image_files, is_image_input
+from runtimes.specs import TensorSpec, random_inputs
+
+from .errors import ExportError
+from .photos import image_size, photo_inputs, with_images
+
+CALIB_METHODS = ("max", "entropy")
+MODELOPT_MIN_OPSET = 19  # ModelOpt's BASE_MIN_OPSET for INT8 Q/DQ (FP16-capable scales); it upgrades below
+
+
+def int8_opset(requested: int) -> int:
+    """The opset the INT8 file is written at: the request, raised to ModelOpt's minimum."""
+    return max(requested, MODELOPT_MIN_OPSET)
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class Int8Step:
+    """One quantization configuration: op types ModelOpt must leave in float."""
+
+    name: str
+    exclude_op_types: tuple[str, ...]
+
+
+WIDENING_STEPS = (
+    Int8Step("default", ()),
+    Int8Step("attention in float", ("MatMul",)),
+    Int8Step("convolutions and GEMMs only", ("MatMul", "Add", "Mul", "Concat", "MaxPool", "AveragePool",
+                                             "GlobalAveragePool", "Resize", "Sigmoid")),
+)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration arrays (``samples`` rows per input) and where each input's data came from."""
+
+    arrays: dict[str, np.ndarray]
+    sources: dict[str, str]
+    samples: int
+
+
+def calibration_data(specs: Sequence[TensorSpec], seed: int, size: int, folder: str | None = None) -> Calibration:
+    """Photos (the user's ``folder`` or the bundled ones) for image inputs, seeded data elsewhere."""
+    files = image_files(folder) if folder else None
+    hw = image_size(specs)
+    if hw is None:
+        arrays = random_inputs(specs, size, seed=seed)
+        return Calibration(arrays, {s.name: "seeded random" for s in specs}, size)
+    photos = photo_inputs(specs, seed, files)
+    assert photos is not None  # the model has an image input
+    first_image = next(s.name for s in specs if is_image_input(s))
+    real = photos[first_image][:size]
+    noise = np.random.default_rng(seed).standard_normal((max(0, size - len(real)), 3, *hw)).astype(np.float32)
+    images = np.concatenate([real, noise])
+    arrays = with_images(specs, images, seed)
+    origin = f"{len(real)} photos from {folder}" if folder else f"{len(real)} bundled sample photos"
+    origin += f" + {len(noise)} seeded noise images" if len(noise) else ""
+    sources = {s.name: origin if is_image_input(s) else "seeded random" for s in specs}
+    return Calibration(arrays, sources, len(images))
+
+
+def quantization_report(model: onnx.ModelProto) -> dict[str, Any]:
+    """Quantized vs total compute nodes (Q/DQ excluded) and the op types that stayed in float."""
+    dequantized = {out for n in model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    compute = [n for n in model.graph.node if n.op_type not in QDQ_OPS]
+    quantized = [n for n in compute if any(i in dequantized for i in n.input)
+                 and n.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose")]
+    float_types = collections.Counter(n.op_type for n in compute if n not in quantized)
+    return {"quantized_nodes": len(quantized), "total_nodes": len(compute),
+            "quantized_op_types": dict(collections.Counter(n.op_type for n in quantized)),
+            "float_op_types": dict(float_types.most_common())}
+
+
+def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
+             step: Int8Step) -> dict[str, Any]:
+    """One ModelOpt PTQ run into ``out_path`` (atomically); returns the quantization report."""
+    from modelopt.onnx.quantization import quantize as modelopt_quantize
+
+    logging.getLogger("modelopt").setLevel(logging.CRITICAL)  # failures raise; its GPU probe logs ERROR on CPU
+    with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work, atomic_path(out_path) as tmp:
+        staged = Path(work) / "model.int8.onnx"
+        try:
+            modelopt_quantize(str(onnx_path), quantize_mode="int8", calibration_data=calib.arrays,
+                              calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
+                              high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
+                              opset=int8_opset(opset), log_level="ERROR")
+        except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
+            raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).strip().splitlines()[0][:300]}") \
+                from exc
+        model = onnx.load(str(staged))
+        written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        if written != int8_opset(opset):
+            raise ExportError(f"ModelOpt wrote opset {written} for the INT8 file, expected {int8_opset(opset)}")
+        onnx.save(model, str(tmp))
+    return {**quantization_report(model), "opset": written}
+
+
+def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
+                          check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
+    """Quantize with each widening step until ``check(out_path)`` (a ParityReport) passes.
+
+    Returns (info, last report); ``info["step"]`` names the step that passed, or the last one tried
+    when none did (the caller then records the failure)."""
+    report = None
+    for step in WIDENING_STEPS:
+        info = quantize(onnx_path, out_path, calib, method, opset, step)
+        info.update(step=step.name, method=method, samples=calib.samples, calibration=calib.sources,
+                    excluded_op_types=list(step.exclude_op_types))
+        report = check(out_path)
+        if report:
+            break
+    return info, report

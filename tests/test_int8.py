@@ -1,0 +1,119 @@
+"""INT8: ModelOpt Q/DQ files for one model of each family, parity against PyTorch FP32 at the INT8
+tolerances, the widening path, calibration data, and the engines that run the file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+import runtimes
+from exporter import int8
+from exporter.errors import ParityError
+from exporter.parity import Tolerance
+from exporter.pipeline import check_file_parity, check_parity, export, parity_batches, reference_sets
+from runtimes.errors import ArtifactError
+
+from .conftest import small_model
+from .exports import TEST_PROFILE, exported, small_options
+
+FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
+_QUANTIZED: dict[str, tuple] = {}
+
+
+def quantized(name: str, root) -> tuple:
+    """(folder, int8 path, info, report, sets) for ``name``: its session export quantized once."""
+    if name not in _QUANTIZED:
+        folder, _ = exported(name, root)
+        sets = reference_sets(small_model(name), parity_batches(TEST_PROFILE), seed=0, photos=True)
+        calib = int8.calibration_data(small_model(name).input_specs, seed=7, size=8)
+        out = folder / "model.int8.onnx"
+        info, report = int8.quantize_until_parity(
+            folder / "model.onnx", out, calib, "max", 17,
+            lambda path: check_file_parity(path, "ort", sets, Tolerance.int8()))
+        _QUANTIZED[name] = (folder, out, info, report, sets)
+    return _QUANTIZED[name]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_int8_parity_per_family(name, artifacts_root) -> None:
+    _, out, info, report, _ = quantized(name, artifacts_root)
+    assert report, report.table()
+    model = onnx.load(str(out), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 19 == info["opset"]
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == \
+        [onnx.TensorProto.FLOAT if s.dtype == "float32" else onnx.TensorProto.INT64
+         for s in small_model(name).input_specs]  # FP32 (and int64) I/O, Q/DQ inside
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert 0 < info["quantized_nodes"] < info["total_nodes"] and info["float_op_types"]
+    assert report.worst["min_cosine"] >= 0.99 and report.worst["max_rel"] > 1e-4  # really quantized
+
+
+def test_openvino_runs_the_int8_file(artifacts_root) -> None:
+    folder, out, _, _, sets = quantized("resnet50_sa", artifacts_root)
+    with runtimes.load(out, engine="openvino", precision="int8") as ov:
+        assert ov.precision == "int8"
+        report = check_parity(ov, sets, Tolerance.int8())
+    assert report, report.table()
+
+
+def test_widening_keeps_attention_in_float_when_asked(artifacts_root, tmp_path) -> None:
+    """A check that also refuses quantized MatMuls (as a model whose attention cannot take INT8):
+    the default step fails it, the next step keeps attention MatMuls in float and passes."""
+    folder, _ = exported("resnet50_sa", artifacts_root)
+    sets = reference_sets(small_model("resnet50_sa"), [1, 2], seed=0, photos=False)
+    calib = int8.calibration_data(small_model("resnet50_sa").input_specs, seed=7, size=4)
+    seen = []
+
+    def check(path):
+        report = check_file_parity(path, "ort", sets, Tolerance.int8())
+        seen.append(int8.quantization_report(onnx.load(str(path)))["quantized_op_types"].get("MatMul", 0))
+        return report if seen[-1] == 0 else None
+
+    info, report = int8.quantize_until_parity(folder / "model.onnx", tmp_path / "m.int8.onnx", calib, "max", 17,
+                                              check)
+    assert seen[0] > 0 and seen[1] == 0 and len(seen) == 2
+    assert info["step"] == "attention in float" and info["excluded_op_types"] == ["MatMul"]
+    assert report and "MatMul" in info["float_op_types"]
+
+
+def test_calibration_data_sources(tmp_path) -> None:
+    photos = tmp_path / "mine"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((50, 80, 3), 40 * i, np.uint8)).save(photos / f"{i}.png")
+    cross = small_model("vgg16_cross").input_specs
+    calib = int8.calibration_data(cross, seed=1, size=5, folder=str(photos))
+    assert calib.samples == 5 and calib.arrays["image"].shape == (5, 3, 224, 224)
+    assert calib.sources == {"image": f"3 photos from {photos} + 2 seeded noise images", "context": "seeded random"}
+    grey = (np.full(3, 40 / 255, np.float32) - np.array([0.485, 0.456, 0.406], np.float32)) / \
+        np.array([0.229, 0.224, 0.225], np.float32)
+    np.testing.assert_allclose(calib.arrays["image"][1, :, 0, 0], grey, rtol=1e-5)  # preprocessed like parity
+    bundled = int8.calibration_data(small_model("c2f_ca").input_specs, seed=1, size=3)
+    assert bundled.sources == {"image": "3 bundled sample photos"} and bundled.samples == 3
+    tokens = int8.calibration_data(small_model("transformer_encoder").input_specs, seed=1, size=4)
+    assert set(tokens.sources.values()) == {"seeded random"} and tokens.arrays["tokens"].shape[0] == 4
+    with pytest.raises(ArtifactError, match="no images"):
+        int8.calibration_data(cross, seed=1, size=2, folder=str(tmp_path / "mine" / ".."))
+
+
+def test_export_int8_writes_manifest_and_fails_honestly(tmp_path) -> None:
+    manifest = export("c2f_ca", tmp_path / "ok", options=small_options(int8=True, calib_size=6))
+    folder = tmp_path / "ok" / "c2f_ca"
+    assert manifest["artifacts"]["onnx_int8"] == "model.int8.onnx" and manifest["status"] == "ok"
+    assert manifest["int8"]["samples"] == 6 and manifest["int8"]["method"] == "max"
+    assert manifest["int8"]["calibration"] == {"image": "5 bundled sample photos + 1 seeded noise images"}
+    assert manifest["parity"]["onnx_int8"]["passed"]
+    with runtimes.load(folder, engine="openvino", precision="int8") as rt:
+        assert rt.path.name == "model.int8.onnx"
+    with pytest.raises(ParityError, match="INT8 ONNX disagrees with PyTorch"):
+        export("c2f_ca", tmp_path / "bad", options=small_options(
+            int8=True, calib_size=2, int8_tolerance=Tolerance(max_rel=None, min_cosine=1.0, min_top1=1.0)))
+    bad = json.loads((tmp_path / "bad" / "c2f_ca" / "manifest.json").read_text())
+    assert bad["status"] == "failed" and bad["int8"]["step"] == int8.WIDENING_STEPS[-1].name
+    with pytest.raises(ArtifactError, match="status 'failed'"):
+        runtimes.load(tmp_path / "bad" / "c2f_ca", engine="ort", precision="int8")
