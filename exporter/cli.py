@@ -1,13 +1,15 @@
 """``attn-export``: export zoo models to verified ONNX (and FP16 ONNX / TensorRT).
 
-Exit codes: 0 success · 2 bad input (unknown model, opset, weights, folder) ·
-3 parity failed (files kept, manifest status "failed") · 4 export or engine
-build failed · 130 interrupted.
+Exit codes: 0 success · 2 bad input (unknown model, option, weights) or environment
+(folder not writable, disk full) · 3 parity failed (files kept in MODEL/ or, when
+MODEL/ holds a good export, MODEL.failed/) · 4 export or engine build failed ·
+130 interrupted (Ctrl-C or SIGTERM; nothing published changes).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 from typing import Any
 
@@ -20,6 +22,11 @@ from runtimes.manifest import BatchProfile
 from .parity import Tolerance
 
 EXIT_INTERRUPTED = 130
+EXIT_ENVIRONMENT = 2
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 EXPORT_STACK = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "modelopt")
 INSTALL_EXPORT = "pip install 'attn-export[export]'"
 
@@ -89,6 +96,7 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
     verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
     from .progress import stderr_printer
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a polite kill is handled like Ctrl-C
     try:
         require_export_stack()
         if list_zoo:
@@ -133,6 +141,17 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             raise
         click.echo(f"attn-export: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # disk full, file size limit, permissions: the environment, not the model
+        if verbose:
+            raise
+        click.echo(f"attn-export: error: cannot write {exc.filename or out}: {exc.strerror or exc}; "
+                   "free space or choose another --out", err=True)
+        sys.exit(EXIT_ENVIRONMENT)
     except KeyboardInterrupt:
-        click.echo("attn-export: interrupted; the manifest was left in status 'running'", err=True)
+        click.echo(f"attn-export: interrupted; nothing under {out}/ was changed (the unfinished export was "
+                   "discarded)", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

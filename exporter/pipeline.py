@@ -1,11 +1,14 @@
-"""``export()``: zoo model → weights.pt, model.pt2, model.onnx, parity.json, manifest.json.
+"""``export()``: zoo model → weights.pt, model.pt2, model.onnx (+ fp16/int8/IR/engine), parity.json,
+manifest.json, built in a staging folder and swapped in only when every check passed.
 
-The manifest is first written with status "running", so a crash or Ctrl-C
-leaves a folder that every loader refuses; only a run whose checks all passed
-writes status "ok".
+Inside the staging folder the manifest is first written with status "running"
+and every artifact's size and SHA-256 are recorded as it is finished; only a
+run whose checks all passed writes status "ok" and is published.
 """
 from __future__ import annotations
 
+import io
+import json
 import os
 import platform
 import tempfile
@@ -28,9 +31,10 @@ from runtimes.providers import cuda_usable
 from runtimes.specs import BATCH, TensorSpec, random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
+from runtimes import torch_rt
 from runtimes.openvino_rt import cpu_capabilities
 
-from . import fp16, int8, onnx_export, openvino_ir, trt_build, trt_readiness
+from . import fp16, int8, onnx_export, openvino_ir, staging, trt_build, trt_readiness
 from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import photo_inputs
@@ -165,7 +169,7 @@ def _record(folder: Path, manifest: dict[str, Any], reports: dict[str, Any], key
     not required (a runtime precision such as OpenVINO BF16) is recorded, and loaders read it."""
     reports[key] = {**report.to_json(), **extra}
     write_json(folder / "parity.json", reports)
-    manifest["artifacts"]["parity"] = "parity.json"
+    _add_artifact(manifest, folder, "parity", folder / "parity.json")
     manifest["parity"][key] = {"passed": bool(report), "worst": report.worst, "batches": list(batches)}
     printer(report.table())
     if report or not required:
@@ -188,42 +192,86 @@ def export(
 ) -> dict[str, Any]:
     """Export zoo model ``model`` (a name or a built ``ZooModel``) into ``out_dir/NAME/``.
 
-    Returns the manifest. Raises ``ExportError`` (exit 4) when export breaks a
-    promise, ``ParityError`` (exit 3) when onnxruntime disagrees with PyTorch —
-    after writing a manifest with status "failed" and the full report.
+    Returns the manifest. Everything is built in a staging folder (``exporter.staging``) and swapped
+    in only when every check passed. Raises ``ExportError`` (exit 4) when export breaks a promise,
+    ``ParityError`` (exit 3) when an artifact disagrees with PyTorch — after writing a manifest with
+    status "failed" and the full report into ``NAME/`` (or ``NAME.failed/`` when ``NAME/`` holds a
+    good export, which stays untouched). Ctrl-C/SIGTERM discards the staging folder.
     """
     opts = options or ExportOptions()
     exporter = onnx_export.choose_exporter(opts.opset, opts.exporter)
     label = name or (model if isinstance(model, str) else type(model).__name__.lower())
-    folder = Path(out_dir) / label
+    out, target = Path(out_dir), Path(out_dir) / label
     if opts.engine == "trt":  # fail before any work when TensorRT or the GPU is missing
         import_tensorrt()
         cuda_device_info()
-    ensure_writable(folder)
     stages = Stages(label, printer)
-    manifest: dict[str, Any] = {
-        "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporter,
-        "inputs": [], "outputs": [], "batch": opts.batch.to_json(), "artifacts": {},
-        "parity": {}, "versions": versions(), "seed": opts.seed, "timings": stages.timings,
-    }
-    mf.write_manifest(folder, manifest)
-
-    with stages.stage("build model"):
+    with stages.stage("build model"):  # weights and options are checked before the folder is touched
         torch.manual_seed(opts.seed)
         net = create_model(model, num_classes=opts.num_classes, weights=opts.weights) if isinstance(model, str) \
             else model.eval()
-    manifest["inputs"] = [s.to_json() for s in net.input_specs]
-    manifest["outputs"] = [s.to_json() for s in net.output_specs]
-    manifest["parameters"] = sum(p.numel() for p in net.parameters())
+    ensure_writable(out)
+    for stale in staging.clean_stale(out, label):
+        printer(f"[{label}] removed {stale.name}, left by a killed export")
+    folder = staging.make_staging(out, label)
+    manifest: dict[str, Any] = {
+        "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporter,
+        "inputs": [s.to_json() for s in net.input_specs], "outputs": [s.to_json() for s in net.output_specs],
+        "batch": opts.batch.to_json(), "artifacts": {}, "files": {}, "parity": {}, "versions": versions(),
+        "seed": opts.seed, "parameters": sum(p.numel() for p in net.parameters()), "timings": stages.timings,
+    }
+    try:
+        _run_stages(folder, manifest, net, opts, exporter, stages, printer)
+    except KeyboardInterrupt:
+        staging.discard(folder)
+        raise
+    except BaseException as exc:
+        _mark_failed(folder, manifest, exc)
+        where = staging.publish_failed(folder, target)
+        if where != target:
+            printer(f"[{label}] the failed export is in {where}; {target} still holds the previous good export")
+        raise
+    staging.publish(folder, target)
+    return manifest
+
+
+def _mark_failed(folder: Path, manifest: dict[str, Any], exc: BaseException) -> None:
+    """Write status "failed" with the error (a parity failure already did); never mask ``exc``."""
+    if manifest["status"] == mf.STATUS_FAILED:
+        return
+    manifest.update(status=mf.STATUS_FAILED, error=str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__)
+    try:
+        mf.write_manifest(folder, manifest)
+    except OSError:
+        pass  # the disk that failed the export may refuse this too; the status stays "running"
+
+
+def _add_artifact(manifest: dict[str, Any], folder: Path, key: str, path: Path) -> None:
+    """List a finished artifact and record its size and SHA-256."""
+    manifest["artifacts"][key] = path.name
+    mf.record_file(manifest, folder, path.name)
+
+
+def _run_stages(folder: Path, manifest: dict[str, Any], net: ZooModel, opts: ExportOptions, exporter: str,
+                stages: Stages, printer: Printer) -> None:
+    """Every export stage, in order, writing into ``folder`` (the staging folder)."""
+    label = manifest["model"]
+    mf.write_manifest(folder, manifest)
     example = tuple(torch.from_numpy(a) for a in random_inputs(net.input_specs, EXAMPLE_BATCH, seed=opts.seed).values())
 
     with stages.stage("torch.export"):
         program = trace_program(net, example)
-        with atomic_path(folder / "weights.pt") as tmp:
-            torch.save(net.state_dict(), tmp)
-        with atomic_path(folder / "model.pt2") as tmp:
-            torch.export.save(program, str(tmp))
-    manifest["artifacts"].update(weights="weights.pt", torch="model.pt2")
+        # serialised in memory, written by us: a full disk then raises OSError naming the file,
+        # where torch's own writer raises an unhelpful RuntimeError
+        weights, program_file = io.BytesIO(), io.BytesIO()
+        torch.save(net.state_dict(), weights)
+        torch.export.save(program, program_file, extra_files={
+            torch_rt.IO_FILE: json.dumps({"outputs": [s.name for s in net.output_specs]})})
+        for name, buffer in (("weights.pt", weights), ("model.pt2", program_file)):
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+    _add_artifact(manifest, folder, "weights", folder / "weights.pt")
+    _add_artifact(manifest, folder, "torch", folder / "model.pt2")
 
     onnx_path = folder / "model.onnx"
     with stages.stage(f"onnx export (opset {opts.opset}, {exporter})"):
@@ -231,11 +279,11 @@ def export(
             net, program, example, onnx_path, opset=opts.opset, exporter=exporter,
             input_specs=net.input_specs, output_specs=net.output_specs,
         )
-    manifest["artifacts"]["onnx"] = onnx_path.name
     if opts.simplify:
         with stages.stage("simplify (onnxslim)"):
             before, after = onnx_export.simplify(onnx_path)
         manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
+    _add_artifact(manifest, folder, "onnx", onnx_path)
     final_graph = onnx.load(str(onnx_path), load_external_data=False)
     if opts.simplify:  # re-check what the simplifier wrote; export_onnx checked the unsimplified file
         onnx_export.check_dynamic_axes(final_graph, net.input_specs, net.output_specs)
@@ -256,7 +304,8 @@ def export(
     if opts.openvino:
         with stages.stage("openvino IR + parity (f32, and bf16 where the CPU has it)"):
             xml_path, bin_path = openvino_ir.write_ir(onnx_path, folder / "model.xml")
-            manifest["artifacts"].update(openvino=xml_path.name, openvino_weights=bin_path.name)
+            _add_artifact(manifest, folder, "openvino", xml_path)
+            _add_artifact(manifest, folder, "openvino_weights", bin_path)
             report = check_file_parity(xml_path, "openvino", sets, opts.tolerance, precision="fp32")
             _record(folder, manifest, reports, "openvino", "OpenVINO IR", report, batches, printer)
             if "BF16" in cpu_capabilities():
@@ -274,7 +323,7 @@ def export(
                 onnx_path, fp16_path, calibration, opts.opset,
                 lambda path: check_file_parity(path, "ort", sets, opts.fp16_tolerance),
             )
-        manifest["artifacts"]["onnx_fp16"] = fp16_path.name
+        _add_artifact(manifest, folder, "onnx_fp16", fp16_path)
         manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
         printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
                 f"{info['fp32_reasons']} (step: {info['step']})")
@@ -289,7 +338,7 @@ def export(
                 onnx_path, int8_path, calib, opts.calib_method, opts.opset,
                 lambda path: check_file_parity(path, "ort", sets, opts.int8_tolerance),
             )
-        manifest["artifacts"]["onnx_int8"] = int8_path.name
+        _add_artifact(manifest, folder, "onnx_int8", int8_path)
         manifest["int8"] = info
         printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
                 f"float: {info['float_op_types']}")
@@ -303,7 +352,7 @@ def export(
                 precision="int8", workspace_gib=opts.workspace_gib,
                 timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
             )
-        manifest["artifacts"]["engine_int8"] = engine_path.name
+        _add_artifact(manifest, folder, "engine_int8", engine_path)
         with stages.stage("tensorrt int8 parity"):
             report = check_file_parity(engine_path, "trt", sets, opts.int8_tolerance)
         _record(folder, manifest, reports, "engine_int8", "TensorRT INT8 engine", report, batches, printer)
@@ -316,11 +365,10 @@ def export(
                 opts.batch, fp32_layers=reports["onnx_fp16"]["fp32_node_names"], workspace_gib=opts.workspace_gib,
                 timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
             )
-        manifest["artifacts"]["engine"] = engine_path.name
+        _add_artifact(manifest, folder, "engine", engine_path)
         with stages.stage("tensorrt parity"):
             report = check_file_parity(engine_path, "trt", sets, opts.fp16_tolerance)
         _record(folder, manifest, reports, "engine", "TensorRT engine", report, batches, printer)
 
     manifest["status"] = mf.STATUS_OK
     mf.write_manifest(folder, manifest)
-    return manifest

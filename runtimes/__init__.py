@@ -19,8 +19,22 @@ from .base import Runtime, TensorInfo
 from .errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
 from .selection import ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, normalise_precision
 
-__all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "InputSpecError", "ArtifactError",
+__all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "verify", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
+
+
+def verify(folder: str | os.PathLike[str]) -> list[str]:
+    """Check every file the manifest of ``folder`` records (size and SHA-256, no symlinks, nothing outside
+    the folder); returns the names checked, raises ``ArtifactError`` naming the first bad one."""
+    root = Path(folder)
+    manifest = mf.read_manifest(root, require_ok=False)
+    names = list(manifest.get("files", {}))
+    missing = [n for n in manifest["artifacts"].values() if n not in names]
+    if missing:
+        raise ArtifactError(f"{root}: {missing} have no size/SHA-256 record in the manifest; re-export")
+    for name in names:
+        mf.verify_file(root, manifest, name)
+    return names
 
 
 def backend(engine: str) -> type[Runtime]:
@@ -38,14 +52,17 @@ def backend(engine: str) -> type[Runtime]:
 
 
 def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", precision: str | None = None,
-         **options: Any) -> Runtime:
+         *, verify: bool = True, **options: Any) -> Runtime:
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
     ``.onnx`` / ``.xml`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
     ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
     the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
-    ``options`` go to the backend (ort/openvino: ``threads``; ort: ``optimization``; openvino:
-    ``hint``; all: ``max_batch``).
+    In a folder, the file (and its companions) is checked against the manifest's size and SHA-256
+    before it is opened (``verify=False`` skips the hash, e.g. for a read-only image already checked;
+    a single file has no manifest to check against). ``options`` go to the backend
+    (all: ``max_batch``, ``check_finite``; ort/openvino: ``threads``; ort: ``optimization``;
+    openvino: ``hint``).
     """
     target = Path(path)
     cls = backend(engine)
@@ -54,10 +71,10 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
         manifest = mf.read_manifest(target)
         wanted = cls.resolve_precision(wanted, manifest["parity"])
         key = artifact_key(manifest["artifacts"], engine, wanted)
-        file = mf.artifact(target, manifest, key)
+        file = mf.artifact(target, manifest, key, verify=verify)
         options.setdefault("max_batch", manifest["batch"]["max"])
         if engine == "trt":
-            options.setdefault("engine_meta", manifest.get("engine"))
+            options.setdefault("engine_meta", manifest.get(key))
         runtime = cls(file, device=device, precision=wanted, input_specs=mf.input_specs(manifest),
                       output_specs=mf.output_specs(manifest), **options)
     elif target.is_file():

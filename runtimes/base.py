@@ -9,6 +9,13 @@ Dtype policy: an input must have the spec's dtype, or one that numpy casts to
 it safely (int32 → int64, float16 → float32); a lossy cast (float64 → float32,
 int64 → int32) raises ``InputSpecError`` instead of happening silently.
 
+Value policy (the same on every engine, because it is checked here and not left
+to the backend): integer inputs must lie in the spec's ``value_range`` (token
+ids in [0, vocab), masks in {0, 1}); named axes other than batch must not
+exceed the spec's ``max_dims`` (the encoder's ``seq`` ≤ 100). NaN/Inf in float
+inputs pass through to the engine by default (checking costs a pass over the
+data); ``check_finite=True`` rejects them with ``InputSpecError``.
+
 Threads: a backend whose ``_run`` is safe to call concurrently (onnxruntime's
 ``InferenceSession.run``, a torch module under ``inference_mode``) declares
 ``concurrent = True``; for the others (TensorRT execution contexts) the base
@@ -24,7 +31,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputSpecError, RuntimeClosedError
+from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError
 from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
 from .specs import BATCH, TensorSpec, random_inputs
 
@@ -42,6 +49,43 @@ class TensorInfo:
         return cls(spec.name, tuple(d if isinstance(d, int) else None for d in spec.shape), np.dtype(spec.dtype))
 
 
+def check_values(spec: TensorSpec, value: np.ndarray, check_finite: bool) -> None:
+    """The value policy: integers inside ``value_range``, and (when asked) floats finite."""
+    if spec.value_range is not None and value.size and np.issubdtype(value.dtype, np.integer):
+        low, high = spec.value_range
+        lo, hi = int(value.min()), int(value.max())
+        if lo < low or hi >= high:
+            bad = lo if lo < low else hi
+            allowed = "{0, 1}" if (low, high) == (0, 2) else f"[{low}, {high})"
+            raise InputSpecError(f"input {spec.name!r}: value {bad} is outside {allowed}")
+    if check_finite and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+        raise InputSpecError(f"input {spec.name!r}: contains NaN or Inf (check_finite=True)")
+
+
+def _generic(name: str) -> bool:
+    """Names a backend invents when the file has none (torch outputs: ``output0``)."""
+    return name.startswith("output") and name[6:].isdigit()
+
+
+def check_specs_agree(file: str, kind: str, declared: Sequence[TensorSpec] | None,
+                      found: Sequence[TensorSpec]) -> None:
+    """The manifest's specs and the ones the engine read from the file must name the same tensors, with
+    the same ranks and dtypes: another model's file swapped into a folder is refused at open."""
+    if not declared:
+        return
+    if len(declared) != len(found):
+        raise ArtifactError(f"{file} has {len(found)} {kind}s but the manifest declares {len(declared)}: "
+                            "the file belongs to another model; re-export")
+    for want, have in zip(declared, found):
+        if not _generic(have.name) and want.name != have.name:
+            raise ArtifactError(f"{file}: {kind} {have.name!r} where the manifest declares {want.name!r}: "
+                                "the file belongs to another model; re-export")
+        if len(want.shape) != len(have.shape) or want.dtype != have.dtype or any(
+                isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(want.shape, have.shape)):
+            raise ArtifactError(f"{file}: {kind} {want.name!r} is {have.dtype}{list(have.shape)} in the file but "
+                                f"{want.dtype}{list(want.shape)} in the manifest; re-export")
+
+
 class Runtime(ABC):
     """Serve one exported model: ``runtime({"image": array})`` → ``{"logits": array}``."""
 
@@ -50,12 +94,16 @@ class Runtime(ABC):
 
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str | None = None,
                  max_batch: int | None = None, input_specs: Sequence[TensorSpec] | None = None,
-                 output_specs: Sequence[TensorSpec] | None = None) -> None:
+                 output_specs: Sequence[TensorSpec] | None = None, check_finite: bool = False) -> None:
         """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens).
 
-        ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``)."""
+        ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``);
+        ``max_batch`` the largest batch one engine call gets (larger inputs are chunked)."""
+        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+            raise OptionError(f"max_batch must be a positive integer or None, got {max_batch!r}")
         self.path = Path(path)
         self.device = device
+        self.check_finite = check_finite
         self.precision = self.resolve_precision(normalise_precision(precision, self.engine))
         self.max_batch = max_batch
         self._input_specs = tuple(input_specs) if input_specs else None
@@ -82,6 +130,12 @@ class Runtime(ABC):
             raise RuntimeClosedError(f"{self.engine} runtime for {self.path} is closed; load it again")
         if self._state == "new":
             specs = self._open()
+            try:
+                check_specs_agree(self.path.name, "input", self._input_specs, specs[0])
+                check_specs_agree(self.path.name, "output", self._output_specs, specs[1])
+            except ArtifactError:
+                self._close()
+                raise
             self._input_specs = self._input_specs or specs[0]
             self._output_specs = self._output_specs or specs[1]
             self._state = "open"
@@ -185,9 +239,13 @@ class Runtime(ABC):
                 size = value.shape[axis]
                 if size < 1:
                     raise InputSpecError(f"input {spec.name!r}: axis {name!r} has size 0")
+                if name in spec.max_dims and size > spec.max_dims[name]:
+                    raise InputSpecError(f"input {spec.name!r}: axis {name!r} is {size}, above its maximum "
+                                         f"{spec.max_dims[name]}")
                 first = axis_sizes.setdefault(name, (size, spec.name))
                 if first[0] != size:
                     raise InputSpecError(f"axis {name!r} is {first[0]} in {first[1]!r} but {size} in {spec.name!r}")
+            check_values(spec, value, self.check_finite)
             feeds[spec.name] = np.ascontiguousarray(value)
         return feeds
 

@@ -132,6 +132,9 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
     except AttnExportError as exc:
         click.echo(f"attn-bench: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"attn-bench: error: cannot write {exc.filename or 'output'}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("attn-bench: interrupted", err=True)
         sys.exit(130)

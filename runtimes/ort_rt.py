@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from .base import Runtime
-from .errors import ArtifactError, BackendUnavailableError
+from .errors import ArtifactError, AttnExportError
 from .providers import CUDA, create_session
 from .specs import TensorSpec
 
@@ -39,8 +39,8 @@ class OrtRuntime(Runtime):
         try:
             self.session = create_session(str(self.path), self.device, threads=self.threads,
                                           optimization=self.optimization)
-        except ValueError as exc:
-            raise BackendUnavailableError(str(exc)) from None
+        except AttnExportError:
+            raise
         except Exception as exc:  # onnxruntime raises InvalidProtobuf/Fail/NoSuchFile for bad files
             raise ArtifactError(
                 f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0][:300]} "

@@ -10,6 +10,8 @@ import functools
 
 import onnxruntime as ort
 
+from .errors import BackendUnavailableError, OptionError
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -20,9 +22,10 @@ def requested_providers(device: str) -> list[str]:
         return [CPU]
     if device == "cuda":
         if CUDA not in ort.get_available_providers():
-            raise ValueError("this onnxruntime build has no CUDA provider: pip install onnxruntime-gpu")
+            raise BackendUnavailableError("this onnxruntime build has no CUDA provider: "
+                                          "pip install 'attn-export[ort-gpu]'")
         return [CUDA, CPU]
-    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    raise OptionError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def session_options(threads: int | None = None, optimization: str = "all") -> ort.SessionOptions:
@@ -34,7 +37,7 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     if optimization not in levels:
-        raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+        raise OptionError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = levels[optimization]
     opts.log_severity_level = 3
@@ -50,7 +53,7 @@ def create_session(
     providers = requested_providers(device)
     session = ort.InferenceSession(path, sess_options=session_options(threads, optimization), providers=providers)
     if device == "cuda" and CUDA not in session.get_providers():
-        raise ValueError(
+        raise BackendUnavailableError(
             "onnxruntime could not load its CUDA provider (no GPU, or CUDA/cuDNN libraries missing); use device='cpu'"
         )
     return session

@@ -1,6 +1,7 @@
 """torch backend: runs ``model.pt2`` (a torch.export program) — needs torch, not the zoo."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,15 @@ def _torch() -> Any:
     return torch
 
 
+IO_FILE = "attn_export_io.json"  # written beside the program by attn-export: output names
+
+
+def _spec(name: str, val: Any) -> TensorSpec:
+    """A TensorSpec from a FakeTensor: symbolic dims become ``batch`` (dim 0) or ``dim<i>``."""
+    shape = tuple(int(d) if isinstance(d, int) else (BATCH if i == 0 else f"dim{i}") for i, d in enumerate(val.shape))
+    return TensorSpec(name, shape, str(val.dtype).removeprefix("torch."))
+
+
 class TorchRuntime(Runtime):
     """``engine="torch"``: the exported program under ``inference_mode`` on CPU or CUDA."""
 
@@ -33,24 +43,24 @@ class TorchRuntime(Runtime):
         torch = _torch()
         if self.device == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("engine 'torch' on device 'cuda': torch sees no CUDA GPU; use device='cpu'")
+        extra = {IO_FILE: ""}
         try:
-            program = torch.export.load(str(self.path))
+            program = torch.export.load(str(self.path), extra_files=extra)
         except Exception as exc:  # zip/pickle/unsupported-version errors of many types
             raise ArtifactError(
                 f"torch cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
                 "(missing, corrupt or truncated .pt2? re-run attn-export)"
             ) from None
         self.module = program.module().to(self.device)
-        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-        inputs = []
-        for name in program.graph_signature.user_inputs:
-            val = placeholders[name].meta["val"]
-            shape = tuple(int(d) if isinstance(d, int) else (BATCH if i == 0 else f"dim{i}")
-                          for i, d in enumerate(val.shape))
-            inputs.append(TensorSpec(name, shape, str(val.dtype).removeprefix("torch.")))
+        nodes = {n.name: n for n in program.graph.nodes}
+        names = json.loads(extra[IO_FILE]) if extra[IO_FILE] else {}
+        signature = program.graph_signature
+        inputs = tuple(_spec(name, nodes[name].meta["val"]) for name in signature.user_inputs)
+        outputs = tuple(_spec(out_name, nodes[node].meta["val"]) for out_name, node in zip(
+            names.get("outputs") or [f"output{i}" for i in range(len(signature.user_outputs))],
+            signature.user_outputs))
         self._order = [s.name for s in (self._input_specs or inputs)]
-        outputs = tuple(TensorSpec(f"output{i}", (BATCH,)) for i, _ in enumerate(program.graph_signature.user_outputs))
-        return tuple(inputs), outputs
+        return inputs, outputs
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = _torch()
