@@ -42,6 +42,9 @@ from .progress import Printer, Stages, silent
 from .zoo import ZooModel, create_model
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
+# TensorRT precision → (manifest artifact key, file name, what the parity report calls it)
+ENGINE_ARTIFACTS = {"fp16": ("engine", "model.engine", "TensorRT engine"),
+                    "int8": ("engine_int8", "model.int8.engine", "TensorRT INT8 engine")}
 
 
 @dataclass
@@ -228,6 +231,8 @@ def export(
     except BaseException as exc:
         _mark_failed(folder, manifest, exc)
         where = staging.publish_failed(folder, target)
+        if isinstance(exc, AttnExportError):  # its message may name the staging folder, now moved
+            exc.args = tuple(str(a).replace(str(folder), str(where)) for a in exc.args)
         if where != target:
             printer(f"[{label}] the failed export is in {where}; {target} still holds the previous good export")
         raise
@@ -344,31 +349,22 @@ def _run_stages(folder: Path, manifest: dict[str, Any], net: ZooModel, opts: Exp
                 f"float: {info['float_op_types']}")
         _record(folder, manifest, reports, "onnx_int8", "INT8 ONNX", report, batches, printer)
 
-    if opts.engine == "trt" and opts.int8:
-        engine_path = folder / "model.int8.engine"
-        with stages.stage("tensorrt int8 build"):
-            manifest["engine_int8"] = trt_build.build_engine(
-                {"onnx_int8": folder / "model.int8.onnx"}, engine_path, net.input_specs, opts.batch,
-                precision="int8", workspace_gib=opts.workspace_gib,
-                timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
-            )
-        _add_artifact(manifest, folder, "engine_int8", engine_path)
-        with stages.stage("tensorrt int8 parity"):
-            report = check_file_parity(engine_path, "trt", sets, opts.int8_tolerance)
-        _record(folder, manifest, reports, "engine_int8", "TensorRT INT8 engine", report, batches, printer)
-
     if opts.engine == "trt":
-        engine_path = folder / "model.engine"
-        with stages.stage("tensorrt build"):
-            manifest["engine"] = trt_build.build_engine(
-                {"onnx": onnx_path, "onnx_fp16": folder / "model.fp16.onnx"}, engine_path, net.input_specs,
-                opts.batch, fp32_layers=reports["onnx_fp16"]["fp32_node_names"], workspace_gib=opts.workspace_gib,
-                timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
-            )
-        _add_artifact(manifest, folder, "engine", engine_path)
-        with stages.stage("tensorrt parity"):
-            report = check_file_parity(engine_path, "trt", sets, opts.fp16_tolerance)
-        _record(folder, manifest, reports, "engine", "TensorRT engine", report, batches, printer)
+        for precision in ("fp16", "int8") if opts.int8 else ("fp16",):
+            key, file, what = ENGINE_ARTIFACTS[precision]
+            engine_path = folder / file
+            with stages.stage(f"tensorrt {precision} build"):
+                manifest[key] = trt_build.build_engine(
+                    {source: folder / manifest["artifacts"][source] for source in ("onnx_fp16", "onnx_int8")
+                     if source in manifest["artifacts"]}, engine_path, net.input_specs, opts.batch,
+                    precision=precision, workspace_gib=opts.workspace_gib,
+                    timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
+                )
+            _add_artifact(manifest, folder, key, engine_path)
+            tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
+            with stages.stage(f"tensorrt {precision} parity"):
+                report = check_file_parity(engine_path, "trt", sets, tolerance, precision=precision)
+            _record(folder, manifest, reports, key, what, report, batches, printer)
 
     manifest["status"] = mf.STATUS_OK
     mf.write_manifest(folder, manifest)

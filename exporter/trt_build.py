@@ -1,12 +1,16 @@
 """ONNX → TensorRT FP16 or INT8 plan, for TensorRT 10 and 11. Unverified on GPU.
 
-TensorRT 11 removed weak typing (``BuilderFlag.FP16``): the network is strongly
-typed, so FP16 means parsing the mixed-precision ``model.fp16.onnx``.
-TensorRT 10 (Jetson) parses the FP32 ``model.onnx`` with ``BuilderFlag.FP16``
-and pins the layers AutoCast kept in FP32 with precision constraints.
-INT8 is always built strongly typed from the Q/DQ ``model.int8.onnx``.
-Everything that needs no GPU (path choice, profile shapes, the manifest
-record) is a plain function tested on CPU; the TensorRT calls are few.
+Both versions build **strongly typed** networks: FP16 from the mixed-precision
+``model.fp16.onnx`` (AutoCast decided which nodes stay FP32), INT8 from the
+Q/DQ ``model.int8.onnx``. TensorRT 11 removed weak typing (``BuilderFlag.FP16``,
+precision constraints); TensorRT 10 has ``STRONGLY_TYPED`` since 10.0 and its
+10.13 docstrings deprecate the weak-typing tools, so one path serves both (NVIDIA's
+10→11 migration advice) and no layer names are matched (onnx-tensorrt names its
+helper layers ``<node>_<n>``, which made that matching fragile).
+Everything that needs no GPU (path choice, flags, profile shapes, the manifest
+record, timing-cache policy) is a plain function tested on CPU; the TensorRT
+calls are few, and ``tests/test_trt_api.py`` checks each against the real
+TensorRT 10.3, 10.16 and 11.4 bindings.
 """
 from __future__ import annotations
 
@@ -26,26 +30,23 @@ from .progress import Printer, silent
 
 @dataclass(frozen=True)
 class BuildPath:
-    """How a TensorRT version builds FP16: which ONNX it parses and whether it sets the FP16 flag."""
+    """Which ONNX a precision is built from (always strongly typed: the file's types decide)."""
 
-    source: str  # "onnx_fp16" (mixed-precision file), "onnx" (FP32 file) or "onnx_int8" (Q/DQ file)
-    fp16_flag: bool
+    source: str  # "onnx_fp16" (mixed-precision file) or "onnx_int8" (Q/DQ file)
     precision: str
-    strongly_typed: bool = False  # TensorRT 10 needs the creation flag; 11 is always strongly typed
+
+
+BUILD_PATHS = {
+    "fp16": BuildPath("onnx_fp16", "fp16 (strongly typed, from model.fp16.onnx)"),
+    "int8": BuildPath("onnx_int8", "int8 (strongly typed Q/DQ, from model.int8.onnx)"),
+}
 
 
 def choose_build_path(trt_version: str, precision: str = "fp16") -> BuildPath:
-    """INT8: strongly typed from the Q/DQ ONNX on 10 and 11. FP16: TensorRT ≥ 11 strongly typed from
-    the FP16 ONNX; TensorRT 10 FP16 flag + FP32 constraints."""
-    if trt_major(trt_version) < 10:
+    """The build path of ``precision`` on TensorRT 10 or 11 (the same on both)."""
+    if trt_major(trt_version) not in (10, 11):
         raise EngineBuildError(f"TensorRT {trt_version} is not supported: use TensorRT 10 or 11")
-    if precision == "int8":
-        return BuildPath("onnx_int8", False, "int8 (strongly typed Q/DQ, from model.int8.onnx)", strongly_typed=True)
-    if trt_major(trt_version) >= 11:
-        return BuildPath("onnx_fp16", False, "fp16 (strongly typed, from model.fp16.onnx)")
-    if trt_major(trt_version) == 10:
-        return BuildPath("onnx", True, "fp16 (BuilderFlag.FP16, AutoCast's FP32 nodes constrained)")
-    raise EngineBuildError(f"TensorRT {trt_version} is not supported: use TensorRT 10 or 11")
+    return BUILD_PATHS[precision]
 
 
 def profile_shapes(spec: TensorSpec, batch: BatchProfile) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -76,13 +77,16 @@ def engine_record(trt_version: str, gpu: str, compute_capability: str, path: Bui
     }
 
 
-def _progress_monitor(trt: Any, printer: Printer) -> Any:
+def progress_monitor(trt: Any, printer: Printer) -> Any:
+    """A TensorRT ``IProgressMonitor`` that prints each top-level phase (argument order as TensorRT's
+    binding documents it: ``phase_start(phase_name, parent_phase, num_steps)``)."""
     class Monitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, parent_phase: str | None, phase_name: str, num_steps: int) -> None:
-            printer(f"  TensorRT: {phase_name} ({num_steps} steps)")
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is None:
+                printer(f"  TensorRT: {phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             return True  # never cancel
@@ -93,56 +97,58 @@ def _progress_monitor(trt: Any, printer: Printer) -> Any:
     return Monitor()
 
 
-def network_flags(trt: Any, path: BuildPath) -> int:
-    """``create_network`` flags: STRONGLY_TYPED where TensorRT 10 needs it asked for."""
-    if path.strongly_typed and trt_major(trt.__version__) == 10:
-        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    return 0
+def network_flags(trt: Any) -> int:
+    """``create_network`` flags: STRONGLY_TYPED (TensorRT 10 needs it asked for; 11 accepts it and is
+    strongly typed anyway)."""
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def load_timing_cache(trt: Any, config: Any, path: Path | None, printer: Printer) -> None:
+    """Give ``config`` the cache in ``path`` when TensorRT accepts it, else a fresh one (and say why):
+    a cache from another GPU or TensorRT version is refused by ``set_timing_cache``."""
+    data = path.read_bytes() if path and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    if data:
+        printer(f"  TensorRT: timing cache {path} does not fit this GPU/TensorRT; starting a fresh one")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not create a timing cache")
 
 
 def build_engine(onnx_files: dict[str, Path], out: Path, inputs: Sequence[TensorSpec], batch: BatchProfile, *,
-                 precision: str = "fp16", fp32_layers: Sequence[str] = (), workspace_gib: float = 4.0,
-                 timing_cache: Path | None = None, printer: Printer = silent) -> dict[str, Any]:
-    """Build ``out`` from ``onnx_files`` (keys ``onnx``/``onnx_fp16``/``onnx_int8``) at ``precision``
-    (fp16 or int8); returns the manifest record."""
+                 precision: str = "fp16", workspace_gib: float = 4.0, timing_cache: Path | None = None,
+                 printer: Printer = silent) -> dict[str, Any]:
+    """Build ``out`` from ``onnx_files`` (keys ``onnx_fp16``/``onnx_int8``) at ``precision`` (fp16 or
+    int8), strongly typed; returns the manifest record."""
     trt = import_tensorrt()
     gpu, cc = cuda_device_info()
     path = choose_build_path(trt.__version__, precision)
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, path))
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_files[path.source])):
         raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_files[path.source].name}",
                                [str(parser.get_error(i)) for i in range(parser.num_errors)])
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    config.progress_monitor = _progress_monitor(trt, printer)
-    if path.fp16_flag:
-        config.set_flag(trt.BuilderFlag.FP16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        keep = set(fp32_layers)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.name in keep:
-                layer.precision = trt.float32
-                for j in range(layer.num_outputs):
-                    layer.set_output_type(j, trt.float32)
+    config.progress_monitor = progress_monitor(trt, printer)
     profile = builder.create_optimization_profile()
     for spec in inputs:
-        profile.set_shape(spec.name, *profile_shapes(spec, batch))
+        low, opt, high = profile_shapes(spec, batch)
+        profile.set_shape(spec.name, low, opt, high)
     config.add_optimization_profile(profile)
-    cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    load_timing_cache(trt, config, timing_cache, printer)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(f"TensorRT {trt.__version__} failed to build the engine on {gpu}; "
                                "rerun with --verbose for TensorRT's log")
     with atomic_path(out) as tmp:
         tmp.write_bytes(bytes(plan))
-    if timing_cache:
+    if timing_cache:  # what the build added, not the cache as it was loaded
         with atomic_path(timing_cache) as tmp:
-            tmp.write_bytes(bytes(cache.serialize()))
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return engine_record(trt.__version__, gpu, cc, path, batch, inputs, time.perf_counter() - start, out.stat().st_size)

@@ -27,18 +27,19 @@ def trt_major(version: str) -> int:
 
 
 def check_engine_compatible(built: Mapping[str, Any], trt_version: str, compute_capability: str) -> None:
-    """Refuse an engine built by another TensorRT (major.minor) or for another GPU architecture.
+    """Refuse an engine built by another TensorRT version or for another GPU architecture.
 
     ``built`` is the manifest's ``engine`` record (``tensorrt``, ``compute_capability``).
-    TensorRT plans are not portable across versions or SM architectures; the
-    error says so and how to rebuild, instead of a deserialisation crash.
+    By default TensorRT deserialises a plan only in the exact version that built
+    it (version-compatible plans are an opt-in this project does not use), and
+    never across SM architectures; the error says so and how to rebuild,
+    instead of a deserialisation failure.
     """
-    want = ".".join(str(built.get("tensorrt", "?")).split(".")[:2])
-    have = ".".join(trt_version.split(".")[:2])
-    if want != have:
+    if str(built.get("tensorrt")) != trt_version:
         raise ArtifactError(
             f"engine was built with TensorRT {built.get('tensorrt')} but this is TensorRT {trt_version}; "
-            "rebuild it here: attn-export MODEL --engine trt"
+            "TensorRT loads a plan only in the exact version that built it: rebuild it here with "
+            "attn-export MODEL --engine trt"
         )
     if str(built.get("compute_capability")) != compute_capability:
         raise ArtifactError(

@@ -290,6 +290,7 @@ def test_failed_parity_reexport_goes_to_failed_folder(good) -> None:
                                               "1:2:4", "--no-photos", "--rtol", "1e-30", "--min-cosine", "1"])
     assert result.exit_code == 3, result.output
     assert "c2f_ca.failed" in result.output and "still holds the previous good export" in result.output
+    assert f"see {good / 'c2f_ca.failed' / 'parity.json'}" in result.output and "staging" not in result.output
     assert snapshot(good / "c2f_ca") == before and runtimes.load(good / "c2f_ca")
     failed = json.loads((good / "c2f_ca.failed" / "manifest.json").read_text())
     assert failed["status"] == "failed" and failed["parity"]["onnx"]["passed"] is False
