@@ -34,7 +34,7 @@ from runtimes.trt_common import cuda_device_info, import_tensorrt
 from runtimes import torch_rt
 from runtimes.openvino_rt import cpu_capabilities
 
-from . import fp16, int8, onnx_export, openvino_ir, staging, trt_build, trt_readiness
+from . import fp16, int8, onnx_export, openvino_ir, staging, trt_build, trt_readiness, trtexec
 from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import photo_inputs
@@ -360,6 +360,9 @@ def _run_stages(folder: Path, manifest: dict[str, Any], net: ZooModel, opts: Exp
                     precision=precision, workspace_gib=opts.workspace_gib,
                     timing_cache=Path(opts.timing_cache) if opts.timing_cache else None, printer=printer,
                 )
+            source = manifest["artifacts"][trt_build.BUILD_PATHS[precision].source]
+            manifest[key]["trtexec"] = " ".join(trtexec.trtexec_command(  # NVIDIA's tool, same engine, run in the folder
+                Path(source), manifest[key], opts.batch.max, opts.workspace_gib))
             _add_artifact(manifest, folder, key, engine_path)
             tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
             with stages.stage(f"tensorrt {precision} parity"):

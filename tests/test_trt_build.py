@@ -23,11 +23,10 @@ from runtimes.specs import TensorSpec
 from .exports import exported
 
 
-def test_trt11_builds_strongly_typed_from_fp16_onnx_and_trt10_uses_the_flag() -> None:
-    p11 = choose_build_path("11.4.0.106")
-    assert (p11.source, p11.fp16_flag) == ("onnx_fp16", False)
-    p10 = choose_build_path("10.13.3.9")
-    assert (p10.source, p10.fp16_flag) == ("onnx", True)
+def test_one_strongly_typed_path_on_10_and_11() -> None:
+    for version in ("11.4.0.106", "10.13.3.9", "10.3.0"):
+        assert choose_build_path(version).source == "onnx_fp16"
+        assert choose_build_path(version, "int8").source == "onnx_int8"
     with pytest.raises(EngineBuildError, match="TensorRT 8.6.1 is not supported"):
         choose_build_path("8.6.1")
 
@@ -45,7 +44,7 @@ def test_engine_record_holds_what_the_runtime_checks() -> None:
                            [spec], 12.345, 1024)
     assert record["tensorrt"] == "10.13.3.9" and record["compute_capability"] == "8.9"
     assert record["profile"] == {"image": [[1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224]]}
-    assert record["build_seconds"] == 12.35 and record["size_bytes"] == 1024 and "BuilderFlag.FP16" in record["precision"]
+    assert record["build_seconds"] == 12.35 and record["size_bytes"] == 1024 and "strongly typed" in record["precision"]
 
 
 def test_readiness_of_zoo_exports_and_of_a_bad_graph(artifacts_root) -> None:
@@ -104,3 +103,23 @@ def test_engine_build_and_parity(tmp_path) -> None:
     manifest = export("c2f_ca", tmp_path, options=small_options(engine="trt"))
     assert manifest["status"] == "ok" and manifest["parity"]["engine"]["passed"]
     assert manifest["engine"]["profile"]["image"][2][0] == 4
+
+
+def test_trtexec_cross_check_command_and_parse() -> None:
+    from pathlib import Path
+
+    from exporter.trtexec import throughput_items_per_s, trtexec_command
+
+    record = {"profile": {"image": [[1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224]],
+                          "context": [[1, 512, 7, 7], [8, 512, 7, 7], [32, 512, 7, 7]]}}
+    argv = trtexec_command(Path("a/model.fp16.onnx"), record, 32, workspace_gib=4)
+    assert argv == ["trtexec", "--onnx=a/model.fp16.onnx", "--stronglyTyped",
+                    "--minShapes=image:1x3x224x224,context:1x512x7x7", "--optShapes=image:8x3x224x224,context:8x512x7x7",
+                    "--maxShapes=image:32x3x224x224,context:32x512x7x7",
+                    "--shapes=image:32x3x224x224,context:32x512x7x7", "--memPoolSize=workspace:4096M"]
+    tokens = {"profile": {"tokens": [[1, 1], [8, 16], [32, 100]], "mask": [[1, 1], [8, 16], [32, 100]]}}
+    assert "--shapes=tokens:32x100,mask:32x100" in trtexec_command(Path("m.onnx"), tokens, 32)
+    sample = "[11/23/2026-10:00:00] [I] Throughput: 101.5 qps\n[I] Latency: min = 9.1 ms"
+    assert throughput_items_per_s(sample, 32) == pytest.approx(3248.0)
+    with pytest.raises(ValueError, match="no 'Throughput"):
+        throughput_items_per_s("nothing", 32)
