@@ -18,7 +18,6 @@ passed and which node types stayed in float.
 from __future__ import annotations
 
 import collections
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +105,14 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
     """One ModelOpt PTQ run into ``out_path`` (atomically); returns the quantization report."""
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
-    logging.getLogger("modelopt").setLevel(logging.CRITICAL)  # failures raise; its GPU probe logs ERROR on CPU
     with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work, atomic_path(out_path) as tmp:
         staged = Path(work) / "model.int8.onnx"
         try:
             modelopt_quantize(str(onnx_path), quantize_mode="int8", calibration_data=calib.arrays,
                               calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
                               high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
-                              opset=int8_opset(opset), log_level="ERROR")
+                              opset=int8_opset(opset),
+                              log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
         except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
             raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).strip().splitlines()[0][:300]}") \
                 from exc

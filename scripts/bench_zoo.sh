@@ -8,6 +8,7 @@ source "$(dirname "$0")/_venv.sh"
 mkdir -p bench
 has_int8() { python -c "import json,sys; sys.exit('onnx_int8' not in json.load(open('artifacts/$1/manifest.json'))['artifacts'])"; }
 for model in $(python -c "from exporter.zoo import list_models; print(' '.join(list_models()))"); do
+  [ -f "bench/$model.json" ] && continue  # resume: delete bench/MODEL.json to time it again
   if [ ! -f "artifacts/$model/manifest.json" ]; then
     attn-export "$model" --opset 17 --int8 || attn-export "$model" --opset 17 || exit $?
   fi

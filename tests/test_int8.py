@@ -117,3 +117,16 @@ def test_export_int8_writes_manifest_and_fails_honestly(tmp_path) -> None:
     assert bad["status"] == "failed" and bad["int8"]["step"] == int8.WIDENING_STEPS[-1].name
     with pytest.raises(ArtifactError, match="status 'failed'"):
         runtimes.load(tmp_path / "bad" / "c2f_ca", engine="ort", precision="int8")
+
+
+def test_int8_top1_is_pooled_over_all_samples() -> None:
+    from exporter.parity import ParityReport
+
+    report = ParityReport("int8", Tolerance.int8())
+    ref, flipped = np.array([[1.0, 0.9]]), np.array([[0.9, 1.0]])
+    report.add("random b=1", {"logits": ref}, {"logits": flipped})  # the one sample disagrees: 0 %
+    big = np.tile(np.array([[1.0, 0.5]]), (32, 1))
+    report.add("random b=32", {"logits": big}, {"logits": big})
+    assert report.pooled_top1 == pytest.approx(32 / 33) and report and report.worst["min_top1"] == report.pooled_top1
+    report.add("random b=2", {"logits": np.tile(ref, (2, 1))}, {"logits": np.tile(flipped, (2, 1))})
+    assert report.pooled_top1 == pytest.approx(32 / 35) and not report  # 91 % < 95 %
