@@ -11,6 +11,7 @@ import dataclasses
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -85,13 +86,15 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--workspace", default=4.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True), help="TensorRT workspace (GiB).")
 @click.option("--timing-cache", default=None, type=click.Path(dir_okay=False),
               help="TensorRT timing cache file: loaded if present, saved after the build.")
+@click.option("--triton-repo", default=None, type=click.Path(file_okay=False),
+              help="Also write a Triton model repository here (config.pbtxt + 1/model.* per servable artifact).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
          no_photos: bool, exporter: str, fp16: bool, int8: bool, calib_dir: str | None, calib_method: str,
          calib_size: int, openvino: bool, engine: str | None, workspace: float,
-         timing_cache: str | None, as_json: bool, verbose: bool) -> None:
+         timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
     verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
     from .progress import stderr_printer
@@ -134,6 +137,11 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             click.echo(json.dumps(manifests[0] if len(names) == 1 else manifests, indent=2))
         for m in manifests:
             click.echo(f"{m['model']}: ok → {out}/{m['model']}/ ({', '.join(m['artifacts'].values())})", err=True)
+        if triton_repo and manifests:
+            from serving.triton_repo import write_repository
+
+            for entry in write_repository([Path(out) / m["model"] for m in manifests], Path(triton_repo)):
+                click.echo(f"triton repository entry: {entry}", err=True)
         if failures:
             sys.exit(max(f.exit_code for f in failures))
     except AttnExportError as exc:

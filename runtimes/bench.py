@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -159,8 +159,9 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[BenchResult], path: str, title: str) -> None:
-    """PNG of p50 latency and throughput against batch size, one line per engine."""
+def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> None:
+    """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server),
+    one line per engine."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,15 +170,15 @@ def plot(results: list[BenchResult], path: str, title: str) -> None:
     from ._io import atomic_path
 
     fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(10, 4))
-    engines: dict[str, list[BenchResult]] = {}
+    engines: dict[str, list[Any]] = {}
     for r in results:
         engines.setdefault(r.engine, []).append(r)
     for engine, rows in engines.items():
-        rows = sorted(rows, key=lambda r: r.batch)
-        ax_lat.plot([r.batch for r in rows], [r.p50_ms for r in rows], marker="o", label=engine)
-        ax_thr.plot([r.batch for r in rows], [r.throughput for r in rows], marker="o", label=engine)
-    ax_lat.set(xlabel="batch", ylabel="p50 latency (ms)", title="latency")
-    ax_thr.set(xlabel="batch", ylabel="items / s", title="throughput")
+        rows = sorted(rows, key=lambda r: getattr(r, x))
+        ax_lat.plot([getattr(r, x) for r in rows], [r.p50_ms for r in rows], marker="o", label=engine)
+        ax_thr.plot([getattr(r, x) for r in rows], [r.throughput for r in rows], marker="o", label=engine)
+    ax_lat.set(xlabel=x, ylabel="p50 latency (ms)", title="latency")
+    ax_thr.set(xlabel=x, ylabel="items / s", title="throughput")
     for ax in (ax_lat, ax_thr):
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)

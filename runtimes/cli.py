@@ -86,14 +86,26 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write results as JSON.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Write a PNG of latency and throughput against batch.")
+@click.option("--url", default=None, metavar="http://HOST:PORT",
+              help="Load-test an Open Inference Protocol server (attn-serve, Triton) instead; MODEL_OR_FOLDER "
+                   "is then the model name on the server.")
+@click.option("--concurrency", "concurrency", default="1,8,32", show_default=True, callback=_batches,
+              help="With --url: comma-separated numbers of concurrent clients.")
+@click.option("--protocol", default="http", show_default=True, type=click.Choice(["http", "grpc"]),
+              help="With --url: the OIP transport (give the server's gRPC port in --url for grpc).")
 @click.option("--overhead", is_flag=True,
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
 def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
          seconds: float | None, threads: int | None, device: str, out: str, json_path: str | None,
-         plot_path: str | None, overhead: bool) -> None:
+         plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
     if iters is not None and seconds is not None:
         raise click.UsageError("give --iters or --seconds, not both")
+    if url:
+        if seconds is not None or engines or overhead:
+            raise click.UsageError("--url times a server: --seconds, --engine and --overhead do not apply")
+        _bench_server(url, target, protocol, concurrency, iters or 30, json_path, plot_path)
+        return
     iters = iters if iters is not None or seconds is not None else 30
     try:
         runs = [parse_engine_spec(spec, precision) for spec in engines or ("ort",)]
@@ -138,6 +150,34 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
     except KeyboardInterrupt:
         click.echo("attn-bench: interrupted", err=True)
         sys.exit(130)
+
+
+def _bench_server(url: str, model: str, protocol: str, levels: list[int], requests_per_client: int,
+                  json_path: str | None, plot_path: str | None) -> None:
+    """attn-bench --url: each concurrency level against the server, then the table, JSON and plot."""
+    from . import remote_bench
+
+    try:
+        for path in (json_path, plot_path):
+            if path:
+                ensure_writable(Path(path))
+        specs = remote_bench.model_specs(url, model, protocol)
+        results = []
+        for level in levels:
+            click.echo(f"attn-bench: {url} {protocol} concurrency {level} …", err=True)
+            results.append(remote_bench.run_level(url, model, protocol, specs, level, requests_per_client))
+        click.echo(remote_bench.format_table(results))
+        if json_path:
+            write_json(json_path, {"machine": bench.machine_info(), "model": model, "url": url,
+                                   "results": [r.to_json() for r in results]})
+        if plot_path:
+            bench.plot(results, plot_path, f"{model} via {protocol} at {url}", x="concurrency")
+    except AttnExportError as exc:
+        click.echo(f"attn-bench: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # tritonclient raises InferenceServerException / connection errors for a bad URL
+        click.echo(f"attn-bench: error: cannot query {model!r} at {url}: {str(exc).splitlines()[0][:300]}", err=True)
+        sys.exit(2)
 
 
 ENGINE_OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -1,0 +1,141 @@
+"""``attn-bench --url``: a load generator for any Open Inference Protocol server (attn-serve, Triton),
+through NVIDIA's ``tritonclient`` over HTTP or gRPC.
+
+``concurrency`` client threads (one client each) send single-sample requests with seeded random
+inputs shaped from the server's own model metadata (integer inputs get 0/1, valid token ids and mask
+values; other dynamic axes 16); per level: latency percentiles, throughput in
+items/s over the wall time, the error count, and the batch sizes the server reports it formed
+(attn-serve returns ``batch_rows`` in each response's parameters; other servers: none).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError
+from .specs import TensorSpec, random_inputs
+
+OIP_DTYPES = {"FP32": "float32", "FP16": "float16", "FP64": "float64", "INT64": "int64", "INT32": "int32",
+              "BOOL": "bool", "UINT8": "uint8"}
+EXAMPLE_DIM = 16  # size used for dynamic axes other than batch (the encoder's seq)
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """One protocol at one concurrency level."""
+
+    engine: str  # "http" or "grpc" (the label plots and tables use)
+    concurrency: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float  # items per second over the wall time of the level
+    server_batch_rows: dict[str, int] = field(default_factory=dict)  # batch size formed → responses
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _client_module(protocol: str) -> Any:
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module  # type: ignore[no-redef]
+    except ImportError:
+        raise BackendUnavailableError("attn-bench --url needs tritonclient: pip install 'attn-export[serve]'") \
+            from None
+    return module
+
+
+def _strip(url: str) -> str:
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def model_specs(url: str, model: str, protocol: str) -> list[TensorSpec]:
+    """Input specs from the server's model metadata (dim 0 is the batch, other -1 dims get names)."""
+    module = _client_module(protocol)
+    client = module.InferenceServerClient(_strip(url))
+    meta = client.get_model_metadata(model, as_json=True) if protocol == "grpc" else client.get_model_metadata(model)
+    specs = []
+    for tensor in meta["inputs"]:
+        dims = [int(d) for d in tensor["shape"]]
+        shape = tuple("batch" if i == 0 else (d if d >= 0 else f"dim{i}") for i, d in enumerate(dims))
+        value_range = None if tensor["datatype"].startswith("FP") else (0, 2)  # 0/1: valid ids and mask values
+        specs.append(TensorSpec(tensor["name"], shape, OIP_DTYPES[tensor["datatype"]], value_range,
+                                {f"dim{i}": EXAMPLE_DIM for i, d in enumerate(dims) if i and d < 0}))
+    return specs
+
+
+def _batch_rows(result: Any, protocol: str) -> int | None:
+    response = result.get_response()
+    if protocol == "grpc":
+        parameter = response.parameters.get("batch_rows")
+        return int(parameter.int64_param) if parameter is not None else None
+    value = (response.get("parameters") or {}).get("batch_rows")
+    return int(value) if value is not None else None
+
+
+def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], concurrency: int,
+              requests_per_client: int, seed: int = 0) -> RemoteResult:
+    """``concurrency`` threads × ``requests_per_client`` single-sample requests."""
+    module = _client_module(protocol)
+    latencies: list[float] = []
+    rows: Counter[str] = Counter()
+    errors = [0]
+    lock = threading.Lock()
+
+    def client_loop(index: int) -> None:
+        client = module.InferenceServerClient(_strip(url))
+        for i in range(requests_per_client):
+            arrays = random_inputs(specs, 1, seed=seed + index * 100_003 + i)
+            inputs = []
+            for spec in specs:
+                tensor = module.InferInput(spec.name, list(arrays[spec.name].shape),
+                                           next(k for k, v in OIP_DTYPES.items() if v == spec.dtype))
+                tensor.set_data_from_numpy(arrays[spec.name])
+                inputs.append(tensor)
+            start = time.perf_counter()
+            try:
+                result = client.infer(model, inputs)
+            except Exception:  # any transport or server error counts; the run goes on
+                with lock:
+                    errors[0] += 1
+                continue
+            elapsed = (time.perf_counter() - start) * 1e3
+            formed = _batch_rows(result, protocol)
+            with lock:
+                latencies.append(elapsed)
+                if formed is not None:
+                    rows[str(formed)] += 1
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(concurrency)]
+    wall = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - wall
+    lat = np.asarray(latencies or [float("nan")])
+    p50, p90, p99 = np.percentile(lat, [50, 90, 99])
+    return RemoteResult(protocol, concurrency, len(latencies) + errors[0], errors[0], float(p50), float(p90),
+                        float(p99), float(lat.mean()), len(latencies) / wall,
+                        dict(sorted(rows.items(), key=lambda kv: int(kv[0]))))
+
+
+def format_table(results: list[RemoteResult]) -> str:
+    lines = [f"{'protocol':<8} {'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} "
+             f"{'p99 ms':>8} {'items/s':>8}  server batch sizes (rows: responses)"]
+    for r in results:
+        batches = ", ".join(f"{k}: {v}" for k, v in r.server_batch_rows.items()) or "-"
+        lines.append(f"{r.engine:<8} {r.concurrency:>7} {r.requests:>8} {r.errors:>6} {r.p50_ms:>8.2f} "
+                     f"{r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.throughput:>8.1f}  {batches}")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""``attn-serve``: serve artifact folders over the Open Inference Protocol on Ray Serve, or write a
+Triton model repository from them.
+
+    attn-serve artifacts/c2f_ca artifacts/resnet50_sa --replicas 2 --http-port 8000 --grpc-port 8001
+    attn-serve repo artifacts/c2f_ca --out triton-repo
+
+Exit codes: 0 stopped cleanly · 2 bad input (folder, option, missing serving install) · 130 interrupted.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runtimes.errors import AttnExportError
+from runtimes.selection import ENGINES
+
+INSTALL_SERVE = "pip install 'attn-export[serve]'"
+
+
+class _DefaultToServe(click.Group):
+    """``attn-serve FOLDER...`` means ``attn-serve serve FOLDER...``; ``attn-serve repo ...`` writes a repository."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToServe, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Serve artifact folders (attn-serve FOLDER...) or write a Triton repository (attn-serve repo)."""
+
+
+def _folders(values: tuple[str, ...]) -> list[Path]:
+    from runtimes import manifest as mf
+
+    folders = [Path(v) for v in values]
+    for folder in folders:
+        mf.read_manifest(folder)  # a clear error before anything starts
+    names = [f.name for f in folders]
+    if len(set(names)) != len(names):
+        raise AttnExportError(f"two folders share a model name: {names}; models are served under their folder name")
+    return folders
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command("serve")
+@click.argument("folders", nargs=-1, required=True, metavar="ARTIFACT_DIR...")
+@click.option("--engine", default="ort", show_default=True, type=click.Choice(ENGINES), help="Runtime engine.")
+@click.option("--precision", default=None, help="Precision (fp32, fp16, bf16, int8, auto; default: the engine's).")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 256), help="Ray Serve replicas per model.")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024),
+              help="Concurrent requests a replica joins into one engine call.")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0, 10_000),
+              help="How long a replica waits for more requests before running a batch.")
+@click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="OIP v2 REST port.")
+@click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535), help="OIP v2 gRPC port.")
+@click.option("--ray-address", default=None,
+              help="Join this Ray cluster (e.g. auto, or ray://head:10001); default: start a local one.")
+@click.option("--max-replicas-per-node", default=None, type=click.IntRange(1, 256),
+              help="Spread replicas over nodes (1: at most one replica of a model per node).")
+def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, replicas: int, max_batch: int,
+                  batch_wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
+                  max_replicas_per_node: int | None) -> None:
+    """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC, on Ray Serve."""
+    signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and every process we started, as on Ctrl-C
+    try:
+        paths = _folders(folders)
+        try:
+            from .server import serve_folders
+        except ModuleNotFoundError as exc:
+            raise AttnExportError(f"serving needs Ray Serve and KServe ({exc.name} missing): {INSTALL_SERVE}") \
+                from None
+        serve_folders(paths, engine=engine, precision=precision, replicas=replicas, max_batch=max_batch,
+                      wait_ms=batch_wait_ms, http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
+                      max_replicas_per_node=max_replicas_per_node)
+    except AttnExportError as exc:
+        click.echo(f"attn-serve: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("attn-serve: stopped", err=True)
+        sys.exit(130)
+
+
+@main.command("repo")
+@click.argument("folders", nargs=-1, required=True, metavar="ARTIFACT_DIR...")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The Triton model repository folder.")
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="instance_group count per model.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]),
+              help="Where Triton runs the onnxruntime models (TensorRT plans always run on the GPU).")
+@click.option("--queue-delay-us", default=1000, show_default=True, type=click.IntRange(0, 10_000_000),
+              help="dynamic_batching max_queue_delay_microseconds.")
+def repo_command(folders: tuple[str, ...], out: str, instances: int, device: str, queue_delay_us: int) -> None:
+    """Write a Triton model repository (config.pbtxt + 1/model.*) for every servable artifact."""
+    from .triton_repo import write_repository
+
+    try:
+        written = write_repository(_folders(folders), Path(out), instances=instances, device=device,
+                                   queue_delay_us=queue_delay_us)
+    except AttnExportError as exc:
+        click.echo(f"attn-serve: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    for entry in written:
+        click.echo(f"{entry}")
+
+
+if __name__ == "__main__":
+    main()

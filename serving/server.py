@@ -1,0 +1,147 @@
+"""attn-serve's server: artifact folders served by Ray Serve replicas behind KServe's ModelServer,
+speaking the Open Inference Protocol (KServe v2, what Triton speaks) over REST and gRPC.
+
+    client ──OIP v2 REST/gRPC──► KServe ModelServer (ArtifactModel per folder)
+                                   │  request → plain numpy arrays (never protobuf objects)
+                                   ▼
+                                 Ray Serve deployment (ArtifactReplica × --replicas, any node)
+                                   │  validate each request, then @serve.batch joins compatible ones
+                                   ▼
+                                 runtimes.load(folder, engine, precision)
+
+KServe's own ``RayModel`` forwards the protobuf-backed gRPC request into Ray, which cannot pickle it;
+``ArtifactModel`` converts to numpy first. Errors a request causes (wrong name, shape, dtype, value,
+batch above the max) come back as values, not exceptions, so one bad request never fails the batch
+it would have joined, and the front answers 400 naming the problem.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse
+from kserve.model import InferenceModel
+from kserve.errors import InvalidInput
+from kserve.utils.numpy_codec import from_np_dtype
+from ray import serve
+
+import runtimes
+from runtimes import manifest as mf
+from runtimes.errors import AttnExportError
+
+from .batching import run_batched
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class ArtifactReplica:
+    """One replica: an opened runtime; concurrent requests joined up to ``max_batch`` requests."""
+
+    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float) -> None:
+        import ray
+
+        self.runtime = runtimes.load(folder, engine=engine, precision=precision,
+                                     device="cuda" if engine == "trt" else "cpu")
+        self.max_rows = self.runtime.max_batch or 1
+        self.identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        self.infer.set_max_batch_size(max_batch)
+        self.infer.set_batch_wait_timeout_s(wait_ms / 1000.0)
+
+    async def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Validate one request on its own, then let it join a batch; errors are returned as values."""
+        try:
+            feeds = self.runtime.validate(arrays)
+            rows = next(iter(feeds.values())).shape[0]
+            if rows > self.max_rows:
+                raise runtimes.InputSpecError(f"batch of {rows} rows is above the model's max_batch_size "
+                                              f"{self.max_rows}; split the request")
+        except AttnExportError as exc:
+            return {"error": str(exc)}
+        return await self.infer(feeds)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def infer(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        answers = await asyncio.to_thread(run_batched, requests, self.runtime)
+        return [{"outputs": a.outputs, "batch_rows": a.batch_rows, "batch_requests": a.batch_requests,
+                 **self.identity} for a in answers]
+
+
+def tensor_metadata(specs: list[Any]) -> list[dict[str, Any]]:
+    """OIP v2 metadata of tensor specs: dynamic dims as -1."""
+    return [{"name": s.name, "datatype": from_np_dtype(np.dtype(s.dtype)),
+             "shape": [d if isinstance(d, int) else -1 for d in s.shape]} for s in specs]
+
+
+class ArtifactModel(InferenceModel):
+    """The KServe side of one artifact folder: OIP v2 request ↔ numpy, forwarded to the Ray handle."""
+
+    def __init__(self, name: str, handle: Any, manifest: dict[str, Any]) -> None:
+        super().__init__(name)
+        self.handle = handle
+        self.inputs = tensor_metadata(list(mf.input_specs(manifest)))
+        self.outputs = tensor_metadata(list(mf.output_specs(manifest)))
+        self.ready = True
+
+    def load(self) -> bool:
+        self.ready = True
+        return True
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return self.inputs
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return self.outputs
+
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None
+                       ) -> tuple[InferResponse, dict[str, str]]:
+        if not isinstance(body, InferRequest):
+            raise InvalidInput("attn-serve speaks the Open Inference Protocol v2: POST /v2/models/<name>/infer")
+        arrays = {}
+        for tensor in body.inputs:
+            try:
+                arrays[tensor.name] = np.array(tensor.as_numpy())  # a plain array: picklable into Ray
+            except Exception as exc:  # kserve raises several types for data that does not fit its shape
+                raise InvalidInput(f"input {tensor.name!r}: {exc}") from None
+        result = await self.handle.remote(arrays)
+        if "error" in result:
+            raise InvalidInput(result["error"])
+        outputs = []
+        raw = bool(getattr(body, "from_grpc", False))  # gRPC clients read raw_output_contents; REST gets JSON
+        for name, value in result["outputs"].items():
+            out = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))
+            out.set_data_from_numpy(np.ascontiguousarray(value), binary_data=raw)
+            outputs.append(out)
+        parameters = {k: result[k] for k in ("batch_rows", "batch_requests", "node", "pid")}
+        response = InferResponse(response_id=body.id or str(uuid.uuid4()), model_name=self.name,
+                                 infer_outputs=outputs, parameters=parameters)
+        return response, {}
+
+
+def serve_folders(folders: list[Path], *, engine: str, precision: str | None, replicas: int, max_batch: int,
+                  wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
+                  max_replicas_per_node: int | None = None) -> None:
+    """Start (or join) Ray, deploy one application per folder, and serve them until stopped."""
+    import ray
+    from kserve import ModelServer
+
+    ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True, configure_logging=False)
+    serve.start(http_options={"location": "NoServer"})
+    models = []
+    for folder in folders:
+        manifest = mf.read_manifest(folder)
+        name = folder.name
+        options: dict[str, Any] = {"name": name, "num_replicas": replicas}
+        if max_replicas_per_node:
+            options["max_replicas_per_node"] = max_replicas_per_node
+        app = ArtifactReplica.options(**options).bind(str(folder.resolve()), engine, precision, max_batch, wait_ms)
+        handle = serve.run(app, name=name, route_prefix=None)
+        models.append(ArtifactModel(name, handle, manifest))
+    try:
+        ModelServer(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1).start(models)
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,102 @@
+"""Triton Inference Server model repositories from artifact folders (GPU fleets serve ONNX and
+TensorRT plans natively; what they need from us is a correct repository).
+
+One entry per row of ``runtimes.selection``'s engine × precision table that Triton can serve and the
+folder has: ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
+``<model>_trt``, ``<model>_trt_int8`` (tensorrt_plan). Each is ``config.pbtxt`` plus ``1/model.onnx``
+or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is copied, and
+every entry written in a temporary folder renamed into place.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from runtimes import manifest as mf
+from runtimes._io import UMASK
+from runtimes.selection import TABLE, artifact_key
+from runtimes.specs import BATCH, TensorSpec
+
+TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
+                 "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "float64": "TYPE_FP64"}
+
+
+@dataclass(frozen=True)
+class TritonBackend:
+    """How Triton serves one engine: its platform, the file name it expects, where instances run."""
+
+    platform: str
+    file: str
+    kind: str  # KIND_CPU / KIND_GPU (onnxruntime follows --device)
+
+
+BACKENDS = {"ort": TritonBackend("onnxruntime_onnx", "model.onnx", "KIND_CPU"),
+            "trt": TritonBackend("tensorrt_plan", "model.plan", "KIND_GPU")}
+SUFFIX = {("ort", "fp32"): "onnx", ("ort", "fp16"): "fp16", ("ort", "int8"): "int8",
+          ("trt", "fp16"): "trt", ("trt", "int8"): "trt_int8"}
+
+
+def _dims(spec: TensorSpec) -> list[int]:
+    """Triton dims: the batch axis left out (``max_batch_size`` covers it), other named axes -1."""
+    return [d if isinstance(d, int) else -1 for d in spec.shape[1:]]
+
+
+def _tensors(kind: str, specs: Sequence[TensorSpec]) -> str:
+    rows = [f'  {{ name: "{s.name}" data_type: {TRITON_DTYPES[s.dtype]} dims: [ {", ".join(map(str, _dims(s)))} ] }}'
+            for s in specs]
+    return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
+
+
+def config_pbtxt(name: str, backend: TritonBackend, manifest: Mapping[str, Any], *, instances: int = 1,
+                 kind: str | None = None, queue_delay_us: int = 1000) -> str:
+    """The ``config.pbtxt`` text of one repository entry."""
+    inputs, outputs = mf.input_specs(manifest), mf.output_specs(manifest)
+    if not all(s.shape and s.shape[0] == BATCH for s in (*inputs, *outputs)):
+        raise ValueError(f"{manifest['model']}: every tensor needs a leading batch axis for Triton's batching")
+    batch = manifest["batch"]
+    preferred = sorted({batch["opt"], batch["max"]})
+    return (f'name: "{name}"\nplatform: "{backend.platform}"\nmax_batch_size: {batch["max"]}\n'
+            + _tensors("input", inputs) + _tensors("output", outputs)
+            + f"dynamic_batching {{\n  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
+            f"  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
+            f"instance_group [ {{ count: {instances} kind: {kind or backend.kind} }} ]\n")
+
+
+def write_repository(folders: Sequence[Path], out: Path, *, instances: int = 1, device: str = "cpu",
+                     queue_delay_us: int = 1000) -> list[Path]:
+    """Write a repository entry for every servable artifact of every folder; returns the entries."""
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        manifest = mf.read_manifest(folder)
+        for (engine, precision), choice in TABLE.items():
+            if (engine, precision) not in SUFFIX or not any(manifest["artifacts"].get(k) for k in choice.artifacts):
+                continue
+            backend = BACKENDS[engine]
+            source = mf.artifact(folder, manifest, artifact_key(manifest["artifacts"], engine, precision))
+            name = f"{manifest['model']}_{SUFFIX[(engine, precision)]}"
+            kind = "KIND_GPU" if engine == "trt" or device == "cuda" else "KIND_CPU"
+            text = config_pbtxt(name, backend, manifest, instances=instances, kind=kind,
+                                queue_delay_us=queue_delay_us)
+            written.append(_write_entry(out, name, text, source, backend.file))
+    return written
+
+
+def _write_entry(out: Path, name: str, config: str, source: Path, file: str) -> Path:
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+    try:
+        (staging / "config.pbtxt").write_text(config)
+        (staging / "1").mkdir()
+        shutil.copyfile(source, staging / "1" / file)
+        target = out / name
+        if target.exists():
+            shutil.rmtree(target)
+        os.chmod(staging, 0o777 & ~UMASK)  # mkdtemp makes 0700
+        os.replace(staging, target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,251 @@
+"""attn-serve against real servers (loopback, free ports, bounded requests, 10-class models): answers
+equal to runtimes over HTTP and gRPC, dynamic batching without cross-talk, bad requests, a killed
+replica, a two-node Ray cluster, Triton repositories parsed by Triton's own schema, the load generator.
+
+This process imports tritonclient only: KServe registers the same ``inference.*`` protobuf names, so
+the two never share a process (the servers run in their own)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from click.testing import CliRunner
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+import runtimes
+from runtimes.specs import TensorSpec, random_inputs
+
+from . import serving_procs
+from .exports import exported
+
+MODELS = ("c2f_ca", "transformer_encoder")
+
+
+@pytest.fixture(scope="module")
+def server(artifacts_root, tmp_path_factory):
+    folders = [str(exported(m, artifacts_root)[0]) for m in MODELS]
+    log = tmp_path_factory.mktemp("serve") / "attn-serve.log"
+    srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "20"], log,
+                              list(MODELS))
+    started = list(srv.children)
+    yield srv
+    took = serving_procs.stop(srv)  # SIGTERM: KServe stops its servers, then Serve and Ray are shut down
+    assert srv.proc.returncode in (0, 130) and took < 30, log.read_text()[-3000:]
+    assert len(started) >= 3, f"expected Ray's processes under attn-serve, found {started}"
+    assert srv.children == [], f"processes left running after SIGTERM: {srv.children}"
+
+
+def _local(model: str, arrays: dict[str, np.ndarray], artifacts_root) -> dict[str, np.ndarray]:
+    with runtimes.load(exported(model, artifacts_root)[0]) as rt:
+        return rt(arrays)
+
+
+def _infer(module, url: str, model: str, arrays: dict[str, np.ndarray]):
+    client = module.InferenceServerClient(url)
+    inputs = []
+    for name, value in arrays.items():
+        tensor = module.InferInput(name, list(value.shape), "FP32" if value.dtype == np.float32 else "INT64")
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return client.infer(model, inputs)
+
+
+def _inputs(model: str, batch: int, seed: int, artifacts_root) -> dict[str, np.ndarray]:
+    specs = [TensorSpec.from_json(s) for s in exported(model, artifacts_root)[1]["inputs"]]
+    return random_inputs(specs, batch, seed=seed, dims={"seq": 12})
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("model", MODELS)
+def test_answers_equal_runtimes(model, protocol, server, artifacts_root) -> None:
+    arrays = _inputs(model, 3, 5, artifacts_root)
+    module, url = (httpclient, f"127.0.0.1:{server.http}") if protocol == "http" else \
+        (grpcclient, f"127.0.0.1:{server.grpc}")
+    result = _infer(module, url, model, arrays)
+    for name, want in _local(model, arrays, artifacts_root).items():
+        got = result.as_numpy(name)
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_health_metadata_and_metrics(server) -> None:
+    assert server.get("/v2/health/ready") == (200, b'{"ready":true}')
+    status, body = server.get("/v2/models/transformer_encoder")
+    meta = json.loads(body)
+    assert status == 200 and [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [
+        ("tokens", "INT64", [-1, -1]), ("mask", "INT64", [-1, -1])]
+    status, metrics = server.get("/metrics")
+    assert status == 200 and b"# TYPE" in metrics and b"request_predict" in metrics
+
+
+def test_concurrent_clients_get_their_own_rows_and_batches_form(server, artifacts_root) -> None:
+    """16 clients × 50 requests, distinct inputs: no error, no cross-talk, batches above 1 formed."""
+    clients, per_client = 16, 50
+    sent = {(c, i): _inputs("c2f_ca", 1, 1000 + c * per_client + i, artifacts_root)["image"]
+            for c in range(clients) for i in range(per_client)}
+    want = _local("c2f_ca", {"image": np.concatenate(list(sent.values()))}, artifacts_root)["logits"]
+    expected = dict(zip(sent, want))
+    got, rows, errors = {}, [], []
+
+    def client(c: int) -> None:
+        conn = httpclient.InferenceServerClient(f"127.0.0.1:{server.http}")
+        for i in range(per_client):
+            tensor = httpclient.InferInput("image", [1, 3, 224, 224], "FP32")
+            tensor.set_data_from_numpy(sent[(c, i)])
+            try:
+                result = conn.infer("c2f_ca", [tensor])
+            except Exception as exc:  # recorded, asserted below
+                errors.append(exc)
+                continue
+            got[(c, i)] = result.as_numpy("logits")[0]
+            rows.append(result.get_response()["parameters"]["batch_rows"])
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(got) == clients * per_client
+    scale = np.abs(want).max()
+    assert max(np.abs(got[k] - expected[k]).max() for k in sent) <= 1e-5 * scale  # each caller, its own rows
+    assert max(rows) > 1, f"the server never joined requests: {sorted(set(rows))}"
+
+
+BAD_REQUESTS = [
+    ("unknown model", "/v2/models/nope/infer", {"inputs": []}, 404, "nope"),
+    ("wrong input name", "/v2/models/c2f_ca/infer",
+     {"inputs": [{"name": "pixels", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": [0.0] * 150528}]},
+     400, "missing ['image'], unexpected ['pixels']"),
+    ("wrong shape", "/v2/models/c2f_ca/infer",
+     {"inputs": [{"name": "image", "shape": [1, 3, 8, 8], "datatype": "FP32", "data": [0.0] * 192}]},
+     400, "expected shape"),
+    ("wrong dtype", "/v2/models/c2f_ca/infer",
+     {"inputs": [{"name": "image", "shape": [1, 3, 224, 224], "datatype": "FP64", "data": [0.0] * 150528}]},
+     400, "expected dtype float32, received float64"),
+    ("batch above the max", "/v2/models/c2f_ca/infer",
+     {"inputs": [{"name": "image", "shape": [5, 3, 224, 224], "datatype": "FP32", "data": [0.0] * 752640}]},
+     400, "above the model's max_batch_size 4"),
+    ("token id out of range", "/v2/models/transformer_encoder/infer",
+     {"inputs": [{"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [5, 1000]},
+                 {"name": "mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}]},
+     400, "value 1000 is outside [0, 1000)"),
+    ("data shorter than shape", "/v2/models/c2f_ca/infer",
+     {"inputs": [{"name": "image", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": [0.0] * 10}]},
+     400, "image"),
+]
+
+
+@pytest.mark.parametrize("label,path,payload,status,phrase", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_4xx_and_the_next_good_one_works(label, path, payload, status, phrase, server,
+                                                          artifacts_root) -> None:
+    got, body = server.post_json(path, payload)
+    assert got == status and phrase in body.get("error", json.dumps(body)), (got, body)
+    test_answers_equal_runtimes("c2f_ca", "http", server, artifacts_root)
+
+
+def test_truncated_body_is_a_4xx(server, artifacts_root) -> None:
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                   "data": [0.0] * 1000}]}).encode()
+    status, _ = server.post("/v2/models/c2f_ca/infer", body[: len(body) // 2])
+    assert 400 <= status < 500
+    test_answers_equal_runtimes("c2f_ca", "http", server, artifacts_root)
+
+
+def test_grpc_bad_request_names_the_problem(server) -> None:
+    with pytest.raises(Exception, match="expected shape"):
+        _infer(grpcclient, f"127.0.0.1:{server.grpc}", "c2f_ca", {"image": np.zeros((1, 3, 8, 8), np.float32)})
+
+
+def test_a_killed_replica_is_replaced(server, artifacts_root) -> None:
+    arrays = _inputs("c2f_ca", 1, 9, artifacts_root)
+    pids = {_infer(httpclient, f"127.0.0.1:{server.http}", "c2f_ca", arrays).get_response()["parameters"]["pid"]
+            for _ in range(12)}
+    victim = sorted(pids)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline, seen, replaced = time.monotonic() + 120, set(), False
+    while time.monotonic() < deadline and not replaced:
+        try:
+            response = _infer(httpclient, f"127.0.0.1:{server.http}", "c2f_ca", arrays).get_response()
+        except Exception:  # requests routed to the dead replica before Serve notices may fail
+            time.sleep(0.5)
+            continue
+        seen.add(response["parameters"]["pid"])
+        replaced = bool(seen - pids)
+    assert replaced, f"no new replica within 120 s (saw pids {seen}, killed {victim})"
+    for _ in range(5):  # and requests after it succeed
+        _infer(httpclient, f"127.0.0.1:{server.http}", "c2f_ca", arrays)
+
+
+def test_two_replicas_on_a_two_node_cluster_both_serve(artifacts_root, tmp_path) -> None:
+    folder = str(exported("c2f_ca", artifacts_root)[0])
+    srv = serving_procs.start([folder], tmp_path / "two-node.log", ["c2f_ca"], script=serving_procs.TWO_NODE)
+    try:
+        arrays = _inputs("c2f_ca", 1, 3, artifacts_root)
+        nodes = {_infer(httpclient, f"127.0.0.1:{srv.http}", "c2f_ca", arrays).get_response()["parameters"]["node"]
+                 for _ in range(30)}
+    finally:
+        serving_procs.stop(srv)
+    assert len(nodes) == 2, f"replies came from {len(nodes)} node(s)"
+    assert srv.children == []
+
+
+def test_load_generator_against_the_server(server, tmp_path) -> None:
+    from runtimes.cli import main as attn_bench
+
+    for protocol, port in (("http", server.http), ("grpc", server.grpc)):
+        out = tmp_path / f"{protocol}.json"
+        result = CliRunner().invoke(attn_bench, ["c2f_ca", "--url", f"http://127.0.0.1:{port}", "--protocol",
+                                                 protocol, "--concurrency", "1,4", "--iters", "3", "--json",
+                                                 str(out), "--plot", str(tmp_path / f"{protocol}.png")])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(out.read_text())["results"]
+        assert [(r["engine"], r["concurrency"], r["requests"], r["errors"]) for r in rows] == [
+            (protocol, 1, 3, 0), (protocol, 4, 12, 0)]
+        assert all(r["p99_ms"] >= r["p50_ms"] > 0 and r["throughput"] > 0 for r in rows)
+        assert sum(rows[1]["server_batch_rows"].values()) == 12
+    bad = CliRunner().invoke(attn_bench, ["nope", "--url", f"http://127.0.0.1:{server.http}"])
+    assert bad.exit_code == 2 and "cannot query 'nope'" in bad.output
+
+
+def test_triton_repositories_parse_into_tritons_schema(model_name, artifacts_root, tmp_path) -> None:
+    from serving.triton_repo import write_repository
+
+    folder, manifest = exported(model_name, artifacts_root)
+    entries = write_repository([folder], tmp_path / "repo", instances=2, queue_delay_us=500)
+    assert sorted(e.name for e in entries) == [f"{model_name}_fp16", f"{model_name}_onnx"]
+    for entry in entries:
+        config = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        source = folder / manifest["artifacts"]["onnx" if entry.name.endswith("_onnx") else "onnx_fp16"]
+        assert (entry / "1" / "model.onnx").read_bytes() == source.read_bytes()
+        assert config.name == entry.name and config.platform == "onnxruntime_onnx" and config.max_batch_size == 4
+        assert [i.name for i in config.input] == [i["name"] for i in manifest["inputs"]]
+        assert [list(i.dims) for i in config.input] == [[d if isinstance(d, int) else -1 for d in i["shape"][1:]]
+                                                        for i in manifest["inputs"]]
+        assert [list(o.dims) for o in config.output] == [[d if isinstance(d, int) else -1 for d in o["shape"][1:]]
+                                                         for o in manifest["outputs"]]
+        assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+        assert config.dynamic_batching.max_queue_delay_microseconds == 500
+        assert config.instance_group[0].count == 2 and config.instance_group[0].kind == \
+            model_config_pb2.ModelInstanceGroup.KIND_CPU
+
+
+def test_attn_export_triton_repo_and_trt_entries(tmp_path) -> None:
+    from exporter.cli import main as attn_export
+    from serving.triton_repo import BACKENDS, config_pbtxt
+
+    result = CliRunner().invoke(attn_export, ["c2f_ca", "--out", str(tmp_path / "a"), "--num-classes", "10",
+                                              "--batch", "1:2:4", "--no-photos", "--triton-repo", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["c2f_ca_onnx"]
+    manifest = json.loads((tmp_path / "a" / "c2f_ca" / "manifest.json").read_text())
+    plan = text_format.Parse(config_pbtxt("c2f_ca_trt", BACKENDS["trt"], manifest), model_config_pb2.ModelConfig())
+    assert plan.platform == "tensorrt_plan" and plan.instance_group[0].kind == \
+        model_config_pb2.ModelInstanceGroup.KIND_GPU
