@@ -134,7 +134,8 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
     for folder in folders:
         manifest = mf.read_manifest(folder)
         name = folder.name
-        options: dict[str, Any] = {"name": name, "num_replicas": replicas}
+        # enough requests in flight per replica for @serve.batch to fill its batches (Serve's default is 5)
+        options: dict[str, Any] = {"name": name, "num_replicas": replicas, "max_ongoing_requests": 2 * max_batch}
         if max_replicas_per_node:
             options["max_replicas_per_node"] = max_replicas_per_node
         app = ArtifactReplica.options(**options).bind(str(folder.resolve()), engine, precision, max_batch, wait_ms)
