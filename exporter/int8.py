@@ -33,7 +33,6 @@ from runtimes.specs import TensorSpec, random_inputs
 from .errors import ExportError
 from .photos import image_size, photo_inputs, with_images
 
-CALIB_METHODS = ("max", "entropy")
 MODELOPT_MIN_OPSET = 19  # ModelOpt's BASE_MIN_OPSET for INT8 Q/DQ (FP16-capable scales); it upgrades below
 
 

@@ -82,7 +82,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
         if engine not in engines:
             raise ArtifactError(f"{target.name} is not an artifact of engine {engine!r}"
                                 f"{f' (it is for {engines[0]!r})' if engines else ''}")
-        runtime = cls(target, device=device, precision=cls.resolve_precision(wanted), **options)
+        runtime = cls(target, device=device, precision=wanted, **options)  # the runtime resolves auto
     else:
         raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.xml/.pt2/.engine file")
     return runtime.open()

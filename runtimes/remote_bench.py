@@ -93,14 +93,15 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
     errors = [0]
     lock = threading.Lock()
 
+    datatypes = {spec.name: next(k for k, v in OIP_DTYPES.items() if v == spec.dtype) for spec in specs}
+
     def client_loop(index: int) -> None:
         client = module.InferenceServerClient(_strip(url))
         for i in range(requests_per_client):
             arrays = random_inputs(specs, 1, seed=seed + index * 100_003 + i)
             inputs = []
             for spec in specs:
-                tensor = module.InferInput(spec.name, list(arrays[spec.name].shape),
-                                           next(k for k, v in OIP_DTYPES.items() if v == spec.dtype))
+                tensor = module.InferInput(spec.name, list(arrays[spec.name].shape), datatypes[spec.name])
                 tensor.set_data_from_numpy(arrays[spec.name])
                 inputs.append(tensor)
             start = time.perf_counter()
