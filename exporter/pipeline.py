@@ -34,7 +34,7 @@ from runtimes.trt_common import cuda_device_info, import_tensorrt
 from runtimes import torch_rt
 from runtimes.openvino_rt import cpu_capabilities
 
-from . import fp16, int8, onnx_export, openvino_ir, staging, trt_build, trt_readiness, trtexec
+from . import bf16_floor, fp16, int8, onnx_export, openvino_ir, staging, trt_build, trt_readiness, trtexec
 from .errors import EngineBuildError, ExportError, ParityError
 from .parity import ParityReport, Tolerance
 from .photos import photo_inputs
@@ -185,6 +185,18 @@ def _record(folder: Path, manifest: dict[str, Any], reports: dict[str, Any], key
     )
 
 
+def _bf16_format_floor(label: str, net: ZooModel, sets: Sequence[ParityInputs], printer: Printer) -> dict[str, Any]:
+    """After a failed BF16 check: would the BF16 format itself pass on these weights? (``bf16_floor``)"""
+    floor = bf16_floor.emulated_report(net, sets)
+    worst = floor.worst
+    verdict = ("passes, so the engine adds the error" if floor else
+               "misses it too, so no BF16 engine can meet it on these weights")
+    printer(f"[{label}] BF16 format alone (PyTorch, inputs/weights/module outputs rounded to bf16): worst rel "
+            f"{worst['max_rel']:.2e}, cosine {worst['min_cosine']:.6f}, top1 {100 * worst['min_top1']:.0f}% — {verdict}; "
+            "precision='auto' runs FP32")
+    return {"passed": bool(floor), "worst": worst, "what": bf16_floor.LABEL}
+
+
 def export(
     model: str | ZooModel,
     out_dir: str | os.PathLike[str],
@@ -315,8 +327,9 @@ def _run_stages(folder: Path, manifest: dict[str, Any], net: ZooModel, opts: Exp
             _record(folder, manifest, reports, "openvino", "OpenVINO IR", report, batches, printer)
             if "BF16" in cpu_capabilities():
                 report = check_file_parity(xml_path, "openvino", sets, Tolerance.bf16(), precision="bf16")
+                floor = {} if report else {"format_floor": _bf16_format_floor(label, net, sets, printer)}
                 _record(folder, manifest, reports, "openvino_bf16", "OpenVINO IR at BF16", report, batches, printer,
-                        required=False)  # precision="auto" falls back to fp32 when this failed
+                        required=False, **floor)  # precision="auto" falls back to fp32 when this failed
 
     if opts.fp16 or opts.engine == "trt":
         fp16_path = folder / "model.fp16.onnx"

@@ -136,9 +136,12 @@ def machine_info() -> dict[str, Any]:
         if module in sys.modules:
             info[module] = getattr(sys.modules[module], "__version__", "?")
     if "openvino" in info:
+        from . import bf16_probe
         from .openvino_rt import cpu_capabilities
 
         info["openvino_cpu_capabilities"] = list(cpu_capabilities())
+        if "BF16" in info["openvino_cpu_capabilities"]:  # the ceiling any model's BF16 speed-up has here
+            info["openvino_bf16_gemm"] = bf16_probe.measured()
     return info
 
 

@@ -4,8 +4,9 @@ Precision is OpenVINO's ``INFERENCE_PRECISION_HINT``, always set explicitly
 (the CPU plugin defaults to BF16 on some CPUs, which would make "fp32" a lie):
 ``fp32`` → f32, ``bf16`` → bf16, ``int8`` → the Q/DQ graph runs in INT8 with its
 float parts in f32. ``auto`` is BF16 where OpenVINO lists BF16 among the CPU's
-``OPTIMIZATION_CAPABILITIES``, else FP32 — and FP32 when the artifact's own BF16
-parity check (``attn-export --openvino``) failed.
+``OPTIMIZATION_CAPABILITIES`` **and** a BF16 GEMM measurably beats f32 on this CPU
+(``bf16_probe``: some AVX512-BF16 CPUs run BF16 slower), else FP32 — and FP32 when the
+artifact's own BF16 parity check (``attn-export --openvino``) failed.
 
 Performance hint: LATENCY compiles one stream that uses every core on each
 call; THROUGHPUT compiles several streams, and a call's batch is then split
@@ -22,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import bf16_probe
 from .base import Runtime
 from .errors import ArtifactError, BackendUnavailableError, OptionError
 from .selection import AUTO
@@ -31,6 +33,7 @@ DEVICE = "CPU"
 HINT_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 THROUGHPUT_MIN_BATCH = 64
+BF16_MIN_SPEEDUP = 1.2  # auto picks BF16 only where a BF16 GEMM is at least this much faster than f32
 OV_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
              "boolean": "bool", "u8": "uint8"}
 
@@ -93,11 +96,13 @@ class OpenVinoRuntime(Runtime):
 
     @classmethod
     def resolve_precision(cls, precision: str, parity: Mapping[str, Any] | None = None) -> str:
-        """``auto``: BF16 where the CPU has it, unless the export's BF16 parity check failed."""
+        """``auto``: BF16 where the CPU has it and it is faster here, unless the export's BF16 parity failed."""
         if precision != AUTO:
             return precision
         bf16_failed = (parity or {}).get("openvino_bf16", {}).get("passed") is False
-        return "bf16" if "BF16" in cpu_capabilities() and not bf16_failed else "fp32"
+        if bf16_failed or "BF16" not in cpu_capabilities():
+            return "fp32"
+        return "bf16" if bf16_probe.measured()["bf16_speedup"] >= BF16_MIN_SPEEDUP else "fp32"
 
     def performance_hint(self) -> str:
         """The OpenVINO hint this runtime compiles with (``auto`` decided from the batch profile)."""

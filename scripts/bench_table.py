@@ -10,7 +10,13 @@ def main(paths: list[str]) -> None:
     reports = [json.load(open(p)) for p in paths]
     machine = reports[0]["machine"]
     print(f"Machine: {machine['cpu']}, {machine['cores']} cores, ISA {' '.join(machine['isa'])}; "
-          f"onnxruntime {machine.get('onnxruntime')}, OpenVINO {machine.get('openvino', '').split('-')[0]}\n")
+          f"onnxruntime {machine.get('onnxruntime')}, OpenVINO {machine.get('openvino', '').split('-')[0]}")
+    gemms = [rep["machine"]["openvino_bf16_gemm"] for rep in reports if "openvino_bf16_gemm" in rep["machine"]]
+    if gemms:  # this CPU's BF16 ceiling, measured at the start of each model's run
+        ups = sorted(g["bf16_speedup"] for g in gemms)
+        print(f"BF16 ceiling: a {gemms[0]['size']}³ OpenVINO GEMM runs {ups[0]:.2f}–{ups[-1]:.2f}× as fast in BF16 as "
+              f"in f32 ({len(gemms)} runs)")
+    print()
     engines = list(dict.fromkeys(r["engine"] for rep in reports for r in rep["results"]))
     base = engines[0]
     print("| model | batch | " + " | ".join(f"{e} p50 ms" for e in engines) + " | "

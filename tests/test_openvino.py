@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 import runtimes
+import runtimes.openvino_rt
+from runtimes import bf16_probe
+from exporter.bf16_floor import emulated_report
 from exporter.parity import Tolerance
 from exporter.pipeline import check_parity, parity_batches, reference_sets
 from runtimes.errors import OptionError
@@ -17,27 +20,59 @@ from .conftest import small_model
 from .exports import TEST_PROFILE, exported, small_options
 
 HAS_BF16 = "BF16" in cpu_capabilities()
-# Measured (README): with random weights the layer4 attention of these three sees activations up to
-# ~3.6e4 and softmax logits up to ~4.5e3, where BF16's 8-bit mantissa is too coarse; OpenVINO
-# offers no per-node FP32 override from Python. Strict: the mark fails the run if one starts passing.
-BF16_OUT_OF_TOLERANCE = {
-    "resnet50_axial": "worst rel 2.3e-02 > 2e-02 (cosine 0.99978)",
-    "resnet50_kv": "worst rel 3.7e-02 > 2e-02 (cosine 0.99962)",
-    "resnet50_mhsa": "worst rel 6.5e-02 > 2e-02, cosine 0.99866 < 0.999",
-}
+# Measured (README): with random weights these three are so sensitive that PyTorch itself, in FP32
+# arithmetic with only its inputs, weights and module outputs rounded to bf16, misses the BF16
+# tolerance (worst rel 2.7e-2 to 4.4e-2): no BF16 engine can meet it on these weights.
+BF16_FORMAT_BOUND = {"resnet50_axial", "resnet50_kv", "resnet50_mhsa"}
+ENGINE_OVER_FORMAT = 1.5  # OpenVINO BF16 may add at most this factor to the format's own error (measured 0.8-0.9)
 
 
 @pytest.mark.skipif(not HAS_BF16, reason="OpenVINO lists no BF16 among this CPU's capabilities")
-def test_bf16_parity_for_every_zoo_model(model_name, artifacts_root, request) -> None:
-    if model_name in BF16_OUT_OF_TOLERANCE:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=BF16_OUT_OF_TOLERANCE[model_name]))
+def test_bf16_parity_for_every_zoo_model(model_name, artifacts_root) -> None:
+    """OpenVINO BF16 meets the BF16 tolerance on every model where the BF16 format itself can."""
     folder, _ = exported(model_name, artifacts_root)
-    sets = reference_sets(small_model(model_name), parity_batches(TEST_PROFILE), seed=3, photos=True)
+    model = small_model(model_name)
+    sets = reference_sets(model, parity_batches(TEST_PROFILE), seed=3, photos=True)
     with runtimes.load(folder, engine="openvino", precision="bf16") as rt:
         assert rt.precision == "bf16" and rt.properties["INFERENCE_PRECISION_HINT"] == "bf16"
         report = check_parity(rt, sets, Tolerance.bf16())
-    assert report, report.table()
     assert report.worst["max_rel"] > 0  # it really ran in BF16: FP32 would be ~1e-6 of here
+    floor = emulated_report(model, sets)
+    assert bool(floor) == (model_name not in BF16_FORMAT_BOUND), floor.table()
+    if model_name in BF16_FORMAT_BOUND:
+        assert not report and report.worst["max_rel"] <= ENGINE_OVER_FORMAT * floor.worst["max_rel"], \
+            (report.table(), floor.table())
+    else:
+        assert report, report.table()
+
+
+def test_bf16_emulation_rounds_weights_inputs_and_module_outputs() -> None:
+    import torch
+
+    from exporter.bf16_floor import bf16_rounded, round_bf16
+
+    assert round_bf16(torch.tensor([1 + 2**-9, 3.0], dtype=torch.float32)).tolist() == [1.0, 3.0]
+    assert round_bf16(torch.tensor([7])).dtype == torch.int64  # ids and masks stay as they are
+    model = small_model("resnet50_sa")
+    with bf16_rounded(model) as emulated:
+        weight = emulated.backbone.conv1.weight
+        assert torch.equal(weight, weight.to(torch.bfloat16).float()) and emulated is not model
+        out = emulated.backbone.conv1(torch.randn(1, 3, 32, 32))
+        assert torch.equal(out, out.to(torch.bfloat16).float())
+    assert not torch.equal(model.backbone.conv1.weight, model.backbone.conv1.weight.to(torch.bfloat16).float())
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="OpenVINO lists no BF16 among this CPU's capabilities")
+def test_failed_bf16_export_records_the_format_floor_and_auto_runs_fp32(tmp_path) -> None:
+    from exporter.pipeline import export
+
+    manifest = export("resnet50_kv", tmp_path, options=small_options(openvino=True, photos=False))
+    parity = json.loads((tmp_path / "resnet50_kv" / "parity.json").read_text())
+    assert manifest["status"] == "ok" and not parity["openvino_bf16"]["passed"]
+    floor = parity["openvino_bf16"]["format_floor"]
+    assert floor["passed"] is False and floor["worst"]["max_rel"] > 2e-2
+    with runtimes.load(tmp_path / "resnet50_kv", engine="openvino", precision="auto") as rt:
+        assert rt.precision == "fp32"
 
 
 def test_fp32_is_forced_even_where_openvino_defaults_to_bf16(artifacts_root) -> None:
@@ -45,9 +80,35 @@ def test_fp32_is_forced_even_where_openvino_defaults_to_bf16(artifacts_root) -> 
     with runtimes.load(folder, engine="openvino") as rt:
         assert rt.precision == "fp32" and rt.properties["INFERENCE_PRECISION_HINT"] == "f32"
     with runtimes.load(folder, engine="openvino", precision="auto") as rt:
-        assert rt.precision == ("bf16" if HAS_BF16 else "fp32")
+        assert rt.precision == ("bf16" if HAS_BF16 and bf16_probe.measured()["bf16_speedup"] >= 1.2 else "fp32")
     with pytest.raises(OptionError, match="no precision 'fp16'.*choose one of"):
         runtimes.load(folder, engine="openvino", precision="fp16")
+
+
+@pytest.mark.parametrize("capabilities, speedup, bf16_passed, expected", [
+    (("FP32", "BF16"), 2.3, None, "bf16"),    # Zen 4-like: BF16 GEMM 2.3x faster, no parity record
+    (("FP32", "BF16"), 2.3, True, "bf16"),
+    (("FP32", "BF16"), 2.3, False, "fp32"),   # the export's BF16 parity failed
+    (("FP32", "BF16"), 0.6, True, "fp32"),    # AVX512-BF16 without AMX on Intel: BF16 is slower
+    (("FP32", "BF16"), 1.19, None, "fp32"),   # not clearly faster
+    (("FP32", "INT8"), 9.0, None, "fp32"),    # OpenVINO does not list BF16
+])
+def test_auto_precision_needs_bf16_listed_faster_and_not_failed(monkeypatch, capabilities, speedup, bf16_passed,
+                                                                expected) -> None:
+    import runtimes.openvino_rt as ov_rt
+
+    monkeypatch.setattr(ov_rt, "cpu_capabilities", lambda: capabilities)
+    monkeypatch.setattr(bf16_probe, "measured", lambda: {"bf16_speedup": speedup})
+    parity = None if bf16_passed is None else {"openvino_bf16": {"passed": bf16_passed}}
+    assert OpenVinoRuntime.resolve_precision("auto", parity) == expected
+    assert OpenVinoRuntime.resolve_precision("bf16", parity) == "bf16"  # an explicit choice is kept
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="OpenVINO lists no BF16 among this CPU's capabilities")
+def test_bf16_gemm_probe_measures_both_precisions() -> None:
+    result = bf16_probe.gemm_speedup(runtimes.openvino_rt.core(), size=256, repeats=3)
+    assert result["size"] == 256 and result["f32_gflops"] > 1 and result["bf16_gflops"] > 1
+    assert result["bf16_speedup"] == pytest.approx(result["bf16_gflops"] / result["f32_gflops"], rel=0.02)
 
 
 def test_throughput_hint_splits_the_batch_and_gives_the_same_answer(artifacts_root) -> None:
@@ -95,9 +156,13 @@ def test_attn_bench_reports_precision_and_isa(artifacts_root, tmp_path) -> None:
                                        "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "b.json").read_text())
+    auto_bf16 = OpenVinoRuntime.resolve_precision("auto") == "bf16"
     assert [(r["engine"], r["precision"]) for r in report["results"]] == [
-        ("ort", "fp32"), ("openvino", "fp32"), ("openvino:bf16", "bf16") if HAS_BF16 else ("openvino", "fp32")]
+        ("ort", "fp32"), ("openvino", "fp32"), ("openvino:bf16", "bf16") if auto_bf16 else ("openvino", "fp32")]
     assert isinstance(report["machine"]["isa"], list) and "openvino" in report["machine"]
     assert "BF16" in report["machine"]["openvino_cpu_capabilities"] or not HAS_BF16
+    if HAS_BF16:  # the BF16 ceiling of this CPU is reported beside its ISA flags
+        assert report["machine"]["openvino_bf16_gemm"]["bf16_speedup"] > 0
+        assert auto_bf16 == (report["machine"]["openvino_bf16_gemm"]["bf16_speedup"] >= 1.2)
     bad = CliRunner().invoke(main, [str(folder), "--engine", "ort:bf16"])
     assert bad.exit_code == 2 and "no precision 'bf16'" in bad.output

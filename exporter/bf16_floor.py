@@ -1,0 +1,67 @@
+"""What the BF16 format alone costs a model, measured in PyTorch.
+
+The model runs in FP32 arithmetic with its inputs, weights and every module's
+output rounded to bfloat16 (8-bit mantissa) — what a BF16 engine stores, without
+any engine's kernels. Its error against the FP32 reference is the floor a BF16
+engine starts from: when this emulation already misses the BF16 tolerance, no
+engine can meet it on these weights, and the failure belongs to the weights (for
+example random weights whose attention softmax is nearly an argmax), not to the
+engine. The exporter records it beside a failed OpenVINO BF16 row.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .parity import ParityReport, Tolerance
+from .zoo import ZooModel
+
+LABEL = "pytorch-bf16-emulation"
+
+
+def round_bf16(value: Any) -> Any:
+    """Float tensors (also inside tuples/lists) rounded to the nearest bfloat16, kept in their dtype."""
+    if torch.is_tensor(value):
+        return value.to(torch.bfloat16).to(value.dtype) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(round_bf16(v) for v in value)
+    return value
+
+
+@contextmanager
+def bf16_rounded(model: ZooModel) -> Iterator[ZooModel]:
+    """A copy of ``model`` whose weights are bfloat16 values and whose leaf modules round their outputs."""
+    emulated = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for tensor in (*emulated.parameters(), *emulated.buffers()):
+            tensor.copy_(round_bf16(tensor))
+    leaves = [m for m in emulated.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: round_bf16(out)) for m in leaves]
+    try:
+        yield emulated
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _forward(model: nn.Module, specs: Sequence[Any], outputs: Sequence[Any],
+             arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        out = model(*(round_bf16(torch.from_numpy(arrays[s.name])) for s in specs))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return {s.name: o.float().numpy() for s, o in zip(outputs, outs)}
+
+
+def emulated_report(model: ZooModel, sets: Sequence[Any], tolerance: Tolerance | None = None) -> ParityReport:
+    """The BF16 emulation of ``model`` checked against each set's FP32 reference (``ParityInputs``)."""
+    report = ParityReport(candidate=LABEL, tolerance=tolerance or Tolerance.bf16())
+    with bf16_rounded(model) as emulated:
+        for inputs in sets:
+            report.add(inputs.label, inputs.reference,
+                       _forward(emulated, model.input_specs, model.output_specs, inputs.arrays))
+    return report
