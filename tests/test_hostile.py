@@ -261,10 +261,16 @@ def good(tmp_path_factory) -> Path:
     return out
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A job started with ``&`` by a non-interactive shell (a CI script) inherits SIGINT ignored, and
+    Python then never raises KeyboardInterrupt; a user's terminal delivers Ctrl-C to a default handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli_export(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "exporter.cli", "c2f_ca", "--out", str(out), "--num-classes", "10",
                              "--batch", "1:2:4", "--no-photos", *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal)
 
 
 def _wait_for_staging(out: Path, file: str, proc: subprocess.Popen, timeout: float = 120) -> None:
