@@ -34,6 +34,7 @@ from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 
 from .batching import run_batched
+from .binary_rest import BinaryTensorDataPlane
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -142,7 +143,9 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         handle = serve.run(app, name=name, route_prefix=None)
         models.append(ArtifactModel(name, handle, manifest))
     try:
-        ModelServer(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1).start(models)
+        server = ModelServer(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1)
+        server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
+        server.start(models)
     finally:
         serve.shutdown()
         ray.shutdown()
