@@ -13,6 +13,8 @@ KServe's own ``RayModel`` forwards the protobuf-backed gRPC request into Ray, wh
 ``ArtifactModel`` converts to numpy first. Errors a request causes (wrong name, shape, dtype, value,
 batch above the max) come back as values, not exceptions, so one bad request never fails the batch
 it would have joined, and the front answers 400 naming the problem.
+REST requests that use the binary tensor extension are parsed by ``binary_rest`` (KServe's own
+parser turns every binary tensor into a Python list).
 """
 from __future__ import annotations
 
