@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse
+from kserve import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import RequestedOutput
 from kserve.model import InferenceModel
 from kserve.errors import InvalidInput
 from kserve.utils.numpy_codec import from_np_dtype
@@ -36,7 +38,7 @@ from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 
 from .batching import run_batched
-from .binary_rest import BinaryTensorDataPlane
+from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -70,6 +72,36 @@ class ArtifactReplica:
         answers = await asyncio.to_thread(run_batched, requests, self.runtime)
         return [{"outputs": a.outputs, "batch_rows": a.batch_rows, "batch_requests": a.batch_requests,
                  **self.identity} for a in answers]
+
+
+class BinaryTensorDataPlane(DataPlane):
+    """KServe's data plane, with binary REST tensors read by ``binary_rest`` and kept binary."""
+
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        length = {k.lower(): v for k, v in (headers or {}).items()}.get(HEADER_LENGTH)
+        if not isinstance(body, bytes) or length is None:
+            return super().decode_inference_request(body, headers, model_name)
+        if not length.strip().isdigit():
+            raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {length!r}")
+        try:
+            header, inputs = parse_binary_body(body, int(length))
+        except BinaryRequestError as exc:
+            raise InvalidInput(f"model {model_name!r}: {exc}") from None
+        tensors = []
+        for item in inputs:
+            spec = item.spec
+            tensor = InferInput(name=spec.get("name"), shape=spec.get("shape"), datatype=spec.get("datatype"),
+                                parameters=spec.get("parameters"))
+            if item.array is not None:
+                tensor.set_data_from_numpy(item.array, binary_data=True)
+            else:
+                tensor.data = item.data
+            tensors.append(tensor)
+        outputs = header.get("outputs")
+        requested = [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] \
+            if isinstance(outputs, list) else None
+        return InferRequest(model_name=model_name, infer_inputs=tensors, request_id=header.get("id"),
+                            parameters=header.get("parameters"), request_outputs=requested)
 
 
 def tensor_metadata(specs: list[Any]) -> list[dict[str, Any]]:

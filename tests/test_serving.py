@@ -159,6 +159,16 @@ def test_truncated_body_is_a_4xx(server, artifacts_root) -> None:
     test_answers_equal_runtimes("c2f_ca", "http", server, artifacts_root)
 
 
+def test_binary_body_that_lies_about_its_size_is_a_400_naming_the_input(server, artifacts_root) -> None:
+    header = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 1000}}]}).encode()
+    status, body = server.post("/v2/models/c2f_ca/infer", header + bytes(1000), "application/octet-stream",
+                               {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 400 and "input 'image': binary_data_size 1000 bytes" in body.decode() \
+        and "needs 602112" in body.decode(), body
+    test_answers_equal_runtimes("c2f_ca", "http", server, artifacts_root)  # tritonclient.http sends binary
+
+
 def test_grpc_bad_request_names_the_problem(server) -> None:
     with pytest.raises(Exception, match="expected shape"):
         _infer(grpcclient, f"127.0.0.1:{server.grpc}", "c2f_ca", {"image": np.zeros((1, 3, 8, 8), np.float32)})
