@@ -16,7 +16,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .parity import ParityReport, Tolerance
 from .zoo import ZooModel
@@ -49,12 +48,9 @@ def bf16_rounded(model: ZooModel) -> Iterator[ZooModel]:
             hook.remove()
 
 
-def _forward(model: nn.Module, specs: Sequence[Any], outputs: Sequence[Any],
-             arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    with torch.inference_mode():
-        out = model(*(round_bf16(torch.from_numpy(arrays[s.name])) for s in specs))
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    return {s.name: o.float().numpy() for s, o in zip(outputs, outs)}
+def _rounded_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float inputs rounded to bfloat16 values (a BF16 engine's first step); ids and masks as they are."""
+    return {k: round_bf16(torch.from_numpy(v)).numpy() for k, v in arrays.items()}
 
 
 def emulated_report(model: ZooModel, sets: Sequence[Any], tolerance: Tolerance | None = None) -> ParityReport:
@@ -62,6 +58,5 @@ def emulated_report(model: ZooModel, sets: Sequence[Any], tolerance: Tolerance |
     report = ParityReport(candidate=LABEL, tolerance=tolerance or Tolerance.bf16())
     with bf16_rounded(model) as emulated:
         for inputs in sets:
-            report.add(inputs.label, inputs.reference,
-                       _forward(emulated, model.input_specs, model.output_specs, inputs.arrays))
+            report.add(inputs.label, inputs.reference, emulated.forward_arrays(_rounded_arrays(inputs.arrays)))
     return report

@@ -112,13 +112,6 @@ def trace_program(model: ZooModel, example: tuple[torch.Tensor, ...]) -> torch.e
         raise ExportError(f"torch.export failed: {text.strip().splitlines()[0]}") from exc
 
 
-def _torch_forward(model: ZooModel, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    with torch.inference_mode():
-        out = model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    return {s.name: o.numpy() for s, o in zip(model.output_specs, outs)}
-
-
 @dataclass(frozen=True)
 class ParityInputs:
     """One input set and PyTorch's outputs on it, computed once and compared with every candidate."""
@@ -134,7 +127,7 @@ def reference_sets(model: ZooModel, batches: Sequence[int], seed: int, photos: b
     photo_set = photo_inputs(model.input_specs, seed) if photos else None
     if photo_set is not None:
         input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
-    return [ParityInputs(label, arrays, _torch_forward(model, arrays)) for label, arrays in input_sets]
+    return [ParityInputs(label, arrays, model.forward_arrays(arrays)) for label, arrays in input_sets]
 
 
 def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:

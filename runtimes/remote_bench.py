@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendUnavailableError
-from .specs import TensorSpec, random_inputs
+from .specs import OIP_DTYPES, TensorSpec, random_inputs
 
-OIP_DTYPES = {"FP32": "float32", "FP16": "float16", "FP64": "float64", "INT64": "int64", "INT32": "int32",
-              "BOOL": "bool", "UINT8": "uint8"}
 EXAMPLE_DIM = 16  # size used for dynamic axes other than batch (the encoder's seq)
 
 

@@ -12,6 +12,10 @@ import numpy as np
 
 Dim = Union[int, str]
 BATCH = "batch"
+# Open Inference Protocol (KServe v2 / Triton) datatype → numpy dtype name
+OIP_DTYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+              "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",
+              "FP32": "float32", "FP64": "float64"}
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from runtimes.specs import OIP_DTYPES
+
 HEADER_LENGTH = "inference-header-content-length"
-OIP_DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-              "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-              "FP32": np.float32, "FP64": np.float64}
 
 
 class BinaryRequestError(ValueError):
