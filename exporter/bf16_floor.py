@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from .parity import ParityReport, Tolerance
-from .zoo import ZooModel
+from torch import nn
+
+from .export_model import ExportModel, forward_arrays
 
 LABEL = "pytorch-bf16-emulation"
 
@@ -33,7 +35,7 @@ def round_bf16(value: Any) -> Any:
 
 
 @contextmanager
-def bf16_rounded(model: ZooModel) -> Iterator[ZooModel]:
+def bf16_rounded(model: nn.Module) -> Iterator[nn.Module]:
     """A copy of ``model`` whose weights are bfloat16 values and whose leaf modules round their outputs."""
     emulated = copy.deepcopy(model).eval()
     with torch.no_grad():
@@ -53,10 +55,12 @@ def _rounded_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: round_bf16(torch.from_numpy(v)).numpy() for k, v in arrays.items()}
 
 
-def emulated_report(model: ZooModel, sets: Sequence[Any], tolerance: Tolerance | None = None) -> ParityReport:
+def emulated_report(model: ExportModel, sets: Sequence[Any], tolerance: Tolerance | None = None) -> ParityReport:
     """The BF16 emulation of ``model`` checked against each set's FP32 reference (``ParityInputs``)."""
     report = ParityReport(candidate=LABEL, tolerance=tolerance or Tolerance.bf16())
-    with bf16_rounded(model) as emulated:
+    names = [s.name for s in model.output_specs]
+    with bf16_rounded(model.module) as emulated:
         for inputs in sets:
-            report.add(inputs.label, inputs.reference, emulated.forward_arrays(_rounded_arrays(inputs.arrays)))
+            report.add(inputs.label, inputs.reference,
+                       forward_arrays(emulated, model.input_specs, names, _rounded_arrays(inputs.arrays)))
     return report

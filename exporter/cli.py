@@ -1,6 +1,8 @@
-"""``attn-export``: export zoo models to verified ONNX (and FP16 ONNX / TensorRT).
+"""``attn-export``: export a zoo model, a plugin's, or your own ``nn.Module`` to verified ONNX (and FP16,
+INT8, OpenVINO IR, TensorRT).
 
-Exit codes: 0 success · 2 bad input (unknown model, option, weights) or environment
+Exit codes: 0 success · 2 bad input (unknown model, missing file/module/callable, bad --input/--output/
+--model-arg, names that do not match forward, option, weights) or environment
 (folder not writable, disk full) · 3 parity failed (files kept in MODEL/ or, when
 MODEL/ holds a good export, MODEL.failed/) · 4 export or engine build failed ·
 130 interrupted (Ctrl-C or SIGTERM; nothing published changes).
@@ -50,16 +52,32 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", required=False)
-@click.option("--list", "list_zoo", is_flag=True, help="Print the zoo (name, seed, inputs, parameters, GFLOPs) and exit.")
+@click.option("--list", "list_zoo", is_flag=True,
+              help="Print the zoo and installed plugins' models (name, package, seed, inputs, parameters, GFLOPs).")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument for the model's builder or callable, a Python literal (repeatable), "
+                   "e.g. --model-arg num_classes=10 --model-arg depth=\"'small'\".")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LOW..HIGH]]",
+              help="One input of forward, in order (repeatable), when the module has no input_specs: named dims "
+                   "are dynamic axes (batch first), LOW..HIGH is the half-open range of integer values, e.g. "
+                   "--input image:batch,3,224,224 --input ids:batch,seq:int64:0..30522.")
+@click.option("--max-dim", "max_dims", multiple=True, metavar="AXIS=SIZE",
+              help="Largest size of a named axis other than batch (repeatable), e.g. --max-dim seq=512.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME",
+              help="Output names in forward's return order (repeatable; default: the module's output_specs, "
+                   "else output0..N). Their count is checked against what forward returns.")
+@click.option("--name", default=None, help="Folder name under --out (default: the model or callable name).")
 @click.option("--opset", default=17, show_default=True, type=int,
               help="ONNX opset to write, exactly (13..20); the written file is checked.")
 @click.option("--out", default="artifacts", show_default=True, type=click.Path(file_okay=False),
               help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
 @click.option("--batch", default="1:8:32", show_default=True, callback=_batch,
               help="Batch profile MIN:OPT:MAX: parity runs at 1, 2, an odd size and MAX; TensorRT's profile.")
-@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1), help="Classifier width.")
+@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Classifier width of a zoo or plugin model (a callable takes --model-arg num_classes=N).")
 @click.option("--weights", default=None,
-              help="A state_dict/checkpoint file, or torchvision weights name (e.g. IMAGENET1K_V1) for the backbone.")
+              help="A state_dict/checkpoint file, loaded strictly into any model, or a torchvision weights name "
+                   "(e.g. IMAGENET1K_V1) for a zoo backbone.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
 @click.option("--rtol", default=1e-4, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
               help="Max error relative to max|reference| for FP32 parity.")
@@ -67,14 +85,18 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--min-cosine", default=0.99999, show_default=True, type=FiniteFloatRange(-1, 1), help="Min cosine similarity (FP32).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim graph simplification.")
 @click.option("--no-photos", is_flag=True, help="Skip the parity check on real photographs.")
+@click.option("--sample-inputs", default=None, type=click.Path(dir_okay=False),
+              help="An .npz of your own inputs (arrays by input name, one batch): one more parity set, and the "
+                   "FP16/INT8 calibration data unless --calib is given.")
 @click.option("--exporter", default="auto", show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
               help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
 @click.option("--fp16", is_flag=True,
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
 @click.option("--int8", is_flag=True,
               help="Also write model.int8.onnx (ModelOpt Q/DQ, FP32 I/O) and check it: cosine >= 0.99, top-1 >= 95%.")
-@click.option("--calib", "calib_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Folder of your own images for INT8 calibration (default: the bundled sample photos + noise).")
+@click.option("--calib", default=None, type=click.Path(exists=True),
+              help="INT8 calibration data: a folder of your own images, or an .npz of inputs by name "
+                   "(default: --sample-inputs, else the bundled sample photos + noise).")
 @click.option("--calib-method", default="max", show_default=True, type=click.Choice(["max", "entropy"]),
               help="INT8 activation range calibration.")
 @click.option("--calib-size", default=32, show_default=True, type=click.IntRange(1, 4096),
@@ -90,13 +112,19 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="Also write a Triton model repository here (config.pbtxt + 1/model.* per servable artifact).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
-def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchProfile, num_classes: int,
+def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
+         max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, exporter: str, fp16: bool, int8: bool, calib_dir: str | None, calib_method: str,
+         no_photos: bool, sample_inputs: str | None, exporter: str, fp16: bool, int8: bool, calib: str | None,
+         calib_method: str,
          calib_size: int, openvino: bool, engine: str | None, workspace: float,
          timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
-    """Export MODEL (a zoo name, or `all`) to ONNX with a dynamic batch at exactly --opset,
-    verify it against PyTorch with onnxruntime, and write OUT/MODEL/manifest.json."""
+    """Export MODEL to ONNX with dynamic axes at exactly --opset, verify it against PyTorch with
+    onnxruntime, and write OUT/MODEL/manifest.json.
+
+    MODEL is a zoo or plugin name (see --list), `all` (every registered model), path/to/file.py:callable or
+    package.module:callable (the callable returns an nn.Module; --model-arg gives its arguments).
+    """
     from .progress import stderr_printer
 
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill is handled like Ctrl-C
@@ -110,24 +138,33 @@ def main(model: str | None, list_zoo: bool, opset: int, out: str, batch: BatchPr
             return
         if not model:
             raise click.UsageError("give a MODEL (see --list) or `all`")
+        from .export_model import parse_input, parse_max_dims
+        from .model_source import is_callable_reference, parse_model_args
         from .pipeline import ExportOptions, export
         from .zoo import get_entry, list_models
 
         names = list_models() if model == "all" else [model]
         for n in names:
-            get_entry(n)  # unknown names fail before any work
+            if not is_callable_reference(n):
+                get_entry(n)  # unknown names fail before any work
+        if name and len(names) > 1:
+            raise click.UsageError("--name names one export; it cannot be used with `all`")
+        spec_args: dict[str, Any] = {
+            "model_args": parse_model_args(model_args), "max_dims": parse_max_dims(max_dims),
+            "inputs": [parse_input(i) for i in inputs] or None, "outputs": list(outputs) or None,
+        }
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
-            simplify=not no_simplify, exporter=exporter, photos=not no_photos, fp16=fp16, openvino=openvino,
-            int8=int8, calib_dir=calib_dir, calib_method=calib_method, calib_size=calib_size,
+            simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
+            fp16=fp16, openvino=openvino, int8=int8, calib=calib, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []
         failures: list[AttnExportError] = []
         for n in names:
             try:
-                manifests.append(export(n, out, options=options, printer=stderr_printer))
+                manifests.append(export(n, out, name=name, options=options, printer=stderr_printer, **spec_args))
             except AttnExportError as exc:
                 if len(names) == 1:
                     raise

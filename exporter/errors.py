@@ -25,3 +25,11 @@ class EngineBuildError(AttnExportError):
         self.parser_errors = list(parser_errors or [])
         details = "".join(f"\n  - {e}" for e in self.parser_errors)
         super().__init__(message + details)
+
+
+class ModelSourceError(AttnExportError):
+    """MODEL, --model-arg, --input or --output cannot give a module to export (exit 2): a missing file,
+    module or callable, a callable that returns no ``nn.Module``, bad syntax, names that do not match
+    ``forward``, or an output count that differs from what ``forward`` returns."""
+
+    exit_code = 2

@@ -24,6 +24,7 @@ import onnx
 from runtimes._io import atomic_path
 
 from .errors import ExportError
+from .widening import widen_until_parity
 
 REDUCTION_OPS = ("ReduceMean", "ReduceSum", "Pow", "Sqrt", "LayerNormalization")
 LARGE_SOFTMAX_KEYS = 1024
@@ -119,25 +120,17 @@ def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Se
 
 def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]],
                          opset: int, check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
-    """Try each widening step until ``check(out_path)`` (a ParityReport) is truthy.
-
-    Returns (conversion report with the tries, last parity report); when no step
-    passes, the last conversion stays on disk for inspection and its failing
-    report is returned for the caller to record.
-    """
+    """Convert with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
+    (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets."""
     softmaxes = large_softmaxes(onnx.load(str(onnx_path)))
-    tries = []
-    with tempfile.TemporaryDirectory() as calibration_dir:
+    with tempfile.TemporaryDirectory() as autocast_inputs:
         for i, arrays in enumerate(calibration):
-            np.savez(Path(calibration_dir) / f"calib{i:02d}.npz", **arrays)
-        for step in WIDENING_STEPS:
+            np.savez(Path(autocast_inputs) / f"calib{i:02d}.npz", **arrays)
+
+        def build(step: WideningStep) -> dict[str, Any]:
             try:
-                info = convert(onnx_path, out_path, calibration_dir, softmaxes, step, opset)
+                return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset)
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
                 raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
-            report = check(out_path)
-            tries.append({"step": step.name, "passed": bool(report), "worst": report.worst})
-            if report:
-                break
-    info["tries"] = tries
-    return info, report
+
+        return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path))

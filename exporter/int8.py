@@ -21,7 +21,7 @@ import collections
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -32,6 +32,7 @@ from runtimes.specs import TensorSpec, random_inputs
 
 from .errors import ExportError
 from .photos import image_size, photo_inputs, with_images
+from .widening import widen_until_parity
 
 MODELOPT_MIN_OPSET = 19  # ModelOpt's BASE_MIN_OPSET for INT8 Q/DQ (FP16-capable scales); it upgrades below
 
@@ -87,6 +88,12 @@ def calibration_data(specs: Sequence[TensorSpec], seed: int, size: int, folder: 
     return Calibration(arrays, sources, len(images))
 
 
+def calibration_from_arrays(arrays: Mapping[str, np.ndarray], origin: str, size: int) -> Calibration:
+    """The user's own calibration arrays (``--calib FILE.npz`` or ``--sample-inputs``): the first ``size`` rows."""
+    rows = min(size, len(next(iter(arrays.values()))))
+    return Calibration({k: v[:rows] for k, v in arrays.items()}, {k: f"{rows} rows of {origin}" for k in arrays}, rows)
+
+
 def quantization_report(model: onnx.ModelProto) -> dict[str, Any]:
     """Quantized vs total compute nodes (Q/DQ excluded) and the op types that stayed in float."""
     dequantized = {out for n in model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
@@ -125,16 +132,12 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
                           check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
-    """Quantize with each widening step until ``check(out_path)`` (a ParityReport) passes.
+    """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
+    (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried."""
 
-    Returns (info, last report); ``info["step"]`` names the step that passed, or the last one tried
-    when none did (the caller then records the failure)."""
-    report = None
-    for step in WIDENING_STEPS:
+    def build(step: Int8Step) -> dict[str, Any]:
         info = quantize(onnx_path, out_path, calib, method, opset, step)
-        info.update(step=step.name, method=method, samples=calib.samples, calibration=calib.sources,
-                    excluded_op_types=list(step.exclude_op_types))
-        report = check(out_path)
-        if report:
-            break
-    return info, report
+        return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
+                "excluded_op_types": list(step.exclude_op_types)}
+
+    return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path))

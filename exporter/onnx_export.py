@@ -96,14 +96,20 @@ def check_dynamic_axes(
 
 
 def _explain_export_failure(exc: Exception, opset: int) -> ExportError:
-    """Turn an exporter exception into one line naming the op and an opset that works."""
+    """Turn an exporter exception into one line naming the operator and the lowest opset that has it."""
     text = str(exc)
     match = re.search(r"operator '?([\w:.]+)'? to ONNX opset version (\d+)", text)
     if match:
-        return ExportError(
-            f"op {match.group(1)} cannot be exported at opset {opset}; try a higher opset "
-            f"(up to {SUPPORTED_OPSETS.stop - 1}) or --exporter dynamo"
-        )
+        added = re.search(r"added in version (\d+)", text)
+        if added and int(added.group(1)) < SUPPORTED_OPSETS.stop:
+            fix = f"its ONNX conversion starts at opset {added.group(1)}: use --opset {added.group(1)} or higher"
+        elif added:
+            fix = f"its ONNX conversion starts at opset {added.group(1)}, above the {SUPPORTED_OPSETS.stop - 1} " \
+                  "supported here"
+        else:
+            fix = f"no ONNX opset up to {SUPPORTED_OPSETS.stop - 1} has a conversion for it; replace it in the " \
+                  "model, or try --exporter dynamo"
+        return ExportError(f"operator {match.group(1)} has no ONNX conversion at opset {opset}: {fix}")
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return ExportError(f"ONNX export at opset {opset} failed: {first}")
 

@@ -1,4 +1,4 @@
-"""The ``attn-export --list`` table: name, seed, inputs, parameters, GFLOPs."""
+"""The ``attn-export --list`` table: name, package (the zoo's or a plugin's), seed, inputs, parameters, GFLOPs."""
 from __future__ import annotations
 
 import torch
@@ -6,24 +6,27 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from runtimes.specs import random_inputs
 
+from .export_model import ExportModel
 from .zoo import create_model, get_entry, list_models
 
 
 def model_row(name: str) -> dict[str, object]:
     """One row: parameters at 1000 classes, GFLOPs (2·MAC) of one sample at the default input size."""
-    model = create_model(name)
+    model = ExportModel.of(create_model(name))
     arrays = random_inputs(model.input_specs, 1, seed=0)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
+        model.module(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
     inputs = ", ".join(f"{s.name} {s.dtype} [{','.join(map(str, s.shape))}]" for s in model.input_specs)
+    entry = get_entry(name)
     return {
         "name": name,
-        "seed": get_entry(name).seed,
+        "package": entry.package,
+        "seed": entry.seed,
         "inputs": inputs,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in model.module.parameters()),
         "gflops": counter.get_total_flops() / 1e9,
-        "summary": get_entry(name).summary,
+        "summary": entry.summary,
     }
 
 
@@ -32,10 +35,10 @@ def zoo_table() -> list[dict[str, object]]:
 
 
 def format_table(rows: list[dict[str, object]]) -> str:
-    head = f"{'model':<21} {'seed':<14} {'parameters':>12} {'GFLOPs':>7}  inputs"
+    head = f"{'model':<21} {'package':<14} {'seed':<14} {'parameters':>12} {'GFLOPs':>7}  inputs"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['name']:<21} {r['seed']:<14} {r['parameters']:>12,} {r['gflops']:>7.2f}  {r['inputs']}"
+            f"{r['name']:<21} {r['package']:<14} {r['seed']:<14} {r['parameters']:>12,} {r['gflops']:>7.2f}  {r['inputs']}"
         )
     return "\n".join(lines)

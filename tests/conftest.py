@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from exporter.export_model import ExportModel
 from exporter.zoo import ZooModel, create_model, list_models
 from runtimes.specs import random_inputs
 
@@ -20,6 +21,11 @@ def small_model(name: str) -> ZooModel:
         torch.manual_seed(0)
         _MODELS[name] = create_model(name, num_classes=TEST_CLASSES)
     return _MODELS[name]
+
+
+def small_export_model(name: str) -> ExportModel:
+    """``small_model(name)`` with its specs checked, as the export pipeline sees it."""
+    return ExportModel.of(small_model(name))
 
 
 def torch_inputs(model: ZooModel, batch: int, seed: int = 0) -> list[torch.Tensor]:

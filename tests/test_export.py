@@ -10,9 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from exporter import cli, onnx_export, pipeline
+from exporter import cli, onnx_export, stages
 from exporter.errors import ExportError
-from exporter.pipeline import export, parity_batches
+from exporter.pipeline import export
+from exporter.references import parity_batches
 from exporter.zoo import ZooModel, list_models
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError
@@ -134,7 +135,7 @@ def test_interrupted_export_leaves_the_previous_export_untouched(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "check_parity", interrupted)
+    monkeypatch.setattr(stages, "check_file_parity", interrupted)
     result = CliRunner().invoke(cli.main, ["c2f_ca", "--out", str(tmp_path), "--num-classes", "10"])
     assert result.exit_code == 130 and "nothing under" in result.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "c2f_ca").iterdir()} == before  # byte-identical

@@ -13,10 +13,11 @@ import runtimes
 from exporter import int8
 from exporter.errors import ParityError
 from exporter.parity import Tolerance
-from exporter.pipeline import check_file_parity, check_parity, export, parity_batches, reference_sets
+from exporter.pipeline import export
+from exporter.references import check_file_parity, check_parity, parity_batches, reference_sets
 from runtimes.errors import ArtifactError
 
-from .conftest import small_model
+from .conftest import small_export_model, small_model
 from .exports import TEST_PROFILE, exported, small_options
 
 FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
@@ -27,7 +28,7 @@ def quantized(name: str, root) -> tuple:
     """(folder, int8 path, info, report, sets) for ``name``: its session export quantized once."""
     if name not in _QUANTIZED:
         folder, _ = exported(name, root)
-        sets = reference_sets(small_model(name), parity_batches(TEST_PROFILE), seed=0, photos=True)
+        sets = reference_sets(small_export_model(name), parity_batches(TEST_PROFILE), seed=0, photos=True)
         calib = int8.calibration_data(small_model(name).input_specs, seed=7, size=8)
         out = folder / "model.int8.onnx"
         info, report = int8.quantize_until_parity(
@@ -65,7 +66,7 @@ def test_widening_keeps_attention_in_float_when_asked(artifacts_root, tmp_path) 
     """A check that also refuses quantized MatMuls (as a model whose attention cannot take INT8):
     the default step quantizes the encoder's MatMuls and fails it, the next keeps them in float and passes."""
     folder, _ = exported("transformer_encoder", artifacts_root)
-    sets = reference_sets(small_model("transformer_encoder"), [1, 2], seed=0, photos=False)
+    sets = reference_sets(small_export_model("transformer_encoder"), [1, 2], seed=0, photos=False)
     calib = int8.calibration_data(small_model("transformer_encoder").input_specs, seed=7, size=4)
     seen = []
 

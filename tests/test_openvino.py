@@ -11,12 +11,12 @@ import runtimes.openvino_rt
 from runtimes import bf16_probe
 from exporter.bf16_floor import emulated_report
 from exporter.parity import Tolerance
-from exporter.pipeline import check_parity, parity_batches, reference_sets
+from exporter.references import check_parity, parity_batches, reference_sets
 from runtimes.errors import OptionError
 from runtimes.openvino_rt import OpenVinoRuntime, cpu_capabilities, split_rows
 from runtimes.specs import random_inputs
 
-from .conftest import small_model
+from .conftest import small_export_model, small_model
 from .exports import TEST_PROFILE, exported, small_options
 
 HAS_BF16 = "BF16" in cpu_capabilities()
@@ -31,7 +31,7 @@ ENGINE_OVER_FORMAT = 1.5  # OpenVINO BF16 may add at most this factor to the for
 def test_bf16_parity_for_every_zoo_model(model_name, artifacts_root) -> None:
     """OpenVINO BF16 meets the BF16 tolerance on every model where the BF16 format itself can."""
     folder, _ = exported(model_name, artifacts_root)
-    model = small_model(model_name)
+    model = small_export_model(model_name)
     sets = reference_sets(model, parity_batches(TEST_PROFILE), seed=3, photos=True)
     with runtimes.load(folder, engine="openvino", precision="bf16") as rt:
         assert rt.precision == "bf16" and rt.properties["INFERENCE_PRECISION_HINT"] == "bf16"

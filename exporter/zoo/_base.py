@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-import torch
 from torch import nn
 
 from runtimes.specs import BATCH, TensorSpec
@@ -28,10 +26,3 @@ class ZooModel(nn.Module):
     @property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         return (TensorSpec("logits", (BATCH, self.num_classes)),)
-
-    def forward_arrays(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``forward`` on numpy inputs (by ``input_specs`` name), outputs named by ``output_specs``."""
-        with torch.inference_mode():
-            out = self(*(torch.from_numpy(arrays[s.name]) for s in self.input_specs))
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {s.name: o.numpy() for s, o in zip(self.output_specs, outs)}

@@ -11,7 +11,7 @@ from torchvision.models import get_model_weights
 
 from runtimes.errors import WeightsError
 
-from ._base import ZooModel
+from torch import nn
 
 _LIST_LIMIT = 8
 
@@ -35,7 +35,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_state_dict_strict(model: ZooModel, state: Mapping[str, torch.Tensor], source: str) -> None:
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state`` so that every key and shape fits, else raise naming what does not."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -73,25 +73,26 @@ def torchvision_weights_file(arch: str, name: str) -> tuple[Path, str]:
     return cache, weights.url
 
 
-def load_backbone_weights(model: ZooModel, name: str) -> int:
+def load_backbone_weights(model: nn.Module, name: str) -> int:
     """Load torchvision ImageNet weights ``name`` into the backbone part; returns tensors loaded.
 
     Keys load where name (under each of ``model.torchvision_prefixes``) and shape
     match; a classifier whose ``num_classes`` differs from 1000 keeps its init.
     """
-    if model.torchvision_arch is None:
+    arch = getattr(model, "torchvision_arch", None)
+    if arch is None:
         raise WeightsError(f"{type(model).__name__} has no torchvision backbone; pass a state_dict file instead")
-    path, url = torchvision_weights_file(model.torchvision_arch, name)
+    path, url = torchvision_weights_file(arch, name)
     if not path.is_file():
         raise WeightsError(
-            f"torchvision weights {name} for {model.torchvision_arch} are not on this machine and "
+            f"torchvision weights {name} for {arch} are not on this machine and "
             f"attn-export never downloads at run time: fetch {url} and save it as {path}"
         )
     source = read_state_dict(path)
     own = model.state_dict()
     loaded = {
         prefix + key: tensor
-        for prefix in model.torchvision_prefixes
+        for prefix in getattr(model, "torchvision_prefixes", ("",))
         for key, tensor in source.items()
         if prefix + key in own and own[prefix + key].shape == tensor.shape
     }
@@ -101,8 +102,9 @@ def load_backbone_weights(model: ZooModel, name: str) -> int:
     return len(loaded)
 
 
-def load_weights(model: ZooModel, weights: str | os.PathLike[str]) -> None:
-    """A path to a state_dict/checkpoint loads strictly; otherwise ``weights`` names torchvision weights."""
+def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
+    """A path to a state_dict/checkpoint loads strictly; otherwise ``weights`` names torchvision weights
+    (zoo models with a torchvision backbone only)."""
     path = Path(weights)
     if path.is_file():
         load_state_dict_strict(model, read_state_dict(path), str(path))

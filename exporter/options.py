@@ -1,0 +1,35 @@
+"""``ExportOptions``: everything an export can be told (the CLI's flags, the Python API's argument)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runtimes.manifest import BatchProfile
+
+from .parity import Tolerance
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``attn-export`` can be told; defaults are the CLI's."""
+
+    opset: int = 17
+    batch: BatchProfile = field(default_factory=lambda: BatchProfile(1, 8, 32))
+    num_classes: int = 1000  # zoo and plugin builders only; a callable gets --model-arg num_classes=N
+    weights: str | None = None  # a state_dict file (strict), or torchvision weights for a zoo backbone
+    seed: int = 0
+    tolerance: Tolerance = field(default_factory=Tolerance.fp32)
+    simplify: bool = True
+    exporter: str = "auto"
+    photos: bool = True
+    sample_inputs: str | None = None  # the user's .npz of inputs: one more parity set, and calibration data
+    fp16: bool = False
+    fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
+    openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
+    int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances
+    int8_tolerance: Tolerance = field(default_factory=Tolerance.int8)
+    calib: str | None = None  # INT8 calibration: a folder of images or an .npz (default: samples, else photos)
+    calib_method: str = "max"
+    calib_size: int = 32
+    engine: str | None = None  # "trt": also build model.engine (implies fp16); with int8 also model.int8.engine
+    workspace_gib: float = 4.0
+    timing_cache: str | None = None

@@ -1,0 +1,88 @@
+"""The PyTorch references every artifact is compared with, and the comparison itself.
+
+Input sets: seeded random inputs at each parity batch size; one more at other sizes of the
+named axes besides batch (``seq``), so a dynamic axis is proven by numbers, not only by its
+name in the file; the bundled photos where the model takes images; the user's own
+``--sample-inputs``. PyTorch runs once per set, and every candidate file is checked against
+the same outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+import runtimes
+from runtimes.base import Runtime
+from runtimes.manifest import BatchProfile
+from runtimes.providers import cuda_usable
+from runtimes.specs import BATCH, random_inputs
+
+from .export_model import ExportModel
+from .parity import ParityReport, Tolerance
+from .photos import photo_inputs
+
+OTHER_AXIS_GROWTH = 5  # the extra set sizes each named axis (other than batch) this much above its example
+
+
+@dataclass(frozen=True)
+class ParityInputs:
+    """One input set and PyTorch's outputs on it, computed once and compared with every candidate."""
+
+    label: str
+    arrays: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
+
+
+def parity_batches(profile: BatchProfile) -> list[int]:
+    """1, 2, an odd size (7, or the largest odd size ≤ max) and the profile max, deduplicated."""
+    odd = min(7, profile.max if profile.max % 2 else profile.max - 1)
+    return sorted({b for b in (1, 2, odd, profile.max) if profile.min <= b <= profile.max} or {profile.min})
+
+
+def other_axis_sizes(model: ExportModel) -> dict[str, int]:
+    """Sizes for named axes other than batch that differ from the example ones (bounded by ``max_dims``)."""
+    sizes: dict[str, int] = {}
+    for spec in model.input_specs:
+        for axis in set(spec.dynamic_axes.values()) - {BATCH}:
+            grown = spec.example_dims[axis] + OTHER_AXIS_GROWTH
+            sizes[axis] = min(grown, spec.max_dims.get(axis, grown))
+    return {a: n for a, n in sizes.items()
+            if any(s.example_dims.get(a) not in (None, n) for s in model.input_specs)}
+
+
+def reference_sets(model: ExportModel, batches: Sequence[int], seed: int, photos: bool,
+                   samples: Mapping[str, np.ndarray] | None = None) -> list[ParityInputs]:
+    """Seeded random inputs at each batch size (and at other sizes of the other named axes), real photos
+    where the model takes images, and the user's ``samples``."""
+    input_sets = [(f"random b={b}", random_inputs(model.input_specs, b, seed=seed + b)) for b in batches]
+    other = other_axis_sizes(model)
+    if other:
+        batch = min(max(batches), 2)
+        label = " ".join(f"{a}={n}" for a, n in sorted(other.items()))
+        input_sets.append((f"random b={batch} {label}", random_inputs(model.input_specs, batch, seed=seed, dims=other)))
+    photo_set = photo_inputs(model.input_specs, seed) if photos else None
+    if photo_set is not None:
+        input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
+    if samples:
+        input_sets.append((f"samples b={len(next(iter(samples.values())))}", dict(samples)))
+    return [ParityInputs(label, arrays, model.forward_arrays(arrays)) for label, arrays in input_sets]
+
+
+def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
+    """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set."""
+    report = ParityReport(candidate=f"{candidate.label}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
+    for inputs in sets:
+        report.add(inputs.label, inputs.reference, candidate(inputs.arrays))
+    return report
+
+
+def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance,
+                      precision: str | None = None) -> ParityReport:
+    """Open ``path`` with ``engine`` at ``precision`` (ort on CUDA where usable, else CPU; trt on CUDA;
+    openvino on CPU) and check it."""
+    device = "cuda" if engine == "trt" or (engine == "ort" and cuda_usable()) else "cpu"
+    with runtimes.load(path, engine=engine, device=device, precision=precision) as candidate:
+        return check_parity(candidate, sets, tolerance)

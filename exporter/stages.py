@@ -1,0 +1,221 @@
+"""The export pipeline as an ordered table of stages over one ``ExportContext``.
+
+Each stage is ``(name, enabled(options), run(context))``: a new artifact kind is one entry here plus
+one row of ``runtimes.selection``. Stages run in table order in the staging folder; each one adds
+its artifacts with ``context.add_artifact`` and its checks with ``context.record_parity``.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import onnx
+import torch
+
+from runtimes import torch_rt
+from runtimes._io import atomic_path
+from runtimes.openvino_rt import cpu_capabilities
+from runtimes.specs import random_inputs
+
+from . import bf16_floor, fp16, int8, onnx_export, openvino_ir, trt_build, trt_readiness, trtexec
+from .context import ExportContext
+from .errors import EngineBuildError
+from .options import ExportOptions
+from .parity import Tolerance
+from .photos import photo_inputs
+from .references import check_file_parity, parity_batches, reference_sets
+from .tracing import trace_program
+
+EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
+# TensorRT precision → (manifest artifact key, file name, what the parity report calls it)
+ENGINE_ARTIFACTS = {"fp16": ("engine", "model.engine", "TensorRT engine"),
+                    "int8": ("engine_int8", "model.int8.engine", "TensorRT INT8 engine")}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the export: shown as ``title(context)``, run when ``enabled(options)``."""
+
+    name: str
+    enabled: Callable[[ExportOptions], bool]
+    run: Callable[[ExportContext], None]
+    title: Callable[[ExportContext], str] | None = None
+
+    def describe(self, context: ExportContext) -> str:
+        return self.title(context) if self.title else self.name
+
+
+def _always(options: ExportOptions) -> bool:
+    return True
+
+
+def run_torch_export(ctx: ExportContext) -> None:
+    """torch.export with symbolic named axes; writes weights.pt and model.pt2 (serialised in memory, so a
+    full disk raises OSError naming our file, where torch's writer raises an unhelpful RuntimeError)."""
+    model = ctx.model
+    arrays = random_inputs(model.input_specs, EXAMPLE_BATCH, seed=ctx.options.seed)
+    ctx.example = tuple(torch.from_numpy(arrays[s.name]) for s in model.input_specs)
+    ctx.program = trace_program(model.module, model.input_specs, ctx.example)
+    weights, program_file = io.BytesIO(), io.BytesIO()
+    torch.save(model.module.state_dict(), weights)
+    torch.export.save(ctx.program, program_file, extra_files={
+        torch_rt.IO_FILE: json.dumps({"outputs": [s.name for s in model.output_specs]})})
+    for key, name, buffer in (("weights", "weights.pt", weights), ("torch", "model.pt2", program_file)):
+        with atomic_path(ctx.folder / name) as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+        ctx.add_artifact(key, ctx.folder / name)
+
+
+def run_onnx_export(ctx: ExportContext) -> None:
+    assert ctx.program is not None, "the torch.export stage runs first"
+    path = ctx.folder / "model.onnx"
+    onnx_export.export_onnx(ctx.model.module, ctx.program, ctx.example, path, opset=ctx.options.opset,
+                            exporter=ctx.exporter, input_specs=ctx.model.input_specs,
+                            output_specs=ctx.model.output_specs)
+    ctx.add_artifact("onnx", path)
+
+
+def run_simplify(ctx: ExportContext) -> None:
+    before, after = onnx_export.simplify(ctx.path("onnx"))
+    ctx.manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
+    ctx.add_artifact("onnx", ctx.path("onnx"))  # the file changed: record its new size and hash
+
+
+def run_graph_checks(ctx: ExportContext) -> None:
+    """Re-read the final file: named axes still symbolic, node count, TensorRT readiness."""
+    graph = onnx.load(str(ctx.path("onnx")), load_external_data=False)
+    onnx_export.check_dynamic_axes(graph, ctx.model.input_specs, ctx.model.output_specs)
+    ctx.manifest["onnx_nodes"] = len(graph.graph.node)
+    readiness = ctx.manifest["trt_readiness"] = trt_readiness.check(graph)
+    for warning in readiness["warnings"]:
+        ctx.printer(f"[{ctx.label}] TensorRT readiness: warning: {warning}")
+    if ctx.options.engine == "trt" and readiness["errors"]:
+        raise EngineBuildError("the ONNX graph is not TensorRT-ready", readiness["errors"])
+
+
+def run_onnx_parity(ctx: ExportContext) -> None:
+    """PyTorch runs once per input set here; every later check reuses ``ctx.sets``."""
+    ctx.batches = parity_batches(ctx.options.batch)
+    ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
+    report = check_file_parity(ctx.path("onnx"), "ort", ctx.sets, ctx.options.tolerance)
+    ctx.record_parity("onnx", "ONNX", report)
+
+
+def _bf16_format_floor(ctx: ExportContext) -> dict[str, Any]:
+    """After a failed BF16 check: would the BF16 format itself pass on these weights? (``bf16_floor``)"""
+    floor = bf16_floor.emulated_report(ctx.model, ctx.sets)
+    worst = floor.worst
+    verdict = ("passes, so the engine adds the error" if floor else
+               "misses it too, so no BF16 engine can meet it on these weights")
+    ctx.printer(f"[{ctx.label}] BF16 format alone (PyTorch, inputs/weights/module outputs rounded to bf16): worst "
+                f"rel {worst['max_rel']:.2e}, cosine {worst['min_cosine']:.6f}, top1 {100 * worst['min_top1']:.0f}% — "
+                f"{verdict}; precision='auto' runs FP32")
+    return {"passed": bool(floor), "worst": worst, "what": bf16_floor.LABEL}
+
+
+def run_openvino(ctx: ExportContext) -> None:
+    xml_path, bin_path = openvino_ir.write_ir(ctx.path("onnx"), ctx.folder / "model.xml")
+    ctx.add_artifact("openvino", xml_path)
+    ctx.add_artifact("openvino_weights", bin_path)
+    report = check_file_parity(xml_path, "openvino", ctx.sets, ctx.options.tolerance, precision="fp32")
+    ctx.record_parity("openvino", "OpenVINO IR", report)
+    if "BF16" in cpu_capabilities():
+        report = check_file_parity(xml_path, "openvino", ctx.sets, Tolerance.bf16(), precision="bf16")
+        floor = {} if report else {"format_floor": _bf16_format_floor(ctx)}
+        ctx.record_parity("openvino_bf16", "OpenVINO IR at BF16", report, required=False,
+                          **floor)  # precision="auto" falls back to fp32 when this failed
+
+
+def run_fp16(ctx: ExportContext) -> None:
+    """AutoCast calibrates on random inputs, the photos (even with --no-photos) and the user's samples."""
+    model, opts = ctx.model, ctx.options
+    calibration = [random_inputs(model.input_specs, EXAMPLE_BATCH, seed=opts.seed + 1000)]
+    photo_set = photo_inputs(model.input_specs, opts.seed)
+    calibration += [photo_set] if photo_set is not None else []
+    calibration += [ctx.samples] if ctx.samples else []
+    path = ctx.folder / "model.fp16.onnx"
+    info, report = fp16.convert_until_parity(
+        ctx.path("onnx"), path, calibration, opts.opset,
+        lambda candidate: check_file_parity(candidate, "ort", ctx.sets, opts.fp16_tolerance))
+    ctx.add_artifact("onnx_fp16", path)
+    ctx.manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
+    ctx.printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
+                f"{info['fp32_reasons']} (step: {info['step']})")
+    ctx.record_parity("onnx_fp16", "FP16 ONNX", report, fp32_node_names=info["fp32_node_names"])
+
+
+def int8_calibration(ctx: ExportContext) -> int8.Calibration:
+    """--calib (an .npz or a folder of images), else --sample-inputs, else the bundled photos / seeded data."""
+    opts, specs = ctx.options, ctx.model.input_specs
+    if ctx.calib_arrays is not None:
+        return int8.calibration_from_arrays(ctx.calib_arrays, str(opts.calib), opts.calib_size)
+    if opts.calib is None and ctx.samples is not None:
+        return int8.calibration_from_arrays(ctx.samples, str(opts.sample_inputs), opts.calib_size)
+    return int8.calibration_data(specs, opts.seed + 2000, opts.calib_size, opts.calib)
+
+
+def run_int8(ctx: ExportContext) -> None:
+    opts = ctx.options
+    calib = int8_calibration(ctx)
+    ctx.printer(f"[{ctx.label}] int8: ModelOpt PTQ, {opts.calib_method}, {calib.samples} samples")
+    path = ctx.folder / "model.int8.onnx"
+    info, report = int8.quantize_until_parity(
+        ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
+        lambda candidate: check_file_parity(candidate, "ort", ctx.sets, opts.int8_tolerance))
+    ctx.add_artifact("onnx_int8", path)
+    ctx.manifest["int8"] = info
+    ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
+                f"float: {info['float_op_types']}")
+    ctx.record_parity("onnx_int8", "INT8 ONNX", report)
+
+
+def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
+    """Build and check the TensorRT engine at ``precision`` from its ONNX source (unverified on GPU here)."""
+
+    def run(ctx: ExportContext) -> None:
+        opts = ctx.options
+        key, file, what = ENGINE_ARTIFACTS[precision]
+        engine_path = ctx.folder / file
+        sources = {k: ctx.path(k) for k in ("onnx_fp16", "onnx_int8") if k in ctx.manifest["artifacts"]}
+        ctx.manifest[key] = trt_build.build_engine(
+            sources, engine_path, ctx.model.input_specs, opts.batch, precision=precision,
+            workspace_gib=opts.workspace_gib, timing_cache=Path(opts.timing_cache) if opts.timing_cache else None,
+            printer=ctx.printer)
+        source = ctx.manifest["artifacts"][trt_build.BUILD_PATHS[precision].source]
+        ctx.manifest[key]["trtexec"] = " ".join(trtexec.trtexec_command(  # NVIDIA's tool, same engine, in the folder
+            Path(source), ctx.manifest[key], opts.batch.max, opts.workspace_gib))
+        ctx.add_artifact(key, engine_path)
+        tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
+        report = check_file_parity(engine_path, "trt", ctx.sets, tolerance, precision=precision)
+        ctx.record_parity(key, what, report)
+
+    return run
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("torch.export", _always, run_torch_export),
+    Stage("onnx export", _always, run_onnx_export,
+          lambda ctx: f"onnx export (opset {ctx.options.opset}, {ctx.exporter})"),
+    Stage("simplify (onnxslim)", lambda o: o.simplify, run_simplify),
+    Stage("graph checks", _always, run_graph_checks),
+    Stage("parity vs onnxruntime", _always, run_onnx_parity,
+          lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, parity_batches(ctx.options.batch)))}"
+                      f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
+    Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino),
+    Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.engine == "trt", run_fp16),
+    Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
+          lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),
+    Stage("tensorrt fp16 build + parity", lambda o: o.engine == "trt", tensorrt_stage("fp16")),
+    Stage("tensorrt int8 build + parity", lambda o: o.engine == "trt" and o.int8, tensorrt_stage("int8")),
+)
+
+
+def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:
+    """Every enabled stage, in order, each timed into the manifest's ``timings``."""
+    for stage in stages:
+        if stage.enabled(ctx.options):
+            with ctx.timer.stage(stage.describe(ctx)):
+                stage.run(ctx)

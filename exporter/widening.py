@@ -1,0 +1,42 @@
+""""Widen until parity": the one loop behind every reduced precision (FP16, INT8, and later ones).
+
+Each precision has an ordered tuple of steps (its own configurations, each keeping more of the
+graph in FP32 than the one before). The loop builds the file for a step, checks it, and stops at
+the first step whose check passes; every step tried is recorded, so the report shows what the
+earlier steps missed by.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+
+class Step(Protocol):
+    name: str
+
+
+S = TypeVar("S", bound=Step)
+Check = Callable[[], Any]  # returns a ParityReport (truthy when it passes)
+
+
+def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]], check: Check
+                       ) -> tuple[dict[str, Any], Any]:
+    """``build(step)`` then ``check()`` for each step until a check passes.
+
+    Returns (the last build's info with ``step`` and ``tries`` added, the last report). When no
+    step passes, the last file stays on disk and its failing report is returned for the caller
+    to record.
+    """
+    if not steps:
+        raise ValueError("no widening steps")
+    tries: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    report: Any = None
+    for step in steps:
+        info = build(step)
+        report = check()
+        tries.append({"step": step.name, "passed": bool(report),
+                      "worst": report.worst if report is not None else None})
+        if report:
+            break
+    info.update(step=tries[-1]["step"], tries=tries)
+    return info, report
