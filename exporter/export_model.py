@@ -21,6 +21,7 @@ from torch import nn
 from runtimes.specs import BATCH, TensorSpec, random_inputs
 
 from .errors import ModelSourceError
+from .tracing import trace_program
 
 DEFAULT_EXAMPLE_DIM = 16  # size of a named axis other than batch in example inputs, unless max_dims is smaller
 _EXAMPLE_BATCH = 2
@@ -117,13 +118,19 @@ def _as_tuple(out: Any) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def _run(module: nn.Module, specs: Sequence[TensorSpec], batch: int, dims: Mapping[str, int]) -> tuple[Any, ...]:
+def _example(specs: Sequence[TensorSpec], batch: int, dims: Mapping[str, int]) -> tuple[torch.Tensor, ...]:
     arrays = random_inputs(specs, batch, seed=0, dims=dims)
+    return tuple(torch.from_numpy(arrays[s.name]) for s in specs)
+
+
+def _run(module: nn.Module, specs: Sequence[TensorSpec], batch: int, dims: Mapping[str, int]) -> tuple[Any, ...]:
+    example = _example(specs, batch, dims)
     try:
         with torch.inference_mode():
-            outs = _as_tuple(module(*(torch.from_numpy(arrays[s.name]) for s in specs)))
+            outs = _as_tuple(module(*example))
     except Exception as exc:
-        shapes = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in arrays.items())
+        shapes = ", ".join(f"{s.name} {list(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                           for s, t in zip(specs, example))
         raise ModelSourceError(f"{type(module).__name__}.forward failed on example inputs ({shapes}): "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                                "check --input shapes and dtypes") from exc
@@ -134,17 +141,27 @@ def _run(module: nn.Module, specs: Sequence[TensorSpec], batch: int, dims: Mappi
     return outs
 
 
+def _example_dims(specs: Sequence[TensorSpec]) -> dict[str, int]:
+    return {a: n for s in specs for a, n in s.example_dims.items()}
+
+
 def infer_output_specs(module: nn.Module, input_specs: Sequence[TensorSpec], names: Sequence[str] | None
                        ) -> tuple[TensorSpec, ...]:
     """Output specs from running ``forward``: an output axis that grows with one named input axis gets its name."""
-    base_dims = {a: n for s in input_specs for a, n in s.example_dims.items()}
+    base_dims = _example_dims(input_specs)
     base = _run(module, input_specs, _EXAMPLE_BATCH, base_dims)
     if names and len(names) != len(base):
         raise ModelSourceError(f"{len(names)} output names given ({', '.join(names)}) but "
                                f"{type(module).__name__}.forward returns {len(base)} tensors")
     axes = [BATCH, *sorted({a for s in input_specs for a in s.dynamic_axes.values()} - {BATCH})]
-    grown = {a: _run(module, input_specs, _EXAMPLE_BATCH + (a == BATCH),
-                     {**base_dims, **({a: base_dims[a] + 1} if a != BATCH else {})}) for a in axes}
+    try:
+        grown = {a: _run(module, input_specs, _EXAMPLE_BATCH + (a == BATCH),
+                         {**base_dims, **({a: base_dims[a] + 1} if a != BATCH else {})}) for a in axes}
+    except ModelSourceError:
+        # forward runs at the example sizes but not one larger: a size is baked in, and torch.export's
+        # guards say where (ExportError, exit 4, naming the input and the source line)
+        trace_program(module, input_specs, _example(input_specs, _EXAMPLE_BATCH, base_dims))
+        raise
     specs = []
     for i, out in enumerate(base):
         name = names[i] if names else f"output{i}"
@@ -183,8 +200,7 @@ class ExportModel:
         check_forward_signature(module, input_specs)
         declared = outputs if outputs is not None else getattr(module, "output_specs", None)
         if declared and all(isinstance(o, TensorSpec) for o in declared):
-            count = len(_run(module, input_specs, _EXAMPLE_BATCH,
-                             {a: n for s in input_specs for a, n in s.example_dims.items()}))
+            count = len(_run(module, input_specs, _EXAMPLE_BATCH, _example_dims(input_specs)))
             if count != len(declared):
                 raise ModelSourceError(f"{len(declared)} outputs declared but {type(module).__name__}.forward "
                                        f"returns {count} tensors")

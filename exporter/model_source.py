@@ -66,6 +66,10 @@ def _import_file(path: Path) -> Any:
 
 
 def _import_module(name: str) -> Any:
+    """Import ``name`` as uvicorn/gunicorn do: the current folder is searched first, then sys.path."""
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -130,12 +130,12 @@ class ParityReport:
 
     def table(self) -> str:
         """A compact text table, one line per row, with a verdict line."""
-        lines = [f"{'output':<8} {'inputs':<14} {'max_abs':>10} {'max_rel':>10} {'cosine':>10} {'top1':>6}  ok"]
+        lines = [f"{'output':<8} {'inputs':<18} {'max_abs':>10} {'max_rel':>10} {'cosine':>10} {'top1':>6}  ok"]
         for r in self.rows:
             top1 = "-" if r.top1 is None else f"{100 * r.top1:.0f}%"
             ok = "yes" if r.passed(self.tolerance) else "NO"
             lines.append(
-                f"{r.output:<8} {r.inputs:<14} {r.max_abs:>10.2e} {r.max_rel:>10.2e} {r.cosine:>10.6f} {top1:>6}  {ok}"
+                f"{r.output:<8} {r.inputs:<18} {r.max_abs:>10.2e} {r.max_rel:>10.2e} {r.cosine:>10.6f} {top1:>6}  {ok}"
             )
         t, w = self.tolerance, self.worst
         verdict = "PASSED" if self else "FAILED"

@@ -21,3 +21,34 @@ def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
     if name not in _DONE:
         _DONE[name] = export(name, root, options=small_options(fp16=True))
     return root / name, _DONE[name]
+
+
+def sample_inputs_file(folder: Path) -> Path:
+    """An .npz of the two-input model's inputs (3 rows, seq 9): the user's --sample-inputs."""
+    import numpy as np
+
+    path = folder / "samples.npz"
+    if not path.is_file():
+        rng = np.random.default_rng(11)
+        np.savez(path, image=rng.standard_normal((3, 3, 64, 64)).astype(np.float32),
+                 ids=rng.integers(0, 1000, size=(3, 9)).astype(np.int64))
+    return path
+
+
+def exported_own_model(root: Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest) of the two-input user model (image + int64 ids), exported once per session through
+    the Python API with --sample-inputs, FP16 and INT8 (shared by the own-model and serving tests)."""
+    import torch
+
+    from exporter.pipeline import export_module
+    from runtimes.specs import TensorSpec
+
+    from .user_models.two_input import VOCAB, ImageText
+
+    if "image_text" not in _DONE:
+        torch.manual_seed(0)
+        inputs = [TensorSpec("image", ("batch", 3, 64, 64)), TensorSpec("ids", ("batch", "seq"), "int64", (0, VOCAB))]
+        _DONE["image_text"] = export_module(
+            ImageText(), root, inputs=inputs, outputs=["logits"], name="image_text", max_dims={"seq": 32},
+            options=small_options(fp16=True, int8=True, sample_inputs=str(sample_inputs_file(root))))
+    return root / "image_text", _DONE["image_text"]

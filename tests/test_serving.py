@@ -25,17 +25,18 @@ import runtimes
 from runtimes.specs import TensorSpec, random_inputs
 
 from . import serving_procs
-from .exports import exported
+from .exports import exported, exported_own_model
 
 MODELS = ("c2f_ca", "transformer_encoder")
+OWN_MODEL = "image_text"  # a user's two-input module (image + int64 ids), exported through the Python API
 
 
 @pytest.fixture(scope="module")
 def server(artifacts_root, tmp_path_factory):
-    folders = [str(exported(m, artifacts_root)[0]) for m in MODELS]
+    folders = [str(exported(m, artifacts_root)[0]) for m in MODELS] + [str(exported_own_model(artifacts_root)[0])]
     log = tmp_path_factory.mktemp("serve") / "attn-serve.log"
     srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "20"], log,
-                              list(MODELS))
+                              [*MODELS, OWN_MODEL])
     started = list(srv.children)
     yield srv
     took = serving_procs.stop(srv)  # SIGTERM: KServe stops its servers, then Serve and Ray are shut down
@@ -57,6 +58,18 @@ def _infer(module, url: str, model: str, arrays: dict[str, np.ndarray]):
         tensor.set_data_from_numpy(value)
         inputs.append(tensor)
     return client.infer(model, inputs)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_own_model_answers_equal_runtimes(protocol, server, artifacts_root) -> None:
+    folder, manifest = exported_own_model(artifacts_root)
+    arrays = random_inputs([TensorSpec.from_json(s) for s in manifest["inputs"]], 3, seed=8, dims={"seq": 11})
+    module, url = (httpclient, f"127.0.0.1:{server.http}") if protocol == "http" else \
+        (grpcclient, f"127.0.0.1:{server.grpc}")
+    got = _infer(module, url, OWN_MODEL, arrays).as_numpy("logits")
+    with runtimes.load(folder) as rt:
+        want = rt(arrays)["logits"]
+    assert got.shape == want.shape == (3, 10) and np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
 def _inputs(model: str, batch: int, seed: int, artifacts_root) -> dict[str, np.ndarray]:
