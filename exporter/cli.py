@@ -94,6 +94,12 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
 @click.option("--int8", is_flag=True,
               help="Also write model.int8.onnx (ModelOpt Q/DQ, FP32 I/O) and check it: cosine >= 0.99, top-1 >= 95%.")
+@click.option("--eval", "eval_data", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Labelled images (ImageFolder: DIR/<class>/<image>, class index = sorted folder order): record "
+                   "top-1, top-5 and top-1 agreement with FP32 of every artifact in parity.json and the manifest.")
+@click.option("--max-accuracy-drop", default=None, type=FiniteFloatRange(min=0), metavar="POINTS",
+              help="With --eval: exit 3 when FP16/INT8/TensorRT loses more than POINTS of top-1 against FP32; "
+                   "widening stops at the first step within it.")
 @click.option("--calib", default=None, type=click.Path(exists=True),
               help="INT8 calibration data: a folder of your own images, or an .npz of inputs by name "
                    "(default: --sample-inputs, else the bundled sample photos + noise).")
@@ -115,7 +121,8 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
          max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str, batch: BatchProfile, num_classes: int,
          weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, sample_inputs: str | None, exporter: str, fp16: bool, int8: bool, calib: str | None,
+         no_photos: bool, sample_inputs: str | None, exporter: str, fp16: bool, int8: bool, eval_data: str | None,
+         max_accuracy_drop: float | None, calib: str | None,
          calib_method: str,
          calib_size: int, openvino: bool, engine: str | None, workspace: float,
          timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
@@ -147,6 +154,8 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
         for n in names:
             if not is_callable_reference(n):
                 get_entry(n)  # unknown names fail before any work
+        if max_accuracy_drop is not None and not eval_data:
+            raise click.UsageError("--max-accuracy-drop needs labelled images: add --eval DIR")
         if name and len(names) > 1:
             raise click.UsageError("--name names one export; it cannot be used with `all`")
         spec_args: dict[str, Any] = {
@@ -157,7 +166,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
-            fp16=fp16, openvino=openvino, int8=int8, calib=calib, calib_method=calib_method, calib_size=calib_size,
+            fp16=fp16, openvino=openvino, int8=int8, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []

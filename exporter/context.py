@@ -1,6 +1,7 @@
 """``ExportContext``: what every export stage reads and writes — the staging folder, the manifest, the
-options, the printer and the parity reports — with the three ways a stage reports back:
-``add_artifact``, ``record_parity`` and ``fail``."""
+options, the printer and the parity reports — with ``check`` (an artifact against PyTorch, and on the
+labelled images of ``--eval``) and the three ways a stage reports back: ``add_artifact``,
+``record_parity`` and ``fail``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,12 +13,14 @@ import torch
 
 from runtimes import manifest as mf
 from runtimes._io import write_json
+from runtimes.accuracy import Accuracy, evaluate
+from runtimes.labels import LabelledImages
 
 from .errors import ParityError
 from .export_model import ExportModel
-from .parity import ParityReport
+from .parity import ParityReport, Tolerance
 from .progress import Printer, Stages
-from .references import ParityInputs
+from .references import ParityInputs, check_parity, open_candidate
 
 if TYPE_CHECKING:
     from .pipeline import ExportOptions
@@ -36,11 +39,13 @@ class ExportContext:
     timer: Stages
     samples: dict[str, np.ndarray] | None = None  # the user's --sample-inputs
     calib_arrays: dict[str, np.ndarray] | None = None  # --calib FILE.npz
+    labelled: LabelledImages | None = None  # --eval DIR
     reports: dict[str, Any] = field(default_factory=dict)
     example: tuple[torch.Tensor, ...] = ()
     program: torch.export.ExportedProgram | None = None
     batches: list[int] = field(default_factory=list)
     sets: list[ParityInputs] = field(default_factory=list)
+    fp32_accuracy: Accuracy | None = None  # the FP32 ONNX on --eval's images: what other precisions are held to
 
     @property
     def label(self) -> str:
@@ -55,6 +60,27 @@ class ExportContext:
         self.manifest["artifacts"][key] = path.name
         mf.record_file(self.manifest, self.folder, path.name)
 
+    def check(self, path: Path, engine: str, tolerance: Tolerance, precision: str | None = None) -> ParityReport:
+        """``path`` against the PyTorch references (``sets``) and, with ``--eval``, its accuracy on the labels
+        (the first file checked, the FP32 ONNX, is the accuracy reference)."""
+        with open_candidate(path, engine, precision) as candidate:
+            report = check_parity(candidate, self.sets, tolerance)
+            if self.labelled is not None:
+                reference = self.fp32_accuracy.predictions if self.fp32_accuracy else None
+                scored = evaluate(candidate, self.labelled, reference=reference, batch=self.options.batch.max)
+                self.fp32_accuracy = self.fp32_accuracy or scored
+                report.accuracy = {**scored.to_json(), "drop_points": self.accuracy_drop(scored.top1)}
+        return report
+
+    def accuracy_drop(self, top1: float) -> float:
+        """Points of top-1 lost against the FP32 ONNX on the labels (0 for the FP32 ONNX itself)."""
+        return round(100 * (self.fp32_accuracy.top1 - top1), 4) if self.fp32_accuracy else 0.0
+
+    def accepts(self, report: ParityReport) -> bool:
+        """Parity holds, and with ``--max-accuracy-drop`` the top-1 drop on the labels is within it."""
+        limit = self.options.max_accuracy_drop
+        return bool(report) and (limit is None or report.accuracy is None or report.accuracy["drop_points"] <= limit)
+
     def record_parity(self, key: str, what: str, report: ParityReport, required: bool = True, **extra: Any) -> None:
         """Store ``report`` under ``key`` in parity.json and the manifest and print it; a failed ``required``
         check fails the export (exit 3). A check that is not required (a runtime precision such as
@@ -62,12 +88,24 @@ class ExportContext:
         self.reports[key] = {**report.to_json(), **extra}
         write_json(self.folder / "parity.json", self.reports)
         self.add_artifact("parity", self.folder / "parity.json")
-        self.manifest["parity"][key] = {"passed": bool(report), "worst": report.worst, "batches": list(self.batches)}
+        passed = self.accepts(report)
+        self.manifest["parity"][key] = {"passed": passed, "worst": report.worst, "batches": list(self.batches),
+                                        **({"accuracy": report.accuracy} if report.accuracy else {})}
         self.printer(report.table())
+        if report.accuracy:
+            acc = report.accuracy
+            self.printer(f"{what} on {self.labelled.source if self.labelled else 'labels'}: top-1 "
+                         f"{100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}%, agreement with FP32 "
+                         f"{100 * acc['agreement_top1']:.2f}%, drop {acc['drop_points']:.2f} points")
         if not report and required:
             self.fail(f"{what} parity failed",
                       f"{what} disagrees with PyTorch beyond tolerance (worst rel {report.worst['max_rel']:.2e}, "
                       f"cosine {report.worst['min_cosine']:.6f}); see {self.folder / 'parity.json'}")
+        if not passed and required:
+            self.fail(f"{what} accuracy drop",
+                      f"{what} loses {report.accuracy['drop_points']:.2f} points of top-1 against FP32 on "  # type: ignore[index]
+                      f"{self.labelled.source if self.labelled else 'the labels'}, more than --max-accuracy-drop "
+                      f"{self.options.max_accuracy_drop:g}; see {self.folder / 'parity.json'}")
 
     def fail(self, status_error: str, message: str) -> NoReturn:
         """Write the manifest with status "failed" and ``status_error``, then raise ``ParityError`` (exit 3)."""

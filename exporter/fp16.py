@@ -119,7 +119,8 @@ def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Se
 
 
 def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]],
-                         opset: int, check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
+                         opset: int, check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool
+                         ) -> tuple[dict[str, Any], Any]:
     """Convert with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets."""
     softmaxes = large_softmaxes(onnx.load(str(onnx_path)))
@@ -133,4 +134,4 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
                 raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
 
-        return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path))
+        return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)

@@ -6,8 +6,9 @@ onnxruntime checks it. ModelOpt writes Q/DQ at opset >= 19, so the INT8 file's
 opset is ``max(--opset, 19)`` (recorded as ``int8.opset``). Inputs and outputs stay FP32; everything that is not
 quantized stays FP32 (``high_precision_dtype="fp32"``).
 
-Calibration: image inputs get the user's photos (``--calib DIR``) or the
-bundled sample photos, padded with seeded noise images to ``size`` samples,
+Calibration: image inputs get the user's photos (``--calib DIR``, subfolders included, a seeded
+sample of ``size`` when there are more) or the bundled sample photos, padded with seeded noise
+images to ``size`` samples,
 preprocessed by ``runtimes.images`` exactly as parity and edge apps do; other
 inputs (token ids, cross-attention context) get seeded random data.
 
@@ -68,9 +69,17 @@ class Calibration:
     samples: int
 
 
+def spread(files: Sequence[Path], size: int, seed: int) -> list[Path]:
+    """At most ``size`` of ``files``: all of them in order, or a seeded sample across every class folder."""
+    if len(files) <= size:
+        return list(files)
+    chosen = np.random.default_rng(seed).choice(len(files), size=size, replace=False)
+    return [files[i] for i in sorted(chosen)]
+
+
 def calibration_data(specs: Sequence[TensorSpec], seed: int, size: int, folder: str | None = None) -> Calibration:
     """Photos (the user's ``folder`` or the bundled ones) for image inputs, seeded data elsewhere."""
-    files = image_files(folder) if folder else None
+    files = spread(image_files(folder), size, seed) if folder else None
     hw = image_size(specs)
     if hw is None:
         arrays = random_inputs(specs, size, seed=seed)
@@ -131,7 +140,8 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
 
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
-                          check: Callable[[Path], Any]) -> tuple[dict[str, Any], Any]:
+                          check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool
+                          ) -> tuple[dict[str, Any], Any]:
     """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried."""
 
@@ -140,4 +150,4 @@ def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, m
         return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
                 "excluded_op_types": list(step.exclude_op_types)}
 
-    return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path))
+    return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)

@@ -27,6 +27,8 @@ class ExportOptions:
     openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
     int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances
     int8_tolerance: Tolerance = field(default_factory=Tolerance.int8)
+    eval_data: str | None = None  # an ImageFolder: top-1/top-5 of every artifact on its labels (--eval)
+    max_accuracy_drop: float | None = None  # points of top-1 a reduced precision may lose against FP32 (exit 3)
     calib: str | None = None  # INT8 calibration: a folder of images or an .npz (default: samples, else photos)
     calib_method: str = "max"
     calib_size: int = 32

@@ -91,6 +91,7 @@ class ParityReport:
     candidate: str
     tolerance: Tolerance
     rows: list[ParityRow] = field(default_factory=list)
+    accuracy: dict[str, Any] | None = None  # top-1/top-5 on labelled images (attn-export --eval), when measured
 
     def add(self, inputs: str, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> None:
         for name, ref in reference.items():
@@ -126,6 +127,7 @@ class ParityReport:
             "tolerance": asdict(self.tolerance),
             "worst": self.worst,
             "rows": [asdict(r) for r in self.rows],
+            **({"accuracy": self.accuracy} if self.accuracy is not None else {}),
         }
 
     def table(self) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
+from runtimes.labels import image_folder
 from runtimes.specs import TensorSpec
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
@@ -121,6 +122,7 @@ def export_module(
         samples = read_npz(opts.sample_inputs, model.input_specs) if opts.sample_inputs else None
         calib_arrays = read_npz(opts.calib, model.input_specs, "--calib") \
             if opts.calib and Path(opts.calib).suffix == ".npz" else None
+        labelled = image_folder(opts.eval_data) if opts.eval_data else None
     ensure_writable(out)
     for stale in staging.clean_stale(out, label):
         printer(f"[{label}] removed {stale.name}, left by a killed export")
@@ -131,7 +133,7 @@ def export_module(
         "batch": opts.batch.to_json(), "artifacts": {}, "files": {}, "parity": {}, "versions": versions(),
         "seed": opts.seed, "parameters": sum(p.numel() for p in module.parameters()), "timings": timer.timings,
     }
-    context = ExportContext(folder, model, opts, exporter, manifest, printer, timer, samples, calib_arrays)
+    context = ExportContext(folder, model, opts, exporter, manifest, printer, timer, samples, calib_arrays, labelled)
     try:
         mf.write_manifest(folder, manifest)
         run_stages(context)

@@ -79,10 +79,15 @@ def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: To
     return report
 
 
+def open_candidate(path: Path, engine: str, precision: str | None = None) -> Runtime:
+    """``path`` opened with ``engine`` at ``precision``: ort on CUDA where usable, else CPU; trt on CUDA;
+    openvino on CPU."""
+    device = "cuda" if engine == "trt" or (engine == "ort" and cuda_usable()) else "cpu"
+    return runtimes.load(path, engine=engine, device=device, precision=precision)
+
+
 def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance,
                       precision: str | None = None) -> ParityReport:
-    """Open ``path`` with ``engine`` at ``precision`` (ort on CUDA where usable, else CPU; trt on CUDA;
-    openvino on CPU) and check it."""
-    device = "cuda" if engine == "trt" or (engine == "ort" and cuda_usable()) else "cpu"
-    with runtimes.load(path, engine=engine, device=device, precision=precision) as candidate:
+    """Open ``path`` (``open_candidate``) and check it against the references."""
+    with open_candidate(path, engine, precision) as candidate:
         return check_parity(candidate, sets, tolerance)

@@ -26,7 +26,7 @@ from .errors import EngineBuildError
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
-from .references import check_file_parity, parity_batches, reference_sets
+from .references import parity_batches, reference_sets
 from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
@@ -100,7 +100,7 @@ def run_onnx_parity(ctx: ExportContext) -> None:
     """PyTorch runs once per input set here; every later check reuses ``ctx.sets``."""
     ctx.batches = parity_batches(ctx.options.batch)
     ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
-    report = check_file_parity(ctx.path("onnx"), "ort", ctx.sets, ctx.options.tolerance)
+    report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
 
 
@@ -120,10 +120,10 @@ def run_openvino(ctx: ExportContext) -> None:
     xml_path, bin_path = openvino_ir.write_ir(ctx.path("onnx"), ctx.folder / "model.xml")
     ctx.add_artifact("openvino", xml_path)
     ctx.add_artifact("openvino_weights", bin_path)
-    report = check_file_parity(xml_path, "openvino", ctx.sets, ctx.options.tolerance, precision="fp32")
+    report = ctx.check(xml_path, "openvino", ctx.options.tolerance, precision="fp32")
     ctx.record_parity("openvino", "OpenVINO IR", report)
     if "BF16" in cpu_capabilities():
-        report = check_file_parity(xml_path, "openvino", ctx.sets, Tolerance.bf16(), precision="bf16")
+        report = ctx.check(xml_path, "openvino", Tolerance.bf16(), precision="bf16")
         floor = {} if report else {"format_floor": _bf16_format_floor(ctx)}
         ctx.record_parity("openvino_bf16", "OpenVINO IR at BF16", report, required=False,
                           **floor)  # precision="auto" falls back to fp32 when this failed
@@ -139,7 +139,7 @@ def run_fp16(ctx: ExportContext) -> None:
     path = ctx.folder / "model.fp16.onnx"
     info, report = fp16.convert_until_parity(
         ctx.path("onnx"), path, calibration, opts.opset,
-        lambda candidate: check_file_parity(candidate, "ort", ctx.sets, opts.fp16_tolerance))
+        lambda candidate: ctx.check(candidate, "ort", opts.fp16_tolerance), ctx.accepts)
     ctx.add_artifact("onnx_fp16", path)
     ctx.manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
     ctx.printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
@@ -164,7 +164,7 @@ def run_int8(ctx: ExportContext) -> None:
     path = ctx.folder / "model.int8.onnx"
     info, report = int8.quantize_until_parity(
         ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
-        lambda candidate: check_file_parity(candidate, "ort", ctx.sets, opts.int8_tolerance))
+        lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance), ctx.accepts)
     ctx.add_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
     ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
@@ -189,7 +189,7 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
             Path(source), ctx.manifest[key], opts.batch.max, opts.workspace_gib))
         ctx.add_artifact(key, engine_path)
         tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
-        report = check_file_parity(engine_path, "trt", ctx.sets, tolerance, precision=precision)
+        report = ctx.check(engine_path, "trt", tolerance, precision=precision)
         ctx.record_parity(key, what, report)
 
     return run

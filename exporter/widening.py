@@ -18,9 +18,10 @@ S = TypeVar("S", bound=Step)
 Check = Callable[[], Any]  # returns a ParityReport (truthy when it passes)
 
 
-def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]], check: Check
-                       ) -> tuple[dict[str, Any], Any]:
-    """``build(step)`` then ``check()`` for each step until a check passes.
+def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]], check: Check,
+                       accept: Callable[[Any], bool] = bool) -> tuple[dict[str, Any], Any]:
+    """``build(step)`` then ``check()`` for each step until ``accept(report)`` — by default the parity
+    verdict; with ``--eval`` also the accuracy drop on the labels.
 
     Returns (the last build's info with ``step`` and ``tries`` added, the last report). When no
     step passes, the last file stays on disk and its failing report is returned for the caller
@@ -34,9 +35,11 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
     for step in steps:
         info = build(step)
         report = check()
-        tries.append({"step": step.name, "passed": bool(report),
-                      "worst": report.worst if report is not None else None})
-        if report:
+        accepted = report is not None and accept(report)
+        tries.append({"step": step.name, "passed": accepted,
+                      "worst": report.worst if report is not None else None,
+                      **({"accuracy": report.accuracy} if getattr(report, "accuracy", None) else {})})
+        if accepted:
             break
     info.update(step=tries[-1]["step"], tries=tries)
     return info, report

@@ -159,6 +159,11 @@ class Runtime(ABC):
         return self._opened_specs()[0]
 
     @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        """Output specs, named as the manifest (or the file) names them."""
+        return self._opened_specs()[1]
+
+    @property
     def inputs(self) -> list[TensorInfo]:
         return [TensorInfo.of(s) for s in self._opened_specs()[0]]
 

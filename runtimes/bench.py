@@ -33,6 +33,7 @@ class BenchResult:
     mean_ms: float
     throughput: float  # items per second, from the mean latency
     precision: str = "fp32"
+    accuracy: dict[str, Any] | None = None  # runtimes.accuracy on labelled images (attn-bench --data)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,14 +163,46 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> None:
-    """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server),
-    one line per engine."""
+def format_accuracy_table(rows: Sequence[tuple[str, dict[str, Any]]], source: str) -> str:
+    """One line per engine: top-1, top-5, agreement with the first engine, images/s."""
+    lines = [f"accuracy on {source}", f"{'engine':<14} {'images':>6} {'top-1':>7} {'top-5':>7} {'agree':>7} "
+                                      f"{'images/s':>9}"]
+    for engine, acc in rows:
+        lines.append(f"{engine:<14} {acc['images']:>6} {100 * acc['top1']:>6.2f}% {100 * acc['top5']:>6.2f}% "
+                     f"{100 * acc['agreement_top1']:>6.2f}% {acc['images_per_s']:>9.1f}")
+    return "\n".join(lines)
+
+
+def plot_accuracy(points: Sequence[tuple[str, float, float]], path: str, title: str) -> None:
+    """PNG of top-1 against p50 latency, one point per engine:precision (``(label, p50 ms, top-1)``)."""
+    plt = _pyplot()
+    from ._io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, latency, top1 in points:
+        ax.scatter([latency], [100 * top1], s=40)
+        ax.annotate(label, (latency, 100 * top1), textcoords="offset points", xytext=(5, 5))
+    ax.set(xlabel="p50 latency (ms)", ylabel="top-1 (%)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> None:
+    """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server),
+    one line per engine."""
+    plt = _pyplot()
     from ._io import atomic_path
 
     fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(10, 4))

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from typing import Any, Callable
 
-from . import bench, load
+from . import accuracy, bench, load
 from ._click import FiniteFloatRange
 from ._io import write_json
 from .errors import AttnExportError, OptionError
+from .labels import LabelledImages, load_labelled
 from .selection import ENGINES, PRECISIONS, parse_engine_spec
 
 
@@ -93,17 +95,24 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
               help="With --url: comma-separated numbers of concurrent clients.")
 @click.option("--protocol", default="http", show_default=True, type=click.Choice(["http", "grpc"]),
               help="With --url: the OIP transport (give the server's gRPC port in --url for grpc).")
+@click.option("--data", default=None, type=click.Path(file_okay=False),
+              help="Labelled images as an ImageFolder (DIR/<class>/<image>, class index = sorted folder order): "
+                   "also report top-1, top-5, top-1 agreement with the first engine and images/s per engine.")
+@click.option("--labels", default=None, type=click.Path(dir_okay=False),
+              help="Labelled images as a CSV of 'path,index' rows (paths relative to the CSV), instead of --data.")
 @click.option("--overhead", is_flag=True,
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
 def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
          seconds: float | None, threads: int | None, device: str, out: str, json_path: str | None,
-         plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, overhead: bool) -> None:
+         plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, data: str | None,
+         labels: str | None, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
     if iters is not None and seconds is not None:
         raise click.UsageError("give --iters or --seconds, not both")
     if url:
-        if seconds is not None or engines or overhead:
-            raise click.UsageError("--url times a server: --seconds, --engine and --overhead do not apply")
+        if seconds is not None or engines or overhead or data or labels:
+            raise click.UsageError("--url times a server: --seconds, --engine, --data, --labels and --overhead "
+                                   "do not apply")
         _bench_server(url, target, protocol, concurrency, iters or 30, json_path, plot_path)
         return
     iters = iters if iters is not None or seconds is not None else 30
@@ -117,11 +126,14 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         for path in (json_path, plot_path):
             if path:
                 ensure_writable(Path(path))
+        labelled = load_labelled(data, labels) if data or labels else None  # bad rows fail before any work
         folder = resolve_folder(target, out, max(batches))
         if threads:
             _set_torch_threads(threads, [e for e, _ in runs])
         results: list[bench.BenchResult] = []
         report: dict = {"model": folder.name, "results": []}
+        scored: list[tuple[str, dict[str, Any]]] = []
+        reference = None
         for engine, wanted in runs:
             with load(folder, engine=engine, precision=wanted, device="cuda" if engine == "trt" else device,
                       **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)) as rt:
@@ -130,9 +142,16 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
                     results.append(bench.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds))
                 if overhead and (engine, rt.precision) == ("ort", "fp32"):
                     report["overhead"] = bench.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
+                if labelled is not None:
+                    acc = _score(rt, labelled, max(batches), reference)
+                    reference = acc.predictions if reference is None else reference
+                    scored.append((rt.label, acc.to_json()))
+                    results[-len(batches):] = [replace(r, accuracy=acc.to_json()) for r in results[-len(batches):]]
         report["machine"] = bench.machine_info()
         report["results"] = [r.to_json() for r in results]
         click.echo(bench.format_table(results))
+        if scored:
+            click.echo(bench.format_accuracy_table(scored, labelled.source if labelled else ""))
         if "overhead" in report:
             o = report["overhead"]
             click.echo(f"Runtime.__call__ vs InferenceSession.run at batch 1: {o['wrapped_p50_ms']:.3f} ms vs "
@@ -141,6 +160,12 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
             write_json(json_path, report)
         if plot_path:
             bench.plot(results, plot_path, f"{folder.name} on {report['machine']['cpu'] or device}")
+            if scored:
+                points = [(label, next(r.p50_ms for r in results if r.engine == label), acc["top1"])
+                          for label, acc in scored]
+                bench.plot_accuracy(points, accuracy_plot_path(plot_path),
+                                    f"{folder.name}: top-1 on {Path(labelled.source).name} vs p50 at batch "
+                                    f"{batches[0]}" if labelled else folder.name)
     except AttnExportError as exc:
         click.echo(f"attn-bench: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -178,6 +203,18 @@ def _bench_server(url: str, model: str, protocol: str, levels: list[int], reques
     except Exception as exc:  # tritonclient raises InferenceServerException / connection errors for a bad URL
         click.echo(f"attn-bench: error: cannot query {model!r} at {url}: {str(exc).splitlines()[0][:300]}", err=True)
         sys.exit(2)
+
+
+def accuracy_plot_path(plot_path: str) -> str:
+    """``bench.png`` → ``bench.accuracy.png``: the accuracy-versus-latency plot beside the latency plot."""
+    path = Path(plot_path)
+    return str(path.with_name(f"{path.stem}.accuracy{path.suffix or '.png'}"))
+
+
+def _score(rt: Any, labelled: LabelledImages, batch: int, reference: Any) -> accuracy.Accuracy:
+    """Accuracy of ``rt`` on ``labelled`` with a progress bar on stderr."""
+    with click.progressbar(length=len(labelled), label=f"attn-bench: accuracy {rt.label}", file=sys.stderr) as bar:
+        return accuracy.evaluate(rt, labelled, batch=batch, reference=reference, progress=bar.update)
 
 
 ENGINE_OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {

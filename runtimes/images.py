@@ -42,11 +42,12 @@ def preprocess(path: str | os.PathLike[str], height: int, width: int) -> np.ndar
 
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly in ``folder`` (sorted), or a clear error when there are none."""
+    """Image files in ``folder`` and its subfolders (an ImageFolder's class folders), sorted, or a clear
+    error when there are none."""
     root = Path(folder)
     if not root.is_dir():
         raise ArtifactError(f"image folder {root} does not exist")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ArtifactError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     return files

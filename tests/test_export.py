@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from exporter import cli, onnx_export, stages
+from exporter import cli, context, onnx_export
 from exporter.errors import ExportError
 from exporter.pipeline import export
 from exporter.references import parity_batches
@@ -135,7 +135,7 @@ def test_interrupted_export_leaves_the_previous_export_untouched(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stages, "check_file_parity", interrupted)
+    monkeypatch.setattr(context, "check_parity", interrupted)
     result = CliRunner().invoke(cli.main, ["c2f_ca", "--out", str(tmp_path), "--num-classes", "10"])
     assert result.exit_code == 130 and "nothing under" in result.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "c2f_ca").iterdir()} == before  # byte-identical

@@ -140,6 +140,26 @@ def test_output_specs_are_read_by_running_forward() -> None:
     assert [s.name for s in infer_output_specs(tiny_vit(), specs, None)] == ["output0", "output1"]
 
 
+def test_tensorrt_profile_covers_every_named_axis() -> None:
+    """--engine trt (unverified on GPU) builds its optimisation profile from the same specs."""
+    from exporter.export_model import complete_input_specs
+    from exporter.trt_build import profile_shapes
+    from runtimes.manifest import BatchProfile
+
+    (spec,) = complete_input_specs([parse_input("patches:batch,seq,48")], {"seq": 64})
+    assert profile_shapes(spec, BatchProfile(1, 2, 4)) == ((1, 1, 48), (2, 16, 48), (4, 64, 48))
+
+
+def test_triton_repository_for_an_own_model(artifacts_root, tmp_path) -> None:
+    from serving.triton_repo import write_repository
+
+    folder, manifest = exported_own_model(artifacts_root)
+    entries = write_repository([folder], tmp_path / "repo")
+    assert sorted(e.name for e in entries) == ["image_text_fp16", "image_text_int8", "image_text_onnx"]
+    config = (tmp_path / "repo" / "image_text_onnx" / "config.pbtxt").read_text()
+    assert 'name: "ids"' in config and "TYPE_INT64" in config and "dims: [ -1 ]" in config
+
+
 def test_input_and_model_arg_syntax() -> None:
     spec = parse_input("ids:batch,seq:int64:0..30522")
     assert (spec.name, spec.shape, spec.dtype, spec.value_range) == ("ids", ("batch", "seq"), "int64", (0, 30522))

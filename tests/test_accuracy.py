@@ -1,0 +1,113 @@
+"""Accuracy users can read: attn-bench --data / --labels checked against a count made here, and a zoo model
+trained on real digits, exported with --eval, whose FP16 and INT8 top-1 drops meet the goals."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import runtimes
+from runtimes.cli import main as attn_bench
+from runtimes.images import load_batch, sample_photo_files
+
+from .exports import exported
+
+FP16_GOAL, INT8_GOAL = 0.3, 1.0  # points of top-1 a trained network may lose (the issue's goals)
+TRAIN_ARGS = ["--model-arg", "widths=(16, 32, 64, 128)"]  # c2f_ca at a quarter width: trains in the test's budget
+
+
+def _images(tmp_path: Path) -> list[Path]:
+    """The five bundled photos and seven seeded noise pictures, as files."""
+    files = list(sample_photo_files())
+    rng = np.random.default_rng(3)
+    for i in range(7):
+        path = tmp_path / f"noise{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40 + i, 60, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    return files
+
+
+def test_attn_bench_accuracy_equals_an_independent_count(artifacts_root, tmp_path) -> None:
+    folder, _ = exported("c2f_ca", artifacts_root)
+    files = _images(tmp_path)
+    with runtimes.load(folder) as rt:
+        logits = rt({"image": load_batch(files, 224, 224)})["logits"]
+    ranked = np.argsort(-logits, axis=1)
+    # labels: even images labelled with their top-1 class, odd ones with their 3rd choice (wrong for top-1,
+    # right for top-5), image 1 with a class no image is predicted as: a class with no correct prediction
+    labels = np.where(np.arange(len(files)) % 2 == 0, ranked[:, 0], ranked[:, 2])
+    empty = next(c for c in range(10) if c not in set(ranked[:, 0]))
+    labels[1] = empty
+    data = tmp_path / "data"
+    for c in range(10):
+        (data / str(c)).mkdir(parents=True)
+    for i, (path, label) in enumerate(zip(files, labels)):
+        shutil.copy(path, data / str(label) / f"{i:02d}{path.suffix}")
+    want_top1 = float((ranked[:, 0] == labels).mean())
+    want_top5 = float((ranked[:, :5] == labels[:, None]).any(axis=1).mean())
+    assert 0 < want_top1 < 1 and want_top1 < want_top5
+
+    result = CliRunner().invoke(attn_bench, [str(folder), "--engine", "ort", "--engine", "openvino", "--batch", "4",
+                                             "--iters", "2", "--warmup", "0", "--data", str(data),
+                                             "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    for row in rows:
+        acc = row["accuracy"]
+        assert acc["images"] == len(files) and acc["top1"] == pytest.approx(want_top1)
+        assert acc["top5"] == pytest.approx(want_top5) and acc["agreement_top1"] == 1.0 and acc["images_per_s"] > 0
+    assert f"{100 * want_top1:.2f}%" in result.output
+    assert (tmp_path / "b.accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    (data / "3" / "broken.png").write_bytes(b"not a png")
+    broken = CliRunner().invoke(attn_bench, [str(folder), "--batch", "4", "--iters", "1", "--data", str(data)])
+    assert broken.exit_code == 2 and f"cannot read image {data / '3' / 'broken.png'}" in broken.output
+
+
+def test_labels_csv_and_its_bad_row(artifacts_root, tmp_path) -> None:
+    folder, _ = exported("c2f_ca", artifacts_root)
+    files = _images(tmp_path)[:4]
+    good = tmp_path / "labels.csv"
+    good.write_text("path,index\n" + "".join(f"{f},{i}\n" for i, f in enumerate(files)))
+    result = CliRunner().invoke(attn_bench, [str(folder), "--batch", "2", "--iters", "1", "--labels", str(good),
+                                             "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["accuracy"]["images"] == 4
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"path,index\n{files[0]},1\n{files[1]},one\n")
+    result = CliRunner().invoke(attn_bench, [str(folder), "--labels", str(bad)])
+    assert result.exit_code == 2 and f"{bad}:3: expected 'path,index'" in result.output
+
+
+def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
+    """c2f_ca (quarter width) trained on the held-out-split digits within ~3 minutes on 2 cores, then
+    exported with --fp16 --int8 --eval: both reduced precisions within the issue's top-1 goals."""
+    from exporter.cli import main as attn_export
+    from exporter.digits import train
+
+    run = tmp_path / "run"
+    result = train("c2f_ca", run, steps=150, model_args={"widths": (16, 32, 64, 128)}, printer=lambda _: None)
+    assert result.val_top1 >= 0.80, result
+    assert sorted(p.name for p in (run / "digits" / "val").iterdir()) == [str(c) for c in range(10)]
+    assert sum(1 for _ in (run / "digits" / "val").rglob("*.png")) == 360
+
+    out = tmp_path / "out"
+    exported_run = CliRunner().invoke(attn_export, [
+        "c2f_ca", *TRAIN_ARGS, "--num-classes", "10", "--weights", str(run / "weights.pt"), "--batch", "1:8:32",
+        "--calib", str(run / "digits" / "train"), "--eval", str(run / "digits" / "val"), "--fp16", "--int8",
+        "--max-accuracy-drop", str(INT8_GOAL), "--no-photos", "--out", str(out)])
+    assert exported_run.exit_code == 0, exported_run.output
+    manifest = runtimes.manifest.read_manifest(out / "c2f_ca")
+    accuracy = {key: manifest["parity"][key]["accuracy"] for key in ("onnx", "onnx_fp16", "onnx_int8")}
+    assert accuracy["onnx"]["top1"] == pytest.approx(result.val_top1, abs=1 / 360)  # ONNX = PyTorch on the labels
+    assert accuracy["onnx_fp16"]["drop_points"] <= FP16_GOAL and accuracy["onnx_int8"]["drop_points"] <= INT8_GOAL
+    assert all(a["images"] == 360 for a in accuracy.values())
+    assert accuracy["onnx_fp16"]["agreement_top1"] >= 0.99
+    parity = json.loads((out / "c2f_ca" / "parity.json").read_text())
+    assert parity["onnx_int8"]["accuracy"] == accuracy["onnx_int8"]
+    assert manifest["int8"]["calibration"]["image"].startswith(f"32 photos from {run / 'digits' / 'train'}")
