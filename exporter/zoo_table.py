@@ -6,26 +6,31 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from runtimes.specs import random_inputs
 
-from .export_model import ExportModel
+from .export_model import complete_input_specs
 from .zoo import create_model, get_entry, list_models
 
 
 def model_row(name: str) -> dict[str, object]:
-    """One row: parameters at 1000 classes, GFLOPs (2·MAC) of one sample at the default input size."""
-    model = ExportModel.of(create_model(name))
-    arrays = random_inputs(model.input_specs, 1, seed=0)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model.module(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
-    inputs = ", ".join(f"{s.name} {s.dtype} [{','.join(map(str, s.shape))}]" for s in model.input_specs)
+    """One row: parameters at 1000 classes, GFLOPs (2·MAC) of one sample at the default input size (``None``
+    for a plugin model without ``input_specs``, which exports with --input)."""
+    module = create_model(name)
     entry = get_entry(name)
+    specs = complete_input_specs(getattr(module, "input_specs", None) or ())
+    gflops = None
+    if specs:
+        arrays = random_inputs(specs, 1, seed=0)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            module(*(torch.from_numpy(arrays[s.name]) for s in specs))
+        gflops = counter.get_total_flops() / 1e9
+    inputs = ", ".join(f"{s.name} {s.dtype} [{','.join(map(str, s.shape))}]" for s in specs) or "(give --input)"
     return {
         "name": name,
         "package": entry.package,
         "seed": entry.seed,
         "inputs": inputs,
-        "parameters": sum(p.numel() for p in model.module.parameters()),
-        "gflops": counter.get_total_flops() / 1e9,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "gflops": gflops,
         "summary": entry.summary,
     }
 
@@ -39,6 +44,7 @@ def format_table(rows: list[dict[str, object]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['name']:<21} {r['package']:<14} {r['seed']:<14} {r['parameters']:>12,} {r['gflops']:>7.2f}  {r['inputs']}"
+            f"{r['name']:<21} {r['package']:<14} {r['seed']:<14} {r['parameters']:>12,} "
+            f"{'-' if r['gflops'] is None else format(r['gflops'], '.2f'):>7}  {r['inputs']}"
         )
     return "\n".join(lines)

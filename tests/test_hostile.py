@@ -351,7 +351,7 @@ EXPORT_CASES = [
     (["--workspace", "0"], "'--workspace': 0.0 is not in the range x>0"),
     (["--calib-size", "0"], "'--calib-size': 0 is not in the range"),
     (["--calib-method", "minmax"], "'--calib-method': 'minmax' is not one of"),
-    (["--calib", "/nonexistent/photos"], "'--calib': Directory '/nonexistent/photos' does not exist"),
+    (["--calib", "/nonexistent/photos"], "'--calib': Path '/nonexistent/photos' does not exist"),
     (["--batch", "8:2:1"], "1 <= min <= opt <= max"),
 ]
 BENCH_CASES = [
