@@ -98,8 +98,17 @@ def test_calibration_data_sources(tmp_path) -> None:
     assert bundled.sources == {"image": "3 bundled sample photos"} and bundled.samples == 3
     tokens = int8.calibration_data(small_model("transformer_encoder").input_specs, seed=1, size=4)
     assert set(tokens.sources.values()) == {"seeded random"} and tokens.arrays["tokens"].shape[0] == 4
+    sub = photos / "class_b"  # class subfolders count: the first 3 and one more, seeded, when size < files
+    sub.mkdir()
+    Image.fromarray(np.full((50, 80, 3), 200, np.uint8)).save(sub / "x.png")
+    assert int8.calibration_data(cross, seed=1, size=4, folder=str(photos)).sources["image"] == \
+        f"4 photos from {photos}"
+    assert len(int8.spread(sorted(photos.rglob("*.png")), 2, seed=1)) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures here")
     with pytest.raises(ArtifactError, match="no images"):
-        int8.calibration_data(cross, seed=1, size=2, folder=str(tmp_path / "mine" / ".."))
+        int8.calibration_data(cross, seed=1, size=2, folder=str(empty))
 
 
 def test_export_int8_writes_manifest_and_fails_honestly(tmp_path) -> None:
