@@ -107,6 +107,9 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="INT8 activation range calibration.")
 @click.option("--calib-size", default=32, show_default=True, type=click.IntRange(1, 4096),
               help="INT8 calibration samples (photos first, padded with seeded noise images).")
+@click.option("--ort-format", is_flag=True,
+              help="Also write model.ort (ONNX Runtime Mobile format) and the converter's required_operators.config "
+                   "(for a reduced ONNX Runtime build), and check the .ort against PyTorch.")
 @click.option("--openvino", is_flag=True,
               help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
@@ -119,13 +122,12 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
-         max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str, batch: BatchProfile, num_classes: int,
-         weights: str | None, seed: int, rtol: float, atol: float | None, min_cosine: float, no_simplify: bool,
-         no_photos: bool, sample_inputs: str | None, exporter: str, fp16: bool, int8: bool, eval_data: str | None,
-         max_accuracy_drop: float | None, calib: str | None,
-         calib_method: str,
-         calib_size: int, openvino: bool, engine: str | None, workspace: float,
-         timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
+         max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str,
+         batch: BatchProfile, num_classes: int, weights: str | None, seed: int, rtol: float, atol: float | None,
+         min_cosine: float, no_simplify: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
+         fp16: bool, int8: bool, eval_data: str | None, max_accuracy_drop: float | None, calib: str | None,
+         calib_method: str, calib_size: int, ort_format: bool, openvino: bool, engine: str | None,
+         workspace: float, timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL to ONNX with dynamic axes at exactly --opset, verify it against PyTorch with
     onnxruntime, and write OUT/MODEL/manifest.json.
 
@@ -166,7 +168,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
-            fp16=fp16, openvino=openvino, int8=int8, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
+            fp16=fp16, ort_format=ort_format, openvino=openvino, int8=int8, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []

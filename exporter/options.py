@@ -24,6 +24,7 @@ class ExportOptions:
     sample_inputs: str | None = None  # the user's .npz of inputs: one more parity set, and calibration data
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
+    ort_format: bool = False  # also write model.ort + required_operators.config (ONNX Runtime Mobile)
     openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
     int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances
     int8_tolerance: Tolerance = field(default_factory=Tolerance.int8)

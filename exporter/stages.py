@@ -20,7 +20,7 @@ from runtimes._io import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 
-from . import bf16_floor, fp16, int8, onnx_export, openvino_ir, trt_build, trt_readiness, trtexec
+from . import bf16_floor, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
 from .context import ExportContext
 from .errors import EngineBuildError
 from .options import ExportOptions
@@ -102,6 +102,15 @@ def run_onnx_parity(ctx: ExportContext) -> None:
     ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
+
+
+def run_ort_format(ctx: ExportContext) -> None:
+    """model.ort (ONNX Runtime Mobile) and its required_operators.config; the .ort has its own parity row."""
+    ort_path, config_path, info = ort_format.write_ort(ctx.path("onnx"), ctx.folder)
+    ctx.add_artifact("onnx_ort", ort_path)
+    ctx.add_artifact("ort_operators", config_path)
+    ctx.manifest["ort_format"] = info
+    ctx.record_parity("onnx_ort", "ORT format (.ort)", ctx.check(ort_path, "ort", ctx.options.tolerance))
 
 
 def _bf16_format_floor(ctx: ExportContext) -> dict[str, Any]:
@@ -204,6 +213,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("parity vs onnxruntime", _always, run_onnx_parity,
           lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, parity_batches(ctx.options.batch)))}"
                       f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
+    Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino),
     Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.engine == "trt", run_fp16),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,

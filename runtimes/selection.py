@@ -45,7 +45,7 @@ TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _
 DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16"}
 # A single file given to runtimes.load: its suffix picks the engines that can open it.
 SUFFIX_ENGINES: Mapping[str, tuple[str, ...]] = {
-    ".onnx": ("ort", "openvino"), ".xml": ("openvino",), ".pt2": ("torch",), ".engine": ("trt",), ".plan": ("trt",),
+    ".onnx": ("ort", "openvino"), ".ort": ("ort",), ".xml": ("openvino",), ".pt2": ("torch",), ".engine": ("trt",), ".plan": ("trt",),
 }
 
 
