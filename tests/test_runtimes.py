@@ -121,8 +121,14 @@ def test_chunking_above_profile_max_matches_one_call(runtime) -> None:
         np.testing.assert_allclose(chunked, next(iter(unchunked(arrays).values())), rtol=1e-5, atol=1e-5)
 
 
-def test_threads_give_the_same_results_as_serial_calls(runtime) -> None:
-    _, rt = runtime
+@pytest.mark.parametrize("name", ["c2f_ca", "transformer_encoder"])  # an image model, and ids + mask
+def test_threads_give_the_same_results_as_serial_calls(name, engine, artifacts_root) -> None:
+    folder, _ = exported(name, artifacts_root)
+    with runtimes.load(folder, engine=engine, device="cuda" if engine == "trt" else "cpu") as rt:
+        _threads_agree_with_serial(rt)
+
+
+def _threads_agree_with_serial(rt: runtimes.Runtime) -> None:
     inputs = [random_inputs(rt.input_specs, 1 + i % 2, seed=100 + i) for i in range(20)]
     serial = [next(iter(rt(a).values())) for a in inputs]
     with ThreadPoolExecutor(max_workers=8) as pool:
