@@ -150,8 +150,8 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         report["machine"] = bench.machine_info()
         report["results"] = [r.to_json() for r in results]
         click.echo(bench.format_table(results))
-        if scored:
-            click.echo(bench.format_accuracy_table(scored, labelled.source if labelled else ""))
+        if scored and labelled is not None:
+            click.echo(bench.format_accuracy_table(scored, labelled.source))
         if "overhead" in report:
             o = report["overhead"]
             click.echo(f"Runtime.__call__ vs InferenceSession.run at batch 1: {o['wrapped_p50_ms']:.3f} ms vs "
@@ -160,12 +160,11 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
             write_json(json_path, report)
         if plot_path:
             bench.plot(results, plot_path, f"{folder.name} on {report['machine']['cpu'] or device}")
-            if scored:
+            if scored and labelled is not None:
                 points = [(label, next(r.p50_ms for r in results if r.engine == label), acc["top1"])
                           for label, acc in scored]
-                bench.plot_accuracy(points, accuracy_plot_path(plot_path),
-                                    f"{folder.name}: top-1 on {Path(labelled.source).name} vs p50 at batch "
-                                    f"{batches[0]}" if labelled else folder.name)
+                bench.plot_accuracy(points, accuracy_plot_path(plot_path), f"{folder.name}: top-1 on "
+                                    f"{Path(labelled.source).name} vs p50 at batch {batches[0]}")
     except AttnExportError as exc:
         click.echo(f"attn-bench: error: {exc}", err=True)
         sys.exit(exc.exit_code)
