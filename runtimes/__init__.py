@@ -54,7 +54,7 @@ def backend(engine: str) -> type[Runtime]:
 def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", precision: str | None = None,
          *, verify: bool = True, **options: Any) -> Runtime:
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
-    ``.onnx`` / ``.xml`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
+    ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
     ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
     the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
@@ -84,5 +84,5 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
                                 f"{f' (it is for {engines[0]!r})' if engines else ''}")
         runtime = cls(target, device=device, precision=wanted, **options)  # the runtime resolves auto
     else:
-        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.xml/.pt2/.engine file")
+        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.ort/.xml/.pt2/.engine file")
     return runtime.open()
