@@ -69,6 +69,28 @@ def test_attn_bench_accuracy_equals_an_independent_count(artifacts_root, tmp_pat
     assert broken.exit_code == 2 and f"cannot read image {data / '3' / 'broken.png'}" in broken.output
 
 
+def test_attn_bench_accuracy_runs_in_the_torch_free_ort_install(artifacts_root, tmp_path, tmp_path_factory) -> None:
+    import subprocess
+
+    from .slim_envs import slim_python
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    data = tmp_path / "data"
+    for i, path in enumerate(_images(tmp_path)[:4]):
+        (data / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, data / str(i % 2) / path.name)
+    bench = slim_python("ort", tmp_path_factory.getbasetemp()).parent / "attn-bench"
+    result = subprocess.run([str(bench), str(folder), "--batch", "2", "--iters", "1", "--warmup", "0", "--data",
+                             str(data), "--json", str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    acc = json.loads((tmp_path / "b.json").read_text())["results"][0]["accuracy"]
+    with runtimes.load(folder) as rt:
+        files = sorted(data.rglob("*.*"), key=lambda p: (p.parent.name, p.name))
+        predicted = rt({"image": load_batch(files, 224, 224)})["logits"].argmax(1)
+    labels = np.array([int(p.parent.name) for p in files])
+    assert acc["images"] == 4 and acc["top1"] == pytest.approx(float((predicted == labels).mean()))
+
+
 def test_labels_csv_and_its_bad_row(artifacts_root, tmp_path) -> None:
     folder, _ = exported("c2f_ca", artifacts_root)
     files = _images(tmp_path)[:4]
