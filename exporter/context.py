@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -18,12 +18,10 @@ from runtimes.labels import LabelledImages
 
 from .errors import ParityError
 from .export_model import ExportModel
+from .options import ExportOptions
 from .parity import ParityReport, Tolerance
 from .progress import Printer, Stages
-from .references import ParityInputs, check_parity, open_candidate
-
-if TYPE_CHECKING:
-    from .pipeline import ExportOptions
+from .references import ParityInputs, check_parity, open_candidate, parity_batches
 
 
 @dataclass
@@ -32,7 +30,7 @@ class ExportContext:
 
     folder: Path
     model: ExportModel
-    options: "ExportOptions"
+    options: ExportOptions
     exporter: str
     manifest: dict[str, Any]
     printer: Printer
@@ -43,13 +41,17 @@ class ExportContext:
     reports: dict[str, Any] = field(default_factory=dict)
     example: tuple[torch.Tensor, ...] = ()
     program: torch.export.ExportedProgram | None = None
-    batches: list[int] = field(default_factory=list)
     sets: list[ParityInputs] = field(default_factory=list)
     fp32_accuracy: Accuracy | None = None  # the FP32 ONNX on --eval's images: what other precisions are held to
 
     @property
     def label(self) -> str:
         return str(self.manifest["model"])
+
+    @property
+    def batches(self) -> list[int]:
+        """The batch sizes every parity check runs at (``references.parity_batches`` of the profile)."""
+        return parity_batches(self.options.batch)
 
     def path(self, key: str) -> Path:
         """The file of a finished artifact, by manifest key."""
@@ -92,9 +94,9 @@ class ExportContext:
         self.manifest["parity"][key] = {"passed": passed, "worst": report.worst, "batches": list(self.batches),
                                         **({"accuracy": report.accuracy} if report.accuracy else {})}
         self.printer(report.table())
-        if report.accuracy:
+        if report.accuracy and self.labelled is not None:
             acc = report.accuracy
-            self.printer(f"{what} on {self.labelled.source if self.labelled else 'labels'}: top-1 "
+            self.printer(f"{what} on {self.labelled.source}: top-1 "
                          f"{100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}%, agreement with FP32 "
                          f"{100 * acc['agreement_top1']:.2f}%, drop {acc['drop_points']:.2f} points")
         if not report and required:

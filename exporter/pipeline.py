@@ -74,13 +74,12 @@ def export(
     """Export ``model`` — a zoo or plugin name, ``file.py:callable``, ``package.module:callable`` (called
     with ``model_args``), or a built module — into ``out_dir/NAME/``; see :func:`export_module`."""
     opts = options or ExportOptions()
+    module = model
     if isinstance(model, str):
         torch.manual_seed(opts.seed)  # the initial weights of a model without --weights
-        label = name or default_name(model)
+        name = name or default_name(model)
         module = build_module(model, dict(model_args or {}), opts.num_classes)
-    else:
-        label, module = name or type(model).__name__.lower(), model
-    return export_module(module, out_dir, inputs=inputs, outputs=outputs, name=label, options=opts,
+    return export_module(module, out_dir, inputs=inputs, outputs=outputs, name=name, options=opts,
                          printer=printer, max_dims=max_dims)
 
 

@@ -48,7 +48,3 @@ def read_npz(path: str | Path, specs: Sequence[TensorSpec], option: str = "--sam
                 raise ModelSourceError(f"{option} {file}: {spec.name!r} has values outside [{low}, {high})")
         checked[spec.name] = np.ascontiguousarray(array.astype(spec.dtype, copy=False))
     return checked
-
-
-def batch_size(arrays: dict[str, np.ndarray]) -> int:
-    return int(next(iter(arrays.values())).shape[0])

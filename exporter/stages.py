@@ -26,7 +26,7 @@ from .errors import EngineBuildError
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
-from .references import parity_batches, reference_sets
+from .references import reference_sets
 from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
@@ -98,7 +98,6 @@ def run_graph_checks(ctx: ExportContext) -> None:
 
 def run_onnx_parity(ctx: ExportContext) -> None:
     """PyTorch runs once per input set here; every later check reuses ``ctx.sets``."""
-    ctx.batches = parity_batches(ctx.options.batch)
     ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
@@ -211,7 +210,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("simplify (onnxslim)", lambda o: o.simplify, run_simplify),
     Stage("graph checks", _always, run_graph_checks),
     Stage("parity vs onnxruntime", _always, run_onnx_parity,
-          lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, parity_batches(ctx.options.batch)))}"
+          lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, ctx.batches))}"
                       f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
     Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino),
