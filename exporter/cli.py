@@ -110,6 +110,10 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--ort-format", is_flag=True,
               help="Also write model.ort (ONNX Runtime Mobile format) and the converter's required_operators.config "
                    "(for a reduced ONNX Runtime build), and check the .ort against PyTorch.")
+@click.option("--executorch", is_flag=True,
+              help="Also write model.pte (ExecuTorch, XNNPACK, batch bounded by --batch MAX) and, with --int8, "
+                   "model.int8.pte (PT2E XNNPACKQuantizer), each checked through ExecuTorch's runtime "
+                   "(needs pip install 'attn-export[executorch]').")
 @click.option("--openvino", is_flag=True,
               help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
@@ -126,7 +130,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
          batch: BatchProfile, num_classes: int, weights: str | None, seed: int, rtol: float, atol: float | None,
          min_cosine: float, no_simplify: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
          fp16: bool, int8: bool, eval_data: str | None, max_accuracy_drop: float | None, calib: str | None,
-         calib_method: str, calib_size: int, ort_format: bool, openvino: bool, engine: str | None,
+         calib_method: str, calib_size: int, ort_format: bool, executorch: bool, openvino: bool, engine: str | None,
          workspace: float, timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
     """Export MODEL to ONNX with dynamic axes at exactly --opset, verify it against PyTorch with
     onnxruntime, and write OUT/MODEL/manifest.json.
@@ -168,7 +172,8 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
-            fp16=fp16, ort_format=ort_format, openvino=openvino, int8=int8, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
+            fp16=fp16, ort_format=ort_format, executorch=executorch, openvino=openvino, int8=int8, eval_data=eval_data,
+            max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
         )
         manifests: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ class ExportOptions:
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
     ort_format: bool = False  # also write model.ort + required_operators.config (ONNX Runtime Mobile)
+    executorch: bool = False  # also write model.pte (XNNPACK; with int8 also model.int8.pte) and check it
     openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
     int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances
     int8_tolerance: Tolerance = field(default_factory=Tolerance.int8)

@@ -20,7 +20,7 @@ from runtimes._io import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 
-from . import bf16_floor, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
+from . import bf16_floor, executorch_pte, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
 from .context import ExportContext
 from .errors import EngineBuildError
 from .options import ExportOptions
@@ -180,6 +180,40 @@ def run_int8(ctx: ExportContext) -> None:
     ctx.record_parity("onnx_int8", "INT8 ONNX", report)
 
 
+def run_executorch(ctx: ExportContext) -> None:
+    """model.pte: the module re-exported with every named axis bounded, lowered to XNNPACK, checked through
+    ExecuTorch's own runtime at the FP32 tolerance."""
+    version = executorch_pte.executorch_version()
+    model, path = ctx.model, ctx.folder / "model.pte"
+    program = executorch_pte.bounded_program(model.module, model.input_specs, ctx.example, ctx.options.batch.max)
+    info = executorch_pte.lower_to_pte(program, path, model.input_specs, model.output_specs)
+    ctx.add_artifact("executorch", path)
+    ctx.manifest["executorch"] = {"executorch": version, "bytes": path.stat().st_size, **info}
+    _print_delegation(ctx, "executorch", info)
+    ctx.record_parity("executorch", "ExecuTorch .pte", ctx.check(path, "executorch", ctx.options.tolerance))
+
+
+def run_executorch_int8(ctx: ExportContext) -> None:
+    """model.int8.pte: PT2E XNNPACKQuantizer on the ONNX INT8's calibration data, widened until INT8 parity."""
+    version = executorch_pte.executorch_version()
+    opts, model, path = ctx.options, ctx.model, ctx.folder / "model.int8.pte"
+    calib = int8_calibration(ctx)
+    info, report = executorch_pte.quantize_until_parity(
+        model.module, model.input_specs, model.output_specs, ctx.example, opts.batch.max, calib.arrays, path,
+        lambda candidate: ctx.check(candidate, "executorch", opts.int8_tolerance, precision="int8"), ctx.accepts)
+    ctx.add_artifact("executorch_int8", path)
+    ctx.manifest["executorch_int8"] = {"executorch": version, "bytes": path.stat().st_size,
+                                       "calibration": calib.sources, **info}
+    _print_delegation(ctx, f"executorch int8 (step: {info['step']})", info)
+    ctx.record_parity("executorch_int8", "ExecuTorch INT8 .pte", report)
+
+
+def _print_delegation(ctx: ExportContext, what: str, info: dict[str, Any]) -> None:
+    fallback = f" {info['portable_op_types']}" if info["portable_op_types"] else ""
+    ctx.printer(f"{what}: {info['xnnpack_ops']} operators on XNNPACK, {info['portable_ops']} on portable "
+                f"kernels{fallback}")
+
+
 def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
     """Build and check the TensorRT engine at ``precision`` from its ONNX source (unverified on GPU here)."""
 
@@ -217,6 +251,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.engine == "trt", run_fp16),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
           lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),
+    Stage("executorch .pte (XNNPACK) + parity", lambda o: o.executorch, run_executorch),
+    Stage("executorch int8 .pte (PT2E XNNPACKQuantizer) + parity", lambda o: o.executorch and o.int8,
+          run_executorch_int8),
     Stage("tensorrt fp16 build + parity", lambda o: o.engine == "trt", tensorrt_stage("fp16")),
     Stage("tensorrt int8 build + parity", lambda o: o.engine == "trt" and o.int8, tensorrt_stage("int8")),
 )

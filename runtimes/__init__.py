@@ -1,4 +1,4 @@
-"""Serve exported models through onnxruntime, OpenVINO, TensorRT or torch with numpy in and out.
+"""Serve exported models through onnxruntime, OpenVINO, TensorRT, ExecuTorch or torch with numpy in and out.
 
 ``import runtimes`` imports no engine; each backend imports its engine when it
 is opened, and a missing one raises naming the install command. Which file an
@@ -10,6 +10,7 @@ engine runs at which precision is decided in one table, ``runtimes.selection``.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from . import manifest as mf
 from .base import Runtime, TensorInfo
 from .errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
-from .selection import ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, normalise_precision
+from .selection import BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, normalise_precision
 
 __all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "verify", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
@@ -39,22 +40,15 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
 
 def backend(engine: str) -> type[Runtime]:
     """The Runtime class of ``engine``, imported on first use."""
-    check_engine(engine)
-    if engine == "ort":
-        from .ort_rt import OrtRuntime as cls
-    elif engine == "torch":
-        from .torch_rt import TorchRuntime as cls  # type: ignore[assignment]
-    elif engine == "openvino":
-        from .openvino_rt import OpenVinoRuntime as cls  # type: ignore[assignment]
-    else:
-        from .trt_rt import TrtRuntime as cls  # type: ignore[assignment]
+    module, _, name = BACKENDS[check_engine(engine)].partition(":")
+    cls: type[Runtime] = getattr(importlib.import_module(f".{module}", __name__), name)
     return cls
 
 
 def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", precision: str | None = None,
          *, verify: bool = True, **options: Any) -> Runtime:
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
-    ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
+    ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.pte`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
     ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
     the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
@@ -84,5 +78,5 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
                                 f"{f' (it is for {engines[0]!r})' if engines else ''}")
         runtime = cls(target, device=device, precision=wanted, **options)  # the runtime resolves auto
     else:
-        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.ort/.xml/.pt2/.engine file")
+        raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.ort/.xml/.pt2/.pte/.engine file")
     return runtime.open()

@@ -15,7 +15,7 @@ from typing import Mapping
 
 from .errors import ArtifactError, OptionError
 
-ENGINES = ("ort", "torch", "openvino", "trt")
+ENGINES = ("ort", "torch", "openvino", "trt", "executorch")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 AUTO = "auto"
 _ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "i8": "int8"}
@@ -40,12 +40,20 @@ _TABLE: tuple[Choice, ...] = (
     Choice("openvino", "int8", ("onnx_int8",)),
     Choice("trt", "fp16", ("engine",)),
     Choice("trt", "int8", ("engine_int8",)),
+    Choice("executorch", "fp32", ("executorch",)),  # XNNPACK-delegated .pte (phones, ARM boards)
+    Choice("executorch", "int8", ("executorch_int8",)),  # PT2E XNNPACKQuantizer .int8.pte
 )
 TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _TABLE}
-DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16"}
+DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16",
+                                        "executorch": "fp32"}
+# engine → "module:Runtime class" under runtimes/, imported on first use (runtimes.backend)
+BACKENDS: Mapping[str, str] = {"ort": "ort_rt:OrtRuntime", "torch": "torch_rt:TorchRuntime",
+                               "openvino": "openvino_rt:OpenVinoRuntime", "trt": "trt_rt:TrtRuntime",
+                               "executorch": "executorch_rt:ExecutorchRuntime"}
 # A single file given to runtimes.load: its suffix picks the engines that can open it.
 SUFFIX_ENGINES: Mapping[str, tuple[str, ...]] = {
     ".onnx": ("ort", "openvino"), ".ort": ("ort",), ".xml": ("openvino",), ".pt2": ("torch",), ".engine": ("trt",), ".plan": ("trt",),
+    ".pte": ("executorch",),
 }
 
 
@@ -78,7 +86,8 @@ def artifact_key(manifest_artifacts: Mapping[str, str], engine: str, precision: 
         if manifest_artifacts.get(key):
             return key
     flag = {"onnx_fp16": "--fp16", "onnx_int8": "--int8", "engine": "--engine trt",
-            "engine_int8": "--int8 --engine trt", "openvino": "--openvino"}.get(choice.artifacts[0], "")
+            "engine_int8": "--int8 --engine trt", "openvino": "--openvino",
+            "executorch": "--executorch", "executorch_int8": "--executorch --int8"}.get(choice.artifacts[0], "")
     raise ArtifactError(f"no {choice.artifacts[0]!r} artifact for engine {engine!r} at {precision}; "
                         f"re-export with attn-export {flag}".rstrip())
 
