@@ -23,7 +23,6 @@ from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 from runtimes.labels import image_folder
 from runtimes.specs import TensorSpec
-from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from . import onnx_export, staging
 from .context import ExportContext
@@ -32,7 +31,7 @@ from .model_source import build_module, default_name
 from .options import ExportOptions
 from .progress import Printer, Stages, silent
 from .sample_inputs import read_npz
-from .stages import run_stages
+from .stages import check_requirements, run_stages
 from .zoo.weights import load_weights
 
 __all__ = ["ExportOptions", "export", "export_module", "versions"]
@@ -41,7 +40,8 @@ __all__ = ["ExportOptions", "export", "export_module", "versions"]
 def versions() -> dict[str, str]:
     """Versions of everything that shaped the artifacts."""
     found = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("attn-export", "torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "onnxslim", "numpy"):
+    for dist in ("attn-export", "torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "onnxslim", "executorch",
+                 "numpy"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -110,9 +110,7 @@ def export_module(
     exporter = onnx_export.choose_exporter(opts.opset, opts.exporter)
     label = name or type(module).__name__.lower()
     out, target = Path(out_dir), Path(out_dir) / label
-    if opts.engine == "trt":  # fail before any work when TensorRT or the GPU is missing
-        import_tensorrt()
-        cuda_device_info()
+    check_requirements(opts)  # fail before any work when TensorRT, the GPU or ExecuTorch is missing
     timer = Stages(label, printer)
     with timer.stage("check model"):  # weights, specs and sample files are checked before the folder is touched
         if opts.weights:

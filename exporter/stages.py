@@ -19,6 +19,7 @@ from runtimes import torch_rt
 from runtimes._io import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
+from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from . import bf16_floor, executorch_pte, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
 from .context import ExportContext
@@ -37,12 +38,14 @@ ENGINE_ARTIFACTS = {"fp16": ("engine", "model.engine", "TensorRT engine"),
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the export: shown as ``title(context)``, run when ``enabled(options)``."""
+    """One step of the export: shown as ``title(context)``, run when ``enabled(options)``; ``requires``
+    raises (naming the install or the device) before any stage runs when what it needs is missing."""
 
     name: str
     enabled: Callable[[ExportOptions], bool]
     run: Callable[[ExportContext], None]
     title: Callable[[ExportContext], str] | None = None
+    requires: Callable[[], object] | None = None
 
     def describe(self, context: ExportContext) -> str:
         return self.title(context) if self.title else self.name
@@ -183,26 +186,24 @@ def run_int8(ctx: ExportContext) -> None:
 def run_executorch(ctx: ExportContext) -> None:
     """model.pte: the module re-exported with every named axis bounded, lowered to XNNPACK, checked through
     ExecuTorch's own runtime at the FP32 tolerance."""
-    version = executorch_pte.executorch_version()
     model, path = ctx.model, ctx.folder / "model.pte"
     program = executorch_pte.bounded_program(model.module, model.input_specs, ctx.example, ctx.options.batch.max)
     info = executorch_pte.lower_to_pte(program, path, model.input_specs, model.output_specs)
     ctx.add_artifact("executorch", path)
-    ctx.manifest["executorch"] = {"executorch": version, "bytes": path.stat().st_size, **info}
+    ctx.manifest["executorch"] = {"executorch": executorch_pte.executorch_version(), "bytes": path.stat().st_size, **info}
     _print_delegation(ctx, "executorch", info)
     ctx.record_parity("executorch", "ExecuTorch .pte", ctx.check(path, "executorch", ctx.options.tolerance))
 
 
 def run_executorch_int8(ctx: ExportContext) -> None:
     """model.int8.pte: PT2E XNNPACKQuantizer on the ONNX INT8's calibration data, widened until INT8 parity."""
-    version = executorch_pte.executorch_version()
     opts, model, path = ctx.options, ctx.model, ctx.folder / "model.int8.pte"
     calib = int8_calibration(ctx)
     info, report = executorch_pte.quantize_until_parity(
         model.module, model.input_specs, model.output_specs, ctx.example, opts.batch.max, calib.arrays, path,
         lambda candidate: ctx.check(candidate, "executorch", opts.int8_tolerance, precision="int8"), ctx.accepts)
     ctx.add_artifact("executorch_int8", path)
-    ctx.manifest["executorch_int8"] = {"executorch": version, "bytes": path.stat().st_size,
+    ctx.manifest["executorch_int8"] = {"executorch": executorch_pte.executorch_version(), "bytes": path.stat().st_size,
                                        "calibration": calib.sources, **info}
     _print_delegation(ctx, f"executorch int8 (step: {info['step']})", info)
     ctx.record_parity("executorch_int8", "ExecuTorch INT8 .pte", report)
@@ -237,6 +238,11 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
     return run
 
 
+def _tensorrt_and_gpu() -> None:
+    import_tensorrt()
+    cuda_device_info()
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("torch.export", _always, run_torch_export),
     Stage("onnx export", _always, run_onnx_export,
@@ -251,12 +257,22 @@ STAGES: tuple[Stage, ...] = (
     Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.engine == "trt", run_fp16),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
           lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),
-    Stage("executorch .pte (XNNPACK) + parity", lambda o: o.executorch, run_executorch),
+    Stage("executorch .pte (XNNPACK) + parity", lambda o: o.executorch, run_executorch,
+          requires=executorch_pte.executorch_version),
     Stage("executorch int8 .pte (PT2E XNNPACKQuantizer) + parity", lambda o: o.executorch and o.int8,
-          run_executorch_int8),
-    Stage("tensorrt fp16 build + parity", lambda o: o.engine == "trt", tensorrt_stage("fp16")),
-    Stage("tensorrt int8 build + parity", lambda o: o.engine == "trt" and o.int8, tensorrt_stage("int8")),
+          run_executorch_int8, requires=executorch_pte.executorch_version),
+    Stage("tensorrt fp16 build + parity", lambda o: o.engine == "trt", tensorrt_stage("fp16"),
+          requires=_tensorrt_and_gpu),
+    Stage("tensorrt int8 build + parity", lambda o: o.engine == "trt" and o.int8, tensorrt_stage("int8"),
+          requires=_tensorrt_and_gpu),
 )
+
+
+def check_requirements(options: ExportOptions, stages: Sequence[Stage] = STAGES) -> None:
+    """Fail before any work when an enabled stage's engine, package or device is missing."""
+    for stage in stages:
+        if stage.requires and stage.enabled(options):
+            stage.requires()
 
 
 def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:

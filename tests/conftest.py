@@ -34,6 +34,25 @@ def torch_inputs(model: ZooModel, batch: int, seed: int = 0) -> list[torch.Tenso
     return [torch.from_numpy(arrays[s.name]) for s in model.input_specs]
 
 
+def trt_usable() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+# every engine the contract and hostile suites run; trt only where TensorRT and a GPU are
+ENGINES = [
+    "ort",
+    "torch",
+    "openvino",
+    "executorch",
+    pytest.param("trt", marks=[pytest.mark.trt, pytest.mark.skipif(
+        not trt_usable(), reason="TensorRT and an NVIDIA GPU are needed (not on this machine)")]),
+]
+
+
 @pytest.fixture(params=list_models())
 def model_name(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -1,5 +1,6 @@
 """Session-wide exports: each zoo model exported once (opset 17 + FP16, 10 classes, batch 1:2:4)
-and shared by the export, runtime and FP16 tests."""
+and shared by the export, runtime and FP16 tests; the models the engine suites run also carry the
+files of the other engines (``EXTRA_ARTIFACTS``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,14 @@ from runtimes.manifest import BatchProfile
 
 TEST_PROFILE = BatchProfile(1, 2, 4)
 _DONE: dict[str, dict[str, Any]] = {}
+# beyond ONNX + FP16: what the contract, hostile and mobile suites open (c2f_ca lowers to ExecuTorch with
+# portable fallbacks; resnet50_sa and transformer_encoder pass INT8 on random weights, c2f_ca's tied logits do not)
+EXTRA_ARTIFACTS: dict[str, dict[str, Any]] = {
+    "c2f_ca": {"executorch": True, "ort_format": True},
+    "vgg16_cross": {"executorch": True},
+    "resnet50_sa": {"executorch": True, "ort_format": True, "int8": True, "calib_size": 8},
+    "transformer_encoder": {"executorch": True, "ort_format": True, "int8": True, "calib_size": 8},
+}
 
 
 def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
@@ -19,7 +28,7 @@ def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
 def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per session."""
     if name not in _DONE:
-        _DONE[name] = export(name, root, options=small_options(fp16=True))
+        _DONE[name] = export(name, root, options=small_options(fp16=True, **EXTRA_ARTIFACTS.get(name, {})))
     return root / name, _DONE[name]
 
 

@@ -108,7 +108,8 @@ def test_labels_csv_and_its_bad_row(artifacts_root, tmp_path) -> None:
 
 def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     """c2f_ca (quarter width) trained on the held-out-split digits within ~3 minutes on 2 cores, then
-    exported with --fp16 --int8 --eval: both reduced precisions within the issue's top-1 goals."""
+    exported with --fp16 --int8 --executorch --eval: the reduced precisions (ONNX FP16 and INT8, and
+    ExecuTorch's PT2E INT8 .pte on the same calibration images) within the issue's top-1 goals."""
     from exporter.cli import main as attn_export
     from exporter.digits import train
 
@@ -122,12 +123,15 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     exported_run = CliRunner().invoke(attn_export, [
         "c2f_ca", *TRAIN_ARGS, "--num-classes", "10", "--weights", str(run / "weights.pt"), "--batch", "1:8:32",
         "--calib", str(run / "digits" / "train"), "--eval", str(run / "digits" / "val"), "--fp16", "--int8",
-        "--max-accuracy-drop", str(INT8_GOAL), "--no-photos", "--out", str(out)])
+        "--executorch", "--max-accuracy-drop", str(INT8_GOAL), "--no-photos", "--out", str(out)])
     assert exported_run.exit_code == 0, exported_run.output
     manifest = runtimes.manifest.read_manifest(out / "c2f_ca")
-    accuracy = {key: manifest["parity"][key]["accuracy"] for key in ("onnx", "onnx_fp16", "onnx_int8")}
+    accuracy = {key: manifest["parity"][key]["accuracy"]
+                for key in ("onnx", "onnx_fp16", "onnx_int8", "executorch", "executorch_int8")}
     assert accuracy["onnx"]["top1"] == pytest.approx(result.val_top1, abs=1 / 360)  # ONNX = PyTorch on the labels
     assert accuracy["onnx_fp16"]["drop_points"] <= FP16_GOAL and accuracy["onnx_int8"]["drop_points"] <= INT8_GOAL
+    assert accuracy["executorch"]["drop_points"] == 0 and accuracy["executorch_int8"]["drop_points"] <= INT8_GOAL
+    assert manifest["executorch_int8"]["calibration"] == manifest["int8"]["calibration"]
     assert all(a["images"] == 360 for a in accuracy.values())
     assert accuracy["onnx_fp16"]["agreement_top1"] >= 0.99
     parity = json.loads((out / "c2f_ca" / "parity.json").read_text())

@@ -25,7 +25,7 @@ from runtimes.errors import ArtifactError, AttnExportError, InputSpecError, Opti
 from runtimes.specs import random_inputs
 
 from .exports import exported
-from .test_runtimes import ENGINES
+from .conftest import ENGINES
 
 ROOT = Path(__file__).parents[1]
 
@@ -63,7 +63,8 @@ def _flip(path: Path, offset_fraction: float = 0.5, count: int = 64) -> None:
     path.write_bytes(bytes(data))
 
 
-ENGINE_FILE = {"ort": "model.onnx", "openvino": "model.onnx", "torch": "model.pt2", "trt": "model.engine"}
+ENGINE_FILE = {"ort": "model.onnx", "openvino": "model.onnx", "torch": "model.pt2", "trt": "model.engine",
+               "executorch": "model.pte"}
 
 # ----- group 1: corrupt or swapped bytes are never served --------------------------------------------
 CORRUPTIONS: list[tuple[str, Callable[[Path], None], str]] = [
@@ -93,7 +94,8 @@ def test_every_recorded_file_is_covered(artifacts_root, tmp_path) -> None:
     """A flipped byte in any file the manifest records (weights and parity report included) is found."""
     folder = _copy("c2f_ca", artifacts_root, tmp_path)
     names = runtimes.verify(folder)
-    assert set(names) == {"weights.pt", "model.pt2", "model.onnx", "model.fp16.onnx", "parity.json"}
+    assert set(names) == {"weights.pt", "model.pt2", "model.onnx", "model.fp16.onnx", "model.ort",
+                          "required_operators.config", "model.pte", "parity.json"}
     for name in names:
         bad = Path(shutil.copytree(folder, tmp_path / f"bad-{name}"))
         _flip(bad / name, 0.5, 1)

@@ -30,7 +30,8 @@ def quantized(name: str, root) -> tuple:
         folder, _ = exported(name, root)
         sets = reference_sets(small_export_model(name), parity_batches(TEST_PROFILE), seed=0, photos=True)
         calib = int8.calibration_data(small_model(name).input_specs, seed=7, size=8)
-        out = folder / "model.int8.onnx"
+        out = root / "int8-steps" / f"{name}.int8.onnx"  # beside, not over, the export's own INT8 file
+        out.parent.mkdir(exist_ok=True)
         info, report = int8.quantize_until_parity(
             folder / "model.onnx", out, calib, "max", 17,
             lambda path: check_file_parity(path, "ort", sets, Tolerance.int8()))
@@ -111,14 +112,13 @@ def test_calibration_data_sources(tmp_path) -> None:
         int8.calibration_data(cross, seed=1, size=2, folder=str(empty))
 
 
-def test_export_int8_writes_manifest_and_fails_honestly(tmp_path) -> None:
+def test_export_int8_writes_manifest_and_fails_honestly(artifacts_root, tmp_path) -> None:
     """resnet50_sa: its random-weight logits are not tied (c2f_ca's are ~1e-6 apart at 10 classes, so
     its INT8 top-1 depends on the calibration draw)."""
-    manifest = export("resnet50_sa", tmp_path / "ok", options=small_options(int8=True, calib_size=6, photos=False))
-    folder = tmp_path / "ok" / "resnet50_sa"
+    folder, manifest = exported("resnet50_sa", artifacts_root)  # --int8 --calib-size 8
     assert manifest["artifacts"]["onnx_int8"] == "model.int8.onnx" and manifest["status"] == "ok"
-    assert manifest["int8"]["samples"] == 6 and manifest["int8"]["method"] == "max"
-    assert manifest["int8"]["calibration"] == {"image": "5 bundled sample photos + 1 seeded noise images"}
+    assert manifest["int8"]["samples"] == 8 and manifest["int8"]["method"] == "max"
+    assert manifest["int8"]["calibration"] == {"image": "5 bundled sample photos + 3 seeded noise images"}
     assert manifest["parity"]["onnx_int8"]["passed"]
     with runtimes.load(folder, engine="openvino", precision="int8") as rt:
         assert rt.path.name == "model.int8.onnx"

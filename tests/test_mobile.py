@@ -1,30 +1,44 @@
-"""ONNX Runtime's mobile format: attn-export --ort-format writes model.ort and required_operators.config, the
-.ort has its own parity row, and runtimes (also the torch-free [ort] install) run it equal to PyTorch."""
+"""Phones and boards: attn-export --ort-format writes model.ort and required_operators.config, --executorch writes
+model.pte (and with --int8 model.int8.pte); each has its own parity row, and runtimes run each equal to PyTorch
+(the .ort also in the torch-free [ort] install). The files come from the shared session exports
+(``exports.EXTRA_ARTIFACTS``)."""
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import runtimes
-from exporter.pipeline import export
+from runtimes.cli import main as attn_bench
 from runtimes.specs import random_inputs
 
 from .conftest import small_model
-from .exports import TEST_PROFILE, small_options
+from .exports import TEST_PROFILE, exported
 from .slim_envs import slim_python
 
-MODELS = ("c2f_ca", "transformer_encoder")
+MODELS = ("c2f_ca", "transformer_encoder")  # .ort: an image model, and ids + mask
+PTE_MODELS = ("c2f_ca", "resnet50_sa", "transformer_encoder")
+PTE_INT8_MODELS = ("resnet50_sa", "transformer_encoder")  # c2f_ca's INT8 on trained weights: test_accuracy
 
 
 @pytest.fixture(scope="module")
-def ort_exports(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("ort_format")
-    return {name: (root / name, export(name, root, options=small_options(ort_format=True, photos=False)))
-            for name in MODELS}
+def ort_exports(artifacts_root) -> dict:
+    return {name: exported(name, artifacts_root) for name in MODELS}
+
+
+def pytorch(name: str, folder: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The first output of ``name`` with the export's own weights."""
+    model = small_model(name)
+    model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+    with torch.inference_mode():
+        want = model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
+    return (want if isinstance(want, tuple) else (want,))[0].numpy()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -47,12 +61,8 @@ def test_ort_format_has_its_own_passing_parity_row(name, ort_exports) -> None:
 def test_ort_file_equals_pytorch_at_every_batch(name, batch, ort_exports) -> None:
     """The .ort keeps the dynamic batch: 1, odd, the profile max, and above it."""
     folder, _ = ort_exports[name]
-    model = small_model(name)
-    model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
-    arrays = random_inputs(model.input_specs, batch, seed=batch, dims={"seq": 9})
-    with torch.inference_mode():
-        want = model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs))
-    want = (want if isinstance(want, tuple) else (want,))[0].numpy()
+    arrays = random_inputs(small_model(name).input_specs, batch, seed=batch, dims={"seq": 9})
+    want = pytorch(name, folder, arrays)
     with runtimes.load(folder / "model.ort") as rt:
         got = rt(arrays)[rt.outputs[0].name]
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
@@ -81,3 +91,119 @@ def test_ort_file_runs_in_the_torch_free_ort_install(ort_exports, tmp_path_facto
         want = rt({"image": image})["logits"]
     got = np.load(tmp_path / "out.npy")
     assert got.shape == (2, 10) and np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+# ----- ExecuTorch ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", PTE_MODELS)
+def test_pte_has_a_passing_parity_row_and_its_delegation_counts(name, artifacts_root) -> None:
+    from executorch.version import __version__
+
+    folder, manifest = exported(name, artifacts_root)
+    row = manifest["parity"]["executorch"]
+    assert row["passed"] and row["worst"]["max_rel"] <= 1e-4 and row["batches"] == [1, 2, 3, 4]
+    report = json.loads((folder / "parity.json").read_text())["executorch"]
+    assert report["candidate"].startswith("executorch") and report["candidate"].endswith("model.pte")
+    info = manifest["executorch"]
+    assert info["executorch"] == __version__ and info["bytes"] == (folder / "model.pte").stat().st_size
+    assert info["xnnpack_ops"] > 10 and info["xnnpack_subgraphs"] >= 1
+    assert info["portable_ops"] == sum(info["portable_op_types"].values())
+    assert "model.pte" in runtimes.verify(folder)
+
+
+def test_c2f_ca_names_the_operators_xnnpack_left_to_portable_kernels(artifacts_root) -> None:
+    """Coordinate attention pools over one axis (mean.dim) and splits its output: XNNPACK takes neither."""
+    _, manifest = exported("c2f_ca", artifacts_root)
+    fallback = manifest["executorch"]["portable_op_types"]
+    assert fallback["mean_dim"] == 9 and fallback["split_with_sizes_copy"] == 4  # 4 CA blocks x 2 pools + head
+    assert manifest["executorch"]["portable_ops"] >= 21
+
+
+@pytest.mark.parametrize("name", PTE_INT8_MODELS)
+def test_int8_pte_is_quantized_smaller_and_passes_int8_parity(name, artifacts_root) -> None:
+    folder, manifest = exported(name, artifacts_root)
+    row, info = manifest["parity"]["executorch_int8"], manifest["executorch_int8"]
+    assert row["passed"] and row["worst"]["min_cosine"] >= 0.99 and row["worst"]["max_rel"] > 1e-4  # really INT8
+    assert info["step"] == "default" and info["tries"][0]["passed"] and info["samples"] == 8
+    assert info["calibration"] == manifest["int8"]["calibration"]  # the same data as the ONNX INT8
+    assert info["bytes"] < 0.5 * manifest["executorch"]["bytes"]
+
+
+@pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
+@pytest.mark.parametrize("batch", [1, 3, TEST_PROFILE.max, TEST_PROFILE.max + 3])
+def test_pte_equals_pytorch_at_every_batch(name, precision, batch, artifacts_root) -> None:
+    """1, odd, the bound and above it: the batch above the .pte's bound is chunked, never ExecuTorch's 0x10."""
+    folder, _ = exported(name, artifacts_root)
+    arrays = random_inputs(small_model(name).input_specs, batch, seed=batch, dims={"seq": 9})
+    want = pytorch(name, folder, arrays)
+    with runtimes.load(folder, engine="executorch", precision=precision) as rt:
+        assert rt.max_batch == TEST_PROFILE.max and rt.path.name == f"model{'.int8' if precision == 'int8' else ''}.pte"
+        got = rt(arrays)[rt.output_specs[0].name]
+    assert got.shape == want.shape
+    if precision == "fp32":
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    else:
+        cosine = (got * want).sum() / (np.linalg.norm(got) * np.linalg.norm(want))
+        assert cosine >= 0.99
+
+
+def test_lone_pte_opens_with_its_own_specs_and_bound(artifacts_root) -> None:
+    """No manifest: names, the named seq axis, its maximum and the batch bound come from the file."""
+    folder, _ = exported("transformer_encoder", artifacts_root)
+    with runtimes.load(folder / "model.pte", engine="executorch") as rt:
+        assert [s.name for s in rt.input_specs] == ["tokens", "mask"] and rt.input_specs[0].shape == ("batch", "seq")
+        assert rt.input_specs[0].max_dims == {"seq": 100} and rt.max_batch == TEST_PROFILE.max
+        assert [s.name for s in rt.output_specs] == ["hidden"] and rt.output_specs[0].shape == ("batch", "seq", 256)
+        arrays = random_inputs(rt.input_specs, 6, seed=1, dims={"seq": 11})
+        got = rt(arrays)["hidden"]
+    assert got.shape[:2] == (6, 11)
+    assert np.abs(got - pytorch("transformer_encoder", folder, arrays)).max() <= 1e-4 * np.abs(got).max()
+
+
+def test_attn_bench_runs_executorch_fp32_and_int8(artifacts_root, tmp_path) -> None:
+    folder, _ = exported("resnet50_sa", artifacts_root)
+    result = CliRunner().invoke(attn_bench, [str(folder), "--engine", "ort", "--engine", "executorch:fp32",
+                                             "--engine", "executorch:int8", "--batch", "2", "--iters", "2",
+                                             "--warmup", "1", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [(r["engine"], r["precision"]) for r in rows] == [("ort", "fp32"), ("executorch", "fp32"),
+                                                              ("executorch:int8", "int8")]
+    assert all(r["p50_ms"] > 0 and r["batch"] == 2 and r["iterations"] == 2 for r in rows)
+
+
+def test_edge_app_runs_the_pte_equal_to_onnxruntime(artifacts_root, tmp_path) -> None:
+    folder, _ = exported("resnet50_sa", artifacts_root)
+    app = Path(__file__).parents[1] / "examples" / "edge_classify.py"
+    reports = {}
+    for engine in ("ort", "executorch"):
+        out = tmp_path / f"{engine}.json"
+        result = subprocess.run([sys.executable, str(app), str(folder), "--engine", engine, "--json", str(out)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        reports[engine] = json.loads(out.read_text())
+    assert reports["executorch"]["engine"] == "executorch"
+    for a, b in zip(reports["executorch"]["results"], reports["ort"]["results"]):
+        assert np.abs(np.asarray(a["logits"]) - np.asarray(b["logits"])).max() <= 1e-4 * np.abs(b["logits"]).max()
+
+
+MISSING_EXECUTORCH = """
+import sys
+sys.modules["executorch"] = None  # as if not installed
+from {module} import main
+main({args!r})
+"""
+
+
+def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
+    """attn-export fails before any work (nothing written), runtimes.load names the extra too: exit 2 both."""
+    folder, _ = exported("c2f_ca", artifacts_root)
+    runs = {
+        "export": ("exporter.cli", ["c2f_ca", "--num-classes", "10", "--executorch", "--out", str(tmp_path / "out")]),
+        "bench": ("runtimes.cli", [str(folder), "--engine", "executorch", "--iters", "1"]),
+    }
+    for what, (module, args) in runs.items():
+        result = subprocess.run([sys.executable, "-c", MISSING_EXECUTORCH.format(module=module, args=args)],
+                                capture_output=True, text=True)
+        assert result.returncode == 2, (what, result.stderr)
+        assert "pip install 'attn-export[executorch]'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
-"""One contract suite run against every available backend (ort, torch, openvino f32 here; trt with a GPU)."""
+"""One contract suite run against every available backend (ort, torch, openvino f32, executorch here; trt with
+a GPU)."""
 from __future__ import annotations
 
 import re
@@ -16,27 +17,10 @@ from runtimes import bench
 from runtimes.errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
 from runtimes.specs import random_inputs
 
-from .conftest import small_model
+from .conftest import ENGINES, small_model, trt_usable
 from .exports import exported
 
 CONTRACT_MODELS = ["resnet50_sa", "transformer_encoder", "vgg16_cross"]
-
-
-def _trt_usable() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-ENGINES = [
-    "ort",
-    "torch",
-    "openvino",
-    pytest.param("trt", marks=[pytest.mark.trt, pytest.mark.skipif(
-        not _trt_usable(), reason="TensorRT and an NVIDIA GPU are needed (not on this machine)")]),
-]
 
 
 @pytest.fixture(params=ENGINES)
@@ -147,7 +131,7 @@ def test_close_then_call_raises(artifacts_root, engine) -> None:
         rt(arrays)
 
 
-@pytest.mark.parametrize("engine_name,file", [("ort", "model.onnx"), ("torch", "model.pt2")])
+@pytest.mark.parametrize("engine_name,file", [("ort", "model.onnx"), ("torch", "model.pt2"), ("executorch", "model.pte")])
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_or_truncated_file_raises_artifact_error(engine_name, file, damage, artifacts_root, tmp_path) -> None:
     folder, _ = exported("c2f_ca", artifacts_root)
@@ -177,7 +161,7 @@ def test_positional_input_for_single_input_models(artifacts_root) -> None:
         np.testing.assert_array_equal(rt(x)["logits"], rt({"image": x})["logits"])
 
 
-@pytest.mark.skipif(_trt_usable(), reason="checks the error shown where TensorRT is absent")
+@pytest.mark.skipif(trt_usable(), reason="checks the error shown where TensorRT is absent")
 def test_trt_without_tensorrt_names_the_install_command(artifacts_root, tmp_path) -> None:
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not really a plan")
