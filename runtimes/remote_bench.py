@@ -4,8 +4,9 @@ through NVIDIA's ``tritonclient`` over HTTP or gRPC.
 ``concurrency`` client threads (one client each) send single-sample requests with seeded random
 inputs shaped from the server's own model metadata (integer inputs get 0/1, valid token ids and mask
 values; other dynamic axes 16); per level: latency percentiles, throughput in
-items/s over the wall time, the error count, and the batch sizes the server reports it formed
-(attn-serve returns ``batch_rows`` in each response's parameters; other servers: none).
+items/s over the wall time, the error count, the batch sizes the server reports it formed, and where
+the server says each request's time went, averaged (attn-serve returns ``batch_rows`` and the split
+``decode_us`` … ``encode_us``, ``server_us`` in each response's parameters; other servers: none).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class RemoteResult:
     mean_ms: float
     throughput: float  # items per second over the wall time of the level
     server_batch_rows: dict[str, int] = field(default_factory=dict)  # batch size formed → responses
+    server_split_ms: dict[str, float] = field(default_factory=dict)  # mean ms per part of the server's time
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,13 +75,16 @@ def model_specs(url: str, model: str, protocol: str) -> list[TensorSpec]:
     return specs
 
 
-def _batch_rows(result: Any, protocol: str) -> int | None:
+SPLIT = ("decode", "hop", "queue", "engine", "encode", "server")  # attn-serve's *_us response parameters
+
+
+def _int_parameters(result: Any, protocol: str) -> dict[str, int]:
+    """The response's integer parameters (``batch_rows``, ``*_us``) by name."""
     response = result.get_response()
     if protocol == "grpc":
-        parameter = response.parameters.get("batch_rows")
-        return int(parameter.int64_param) if parameter is not None else None
-    value = (response.get("parameters") or {}).get("batch_rows")
-    return int(value) if value is not None else None
+        return {k: int(v.int64_param) for k, v in response.parameters.items()
+                if v.WhichOneof("parameter_choice") == "int64_param"}
+    return {k: int(v) for k, v in (response.get("parameters") or {}).items() if isinstance(v, int)}
 
 
 def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], concurrency: int,
@@ -88,6 +93,8 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
     module = _client_module(protocol)
     latencies: list[float] = []
     rows: Counter[str] = Counter()
+    split_us: Counter[str] = Counter()
+    split_count = [0]
     errors = [0]
     lock = threading.Lock()
 
@@ -110,11 +117,14 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
                     errors[0] += 1
                 continue
             elapsed = (time.perf_counter() - start) * 1e3
-            formed = _batch_rows(result, protocol)
+            parameters = _int_parameters(result, protocol)
             with lock:
                 latencies.append(elapsed)
-                if formed is not None:
-                    rows[str(formed)] += 1
+                if "batch_rows" in parameters:
+                    rows[str(parameters["batch_rows"])] += 1
+                if all(f"{part}_us" in parameters for part in SPLIT):
+                    split_us.update({part: parameters[f"{part}_us"] for part in SPLIT})
+                    split_count[0] += 1
 
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(concurrency)]
     wall = time.perf_counter()
@@ -127,7 +137,8 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
     p50, p90, p99 = np.percentile(lat, [50, 90, 99])
     return RemoteResult(protocol, concurrency, len(latencies) + errors[0], errors[0], float(p50), float(p90),
                         float(p99), float(lat.mean()), len(latencies) / wall,
-                        dict(sorted(rows.items(), key=lambda kv: int(kv[0]))))
+                        dict(sorted(rows.items(), key=lambda kv: int(kv[0]))),
+                        {part: split_us[part] / split_count[0] / 1e3 for part in SPLIT} if split_count[0] else {})
 
 
 def format_table(results: list[RemoteResult]) -> str:
@@ -137,4 +148,10 @@ def format_table(results: list[RemoteResult]) -> str:
         batches = ", ".join(f"{k}: {v}" for k, v in r.server_batch_rows.items()) or "-"
         lines.append(f"{r.engine:<8} {r.concurrency:>7} {r.requests:>8} {r.errors:>6} {r.p50_ms:>8.2f} "
                      f"{r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.throughput:>8.1f}  {batches}")
+    split = [r for r in results if r.server_split_ms]
+    if split:  # the server's own account, beside the client's mean latency
+        lines += ["", f"{'protocol':<8} {'clients':>7} {'client ms':>9} " + " ".join(f"{p + ' ms':>9}" for p in SPLIT)]
+        for r in split:
+            lines.append(f"{r.engine:<8} {r.concurrency:>7} {r.mean_ms:>9.2f} "
+                         + " ".join(f"{r.server_split_ms[p]:>9.2f}" for p in SPLIT))
     return "\n".join(lines)

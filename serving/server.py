@@ -5,7 +5,8 @@ speaking the Open Inference Protocol (KServe v2, what Triton speaks) over REST a
                                    │  request → plain numpy arrays (never protobuf objects)
                                    ▼
                                  Ray Serve deployment (ArtifactReplica × --replicas, any node)
-                                   │  validate each request, then @serve.batch joins compatible ones
+                                   │  validate each request, then a DynamicBatcher joins compatible ones
+                                   │  (a lone request runs at once; see serving/batcher.py)
                                    ▼
                                  runtimes.load(folder, engine, precision)
 
@@ -13,13 +14,19 @@ KServe's own ``RayModel`` forwards the protobuf-backed gRPC request into Ray, wh
 ``ArtifactModel`` converts to numpy first. Errors a request causes (wrong name, shape, dtype, value,
 batch above the max) come back as values, not exceptions, so one bad request never fails the batch
 it would have joined, and the front answers 400 naming the problem.
+
+Every response carries the server-side split as integer microseconds (gRPC parameters have no float):
+``decode_us`` (request tensors → numpy), ``hop_us`` (front → replica → front, minus the replica's own
+time), ``queue_us``, ``engine_us``, ``encode_us`` (numpy → response tensors), and ``server_us``, the
+wall time they fit in;
+``GET /v2/models/<name>/stats`` accumulates them per model (``serving/stats.py``).
 REST requests that use the binary tensor extension are parsed by ``binary_rest`` (KServe's own
 parser turns every binary tensor into a Python list).
 """
 from __future__ import annotations
 
-import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,8 +44,9 @@ import runtimes
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 
-from .batching import run_batched
+from .batcher import DynamicBatcher
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
+from .stats import ModelStats
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -52,11 +60,11 @@ class ArtifactReplica:
                                      device="cuda" if engine == "trt" else "cpu")
         self.max_rows = self.runtime.max_batch or 1
         self.identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-        self.infer.set_max_batch_size(max_batch)
-        self.infer.set_batch_wait_timeout_s(wait_ms / 1000.0)
+        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0)
 
     async def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors are returned as values."""
+        received = time.perf_counter()
         try:
             feeds = self.runtime.validate(arrays)
             rows = next(iter(feeds.values())).shape[0]
@@ -65,13 +73,11 @@ class ArtifactReplica:
                                               f"{self.max_rows}; split the request")
         except AttnExportError as exc:
             return {"error": str(exc)}
-        return await self.infer(feeds)
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def infer(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-        answers = await asyncio.to_thread(run_batched, requests, self.runtime)
-        return [{"outputs": a.outputs, "batch_rows": a.batch_rows, "batch_requests": a.batch_requests,
-                 **self.identity} for a in answers]
+        timed = await self.batcher.submit(feeds)
+        answer = timed.answer
+        return {"outputs": answer.outputs, "batch_rows": answer.batch_rows, "batch_requests": answer.batch_requests,
+                "queue_ms": timed.queue_ms, "engine_ms": timed.engine_ms,
+                "replica_ms": (time.perf_counter() - received) * 1e3, **self.identity}
 
 
 class BinaryTensorDataPlane(DataPlane):
@@ -118,6 +124,7 @@ class ArtifactModel(InferenceModel):
         self.handle = handle
         self.inputs = tensor_metadata(list(mf.input_specs(manifest)))
         self.outputs = tensor_metadata(list(mf.output_specs(manifest)))
+        self.stats = ModelStats(name)
         self.ready = True
 
     def load(self) -> bool:
@@ -132,6 +139,14 @@ class ArtifactModel(InferenceModel):
 
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None
                        ) -> tuple[InferResponse, dict[str, str]]:
+        start = time.perf_counter()
+        try:
+            return await self._infer(body, start)
+        except Exception:
+            self.stats.record_failure((time.perf_counter() - start) * 1e3)
+            raise
+
+    async def _infer(self, body: Any, start: float) -> tuple[InferResponse, dict[str, str]]:
         if not isinstance(body, InferRequest):
             raise InvalidInput("attn-serve speaks the Open Inference Protocol v2: POST /v2/models/<name>/infer")
         arrays = {}
@@ -140,7 +155,9 @@ class ArtifactModel(InferenceModel):
                 arrays[tensor.name] = np.array(tensor.as_numpy())  # a plain array: picklable into Ray
             except Exception as exc:  # kserve raises several types for data that does not fit its shape
                 raise InvalidInput(f"input {tensor.name!r}: {exc}") from None
+        sent = time.perf_counter()
         result = await self.handle.remote(arrays)
+        returned = time.perf_counter()
         if "error" in result:
             raise InvalidInput(result["error"])
         outputs = []
@@ -149,7 +166,14 @@ class ArtifactModel(InferenceModel):
             out = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))
             out.set_data_from_numpy(np.ascontiguousarray(value), binary_data=raw)
             outputs.append(out)
-        parameters = {k: result[k] for k in ("batch_rows", "batch_requests", "node", "pid")}
+        done = time.perf_counter()
+        split = {"decode_ms": (sent - start) * 1e3, "hop_ms": (returned - sent) * 1e3 - result["replica_ms"],
+                 "queue_ms": result["queue_ms"], "engine_ms": result["engine_ms"], "encode_ms": (done - returned) * 1e3,
+                 "server_ms": (done - start) * 1e3}
+        rows = next(iter(result["outputs"].values())).shape[0]
+        parameters = {**{k: result[k] for k in ("batch_rows", "batch_requests", "node", "pid")},
+                      **{k.replace("_ms", "_us"): round(v * 1e3) for k, v in split.items()}}  # gRPC has no floats
+        self.stats.record_success(split, split["server_ms"], rows, result["batch_requests"])
         response = InferResponse(response_id=body.id or str(uuid.uuid4()), model_name=self.name,
                                  infer_outputs=outputs, parameters=parameters)
         return response, {}
@@ -176,6 +200,7 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         app = ArtifactReplica.options(**options).bind(str(folder.resolve()), engine, precision, max_batch, wait_ms)
         handle = serve.run(app, name=name, route_prefix=None)
         models.append(ArtifactModel(name, handle, manifest))
+    add_stats_route({m.name: m.stats for m in models})
     try:
         server = ModelServer(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1)
         server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
@@ -183,3 +208,16 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def add_stats_route(stats: dict[str, ModelStats]) -> None:
+    """``GET /v2/models/<name>/stats`` on KServe's FastAPI app (the statistics extension, Triton's shape)."""
+    from fastapi.responses import JSONResponse
+    from kserve.model_server import app
+
+    async def model_stats(model_name: str) -> JSONResponse:
+        if model_name not in stats:
+            return JSONResponse({"error": f"model {model_name!r} is not served; GET /v2/models lists them"}, 404)
+        return JSONResponse({"model_stats": [stats[model_name].to_json()]})
+
+    app.add_api_route("/v2/models/{model_name}/stats", model_stats, methods=["GET"])

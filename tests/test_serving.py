@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +34,8 @@ OWN_MODEL = "image_text"  # a user's two-input module (image + int64 ids), expor
 def server(artifacts_root, tmp_path_factory):
     folders = [str(exported(m, artifacts_root)[0]) for m in MODELS] + [str(exported_own_model(artifacts_root)[0])]
     log = tmp_path_factory.mktemp("serve") / "attn-serve.log"
-    srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "20"], log,
+    # a long batch window: a lone request must not pay it (test_a_lone_request_does_not_wait_for_a_batch)
+    srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "500"], log,
                               [*MODELS, OWN_MODEL])
     started = list(srv.children)
     yield srv
@@ -130,6 +130,58 @@ def test_concurrent_clients_get_their_own_rows_and_batches_form(server, artifact
     scale = np.abs(want).max()
     assert max(np.abs(got[k] - expected[k]).max() for k in sent) <= 1e-5 * scale  # each caller, its own rows
     assert max(rows) > 1, f"the server never joined requests: {sorted(set(rows))}"
+
+
+SPLIT = ("decode_us", "hop_us", "queue_us", "engine_us", "encode_us")
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_lone_request_does_not_wait_for_a_batch_and_says_where_its_time_went(protocol, server,
+                                                                              artifacts_root) -> None:
+    """--batch-wait-ms 500: one client's requests come back far sooner, and the split fits the server's wall."""
+    module, url = (httpclient, f"127.0.0.1:{server.http}") if protocol == "http" else \
+        (grpcclient, f"127.0.0.1:{server.grpc}")
+    arrays = _inputs("c2f_ca", 1, 21, artifacts_root)
+    _infer(module, url, "c2f_ca", arrays)  # warm the connection
+    for _ in range(3):
+        start = time.perf_counter()
+        result = _infer(module, url, "c2f_ca", arrays)
+        took_ms = (time.perf_counter() - start) * 1e3
+        response = result.get_response()
+        params = response["parameters"] if protocol == "http" else \
+            {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in response.parameters.items()}
+        assert took_ms < 250 and params["batch_requests"] == 1 and params["queue_us"] < 50_000, (took_ms, params)
+        assert all(params[k] >= -1 for k in SPLIT) and params["engine_us"] > 0
+        assert sum(params[k] for k in SPLIT) <= params["server_us"] + 5 and params["server_us"] < took_ms * 1e3
+
+
+def test_stats_count_successes_and_failures_apart(server, artifacts_root) -> None:
+    """Triton's statistics extension: the deltas equal what this test sent to the model."""
+    def stats() -> dict:
+        status, body = server.get("/v2/models/transformer_encoder/stats")
+        assert status == 200, body
+        (model,) = json.loads(body)["model_stats"]
+        assert model["name"] == "transformer_encoder"
+        return model
+
+    before = stats()
+    for seed in range(3):
+        test_answers_equal_runtimes("transformer_encoder", "http", server, artifacts_root) if seed == 0 else \
+            _infer(httpclient, f"127.0.0.1:{server.http}", "transformer_encoder",
+                   _inputs("transformer_encoder", 2, seed, artifacts_root))
+    bad = {"inputs": [{"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [5, 1000]},
+                      {"name": "mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}]}
+    for _ in range(2):
+        assert server.post_json("/v2/models/transformer_encoder/infer", bad)[0] == 400
+    after = stats()
+    delta = {k: after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
+             for k in after["inference_stats"]}
+    assert delta == {"success": 3, "fail": 2, "queue": 3, "compute_input": 3, "compute_infer": 3, "compute_output": 3}
+    assert after["inference_count"] - before["inference_count"] == 3 + 2 + 2  # rows: 3, 2, 2
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert after["last_inference"] >= before["last_inference"] > 0 or before["inference_count"] == 0
+    status, body = server.get("/v2/models/nope/stats")
+    assert status == 404 and "nope" in json.loads(body)["error"]
 
 
 BAD_REQUESTS = [
@@ -234,6 +286,11 @@ def test_load_generator_against_the_server(server, tmp_path) -> None:
             (protocol, 1, 3, 0), (protocol, 4, 12, 0)]
         assert all(r["p99_ms"] >= r["p50_ms"] > 0 and r["throughput"] > 0 for r in rows)
         assert sum(rows[1]["server_batch_rows"].values()) == 12
+        for row in rows:  # the server's split, averaged per level, fits inside the client's mean latency
+            split = row["server_split_ms"]
+            assert set(split) == {"decode", "hop", "queue", "engine", "encode", "server"} and split["engine"] > 0
+            assert sum(v for k, v in split.items() if k != "server") <= split["server"] + 0.01 < row["mean_ms"]
+        assert "engine ms" in result.output and "client ms" in result.output
     bad = CliRunner().invoke(attn_bench, ["nope", "--url", f"http://127.0.0.1:{server.http}"])
     assert bad.exit_code == 2 and "cannot query 'nope'" in bad.output
 
@@ -243,10 +300,12 @@ def test_triton_repositories_parse_into_tritons_schema(model_name, artifacts_roo
 
     folder, manifest = exported(model_name, artifacts_root)
     entries = write_repository([folder], tmp_path / "repo", instances=2, queue_delay_us=500)
-    assert sorted(e.name for e in entries) == [f"{model_name}_fp16", f"{model_name}_onnx"]
+    sources = {"onnx": "onnx", "fp16": "onnx_fp16", "int8": "onnx_int8"}  # entry suffix → manifest artifact
+    served = sorted(f"{model_name}_{suffix}" for suffix, key in sources.items() if key in manifest["artifacts"])
+    assert sorted(e.name for e in entries) == served and len(served) >= 2
     for entry in entries:
         config = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-        source = folder / manifest["artifacts"]["onnx" if entry.name.endswith("_onnx") else "onnx_fp16"]
+        source = folder / manifest["artifacts"][sources[entry.name.rsplit("_", 1)[1]]]
         assert (entry / "1" / "model.onnx").read_bytes() == source.read_bytes()
         assert config.name == entry.name and config.platform == "onnxruntime_onnx" and config.max_batch_size == 4
         assert [i.name for i in config.input] == [i["name"] for i in manifest["inputs"]]

@@ -1,0 +1,102 @@
+"""serving.batcher.DynamicBatcher without a server: a lone request never waits for a batch, a burst is one
+engine call, requests arriving during an engine call form the next one, and each caller gets its rows."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serving.batcher import DynamicBatcher
+
+
+class Engine:
+    """Doubles its input; records the rows of every call; each call takes ``seconds``."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds, self.calls = seconds, []
+        self.lock = threading.Lock()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            self.calls.append(len(feeds["x"]))
+        time.sleep(self.seconds)
+        return {"y": feeds["x"] * 2}
+
+
+def _x(value: float, rows: int = 1) -> dict[str, np.ndarray]:
+    return {"x": np.full((rows, 3), value, np.float32)}
+
+
+def test_a_lone_request_runs_at_once_even_with_a_long_wait() -> None:
+    engine = Engine()
+    batcher = DynamicBatcher(engine, max_requests=8, wait_s=0.5)
+
+    async def one() -> tuple[float, object]:
+        start = time.perf_counter()
+        timed = await batcher.submit(_x(1.0))
+        return time.perf_counter() - start, timed
+
+    took, timed = asyncio.run(one())
+    assert took < 0.1 and timed.queue_ms < 50  # nowhere near the 500 ms window
+    assert engine.calls == [1] and timed.answer.batch_requests == 1
+    np.testing.assert_array_equal(timed.answer.outputs["y"], np.full((1, 3), 2.0, np.float32))
+
+
+def test_a_burst_is_one_engine_call_and_each_caller_gets_its_rows() -> None:
+    engine = Engine()
+    batcher = DynamicBatcher(engine, max_requests=8, wait_s=0.5)
+
+    async def burst() -> list:
+        return await asyncio.gather(*(batcher.submit(_x(float(i), rows=1 + i % 2)) for i in range(5)))
+
+    start = time.perf_counter()
+    answers = asyncio.run(burst())
+    assert time.perf_counter() - start < 0.3  # arrivals stopped: it did not sit out the 500 ms window
+    assert engine.calls == [7] and all(t.answer.batch_requests == 5 and t.answer.batch_rows == 7 for t in answers)
+    for i, timed in enumerate(answers):
+        np.testing.assert_array_equal(timed.answer.outputs["y"], np.full((1 + i % 2, 3), 2.0 * i, np.float32))
+
+
+def test_requests_arriving_during_an_engine_call_form_the_next_call() -> None:
+    engine = Engine(seconds=0.2)
+    batcher = DynamicBatcher(engine, max_requests=4, wait_s=0.0)
+
+    async def staggered() -> list:
+        first = asyncio.ensure_future(batcher.submit(_x(0.0)))
+        await asyncio.sleep(0.05)  # the first call is running
+        later = [asyncio.ensure_future(batcher.submit(_x(float(i)))) for i in range(1, 7)]
+        return await asyncio.gather(first, *later)
+
+    answers = asyncio.run(staggered())
+    assert engine.calls == [1, 4, 2]  # queued while busy, joined up to max_requests, the rest next
+    assert answers[1].queue_ms >= 100  # it waited for the busy engine, not for a batch window
+    assert [t.answer.batch_requests for t in answers] == [1, 4, 4, 4, 4, 2, 2]
+
+
+def test_an_engine_error_reaches_every_caller_of_that_call_and_the_next_call_works() -> None:
+    calls = []
+
+    def engine(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(feeds["x"]))
+        if len(calls) == 1:
+            raise RuntimeError("engine fell over")
+        return {"y": feeds["x"]}
+
+    batcher = DynamicBatcher(engine, max_requests=4, wait_s=0.0)
+
+    async def run() -> list:
+        failed = await asyncio.gather(batcher.submit(_x(1.0)), batcher.submit(_x(2.0)), return_exceptions=True)
+        return [*failed, await batcher.submit(_x(3.0))]
+
+    first, second, third = asyncio.run(run())
+    assert isinstance(first, RuntimeError) and isinstance(second, RuntimeError) and "fell over" in str(first)
+    np.testing.assert_array_equal(third.answer.outputs["y"], _x(3.0)["x"])
+
+
+@pytest.mark.parametrize("max_requests,wait_s", [(0, 0.0), (4, -1.0)])
+def test_bad_settings_are_refused(max_requests, wait_s) -> None:
+    with pytest.raises(ValueError, match="max_requests must be >= 1"):
+        DynamicBatcher(Engine(), max_requests, wait_s)
