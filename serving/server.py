@@ -161,10 +161,9 @@ class ArtifactModel(InferenceModel):
         if "error" in result:
             raise InvalidInput(result["error"])
         outputs = []
-        raw = bool(getattr(body, "from_grpc", False))  # gRPC clients read raw_output_contents; REST gets JSON
-        for name, value in result["outputs"].items():
+        for name, value in result["outputs"].items():  # kept binary: KServe writes JSON lists only when asked
             out = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))
-            out.set_data_from_numpy(np.ascontiguousarray(value), binary_data=raw)
+            out.set_data_from_numpy(np.ascontiguousarray(value), binary_data=True)
             outputs.append(out)
         done = time.perf_counter()
         split = {"decode_ms": (sent - start) * 1e3, "hop_ms": (returned - sent) * 1e3 - result["replica_ms"],
@@ -175,7 +174,8 @@ class ArtifactModel(InferenceModel):
                       **{k.replace("_ms", "_us"): round(v * 1e3) for k, v in split.items()}}  # gRPC has no floats
         self.stats.record_success(split, split["server_ms"], rows, result["batch_requests"])
         response = InferResponse(response_id=body.id or str(uuid.uuid4()), model_name=self.name,
-                                 infer_outputs=outputs, parameters=parameters)
+                                 infer_outputs=outputs, parameters=parameters,
+                                 use_binary_outputs=body.use_binary_outputs, requested_outputs=body.request_outputs)
         return response, {}
 
 
