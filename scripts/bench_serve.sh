@@ -2,9 +2,11 @@
 # attn-serve against in-process attn-bench, for each model given (default: c2f_ca, which is overhead-bound,
 # and resnet50_sa, which is compute-bound; 1000 classes; artifacts/MODEL exported when missing): in-process
 # onnxruntime at batch 1 and 8, then the folder served by attn-serve with its default options and one
-# replica, loaded over HTTP and gRPC at concurrency 1, 8 and 32, all in one run. The server's split of each
-# request's time (decode, hop, queue, engine, encode) is printed per level beside the client's latency.
-# Output: bench/serve_MODEL_{inprocess,http,grpc}.json; tables on stdout.
+# replica, loaded over HTTP and gRPC at concurrency 1, 8 and 32 — once on Ray Serve (the default) and once
+# with --in-process (no Ray) — all in one run. The server's split of each request's time (decode, hop,
+# queue, engine, encode) is printed per level beside the client's latency.
+# Output: bench/serve_MODEL_inprocess.json (the in-process engine) and bench/serve_MODEL_MODE_{http,grpc}.json
+# for MODE ray and in-process; tables on stdout.
 source "$(dirname "$0")/_venv.sh"
 mkdir -p bench
 models=("$@")
@@ -12,13 +14,20 @@ models=("$@")
 for m in "${models[@]}"; do
   [ -f "artifacts/$m/manifest.json" ] || attn-export "$m" --opset 17 || exit $?
   attn-bench "artifacts/$m" --engine ort --batch 1,8 --warmup 2 --iters 10 --json "bench/serve_${m}_inprocess.json"
-  port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-  attn-serve "artifacts/$m" --replicas 1 --http-port "$port" --grpc-port $((port + 1)) > "bench/serve_$m.log" 2>&1 &
-  server=$!
-  trap 'kill -TERM $server 2>/dev/null; wait $server' EXIT
-  for _ in $(seq 180); do curl -sf "http://127.0.0.1:$port/v2/models/$m/ready" > /dev/null && break; sleep 1; done
-  attn-bench "$m" --url "http://127.0.0.1:$port" --concurrency 1,8,32 --iters 8 --json "bench/serve_${m}_http.json"
-  attn-bench "$m" --url "http://127.0.0.1:$((port + 1))" --protocol grpc --concurrency 1,8,32 --iters 8 \
-    --json "bench/serve_${m}_grpc.json"
-  kill -TERM "$server"; wait "$server"; trap - EXIT
+  for mode in ray in-process; do
+    flags=()  # "${flags[@]}" of an empty array: bash >= 4.4 with set -u
+    [ "$mode" = in-process ] && flags=(--in-process)
+    port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    attn-serve "artifacts/$m" --replicas 1 "${flags[@]}" --http-port "$port" --grpc-port $((port + 1)) \
+      > "bench/serve_${m}_$mode.log" 2>&1 &
+    server=$!
+    trap 'kill -TERM $server 2>/dev/null; wait $server' EXIT
+    for _ in $(seq 180); do curl -sf "http://127.0.0.1:$port/v2/models/$m/ready" > /dev/null && break; sleep 1; done
+    echo "== $m on attn-serve ($mode)"
+    attn-bench "$m" --url "http://127.0.0.1:$port" --concurrency 1,8,32 --iters 8 \
+      --json "bench/serve_${m}_${mode}_http.json"
+    attn-bench "$m" --url "http://127.0.0.1:$((port + 1))" --protocol grpc --concurrency 1,8,32 --iters 8 \
+      --json "bench/serve_${m}_${mode}_grpc.json"
+    kill -TERM "$server"; wait "$server"; trap - EXIT
+  done
 done

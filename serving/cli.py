@@ -59,19 +59,27 @@ def _interrupt(signum: int, frame: Any) -> None:
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024),
               help="Concurrent requests a replica joins into one engine call.")
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0, 10_000),
-              help="How long a replica waits for more requests before running a batch.")
+              help="At most how long a replica waits for more requests while several arrive together (a lone "
+                   "request never waits; see serving/batcher.py).")
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="OIP v2 REST port.")
 @click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535), help="OIP v2 gRPC port.")
 @click.option("--ray-address", default=None,
               help="Join this Ray cluster (e.g. auto, or ray://head:10001); default: start a local one.")
 @click.option("--max-replicas-per-node", default=None, type=click.IntRange(1, 256),
               help="Spread replicas over nodes (1: at most one replica of a model per node).")
+@click.option("--in-process", is_flag=True,
+              help="Run each model's runtime in the server process itself, without Ray: no hop to a replica "
+                   "process; one replica per model, one node.")
 def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, replicas: int, max_batch: int,
                   batch_wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
-                  max_replicas_per_node: int | None) -> None:
-    """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC, on Ray Serve."""
+                  max_replicas_per_node: int | None, in_process: bool) -> None:
+    """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC, on Ray Serve (or, with
+    --in-process, from the server process itself)."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and every process we started, as on Ctrl-C
     try:
+        if in_process and (replicas > 1 or ray_address or max_replicas_per_node):
+            raise click.UsageError("--in-process serves one replica per model in this process: it cannot be "
+                                   "combined with --replicas above 1, --ray-address or --max-replicas-per-node")
         paths = _folders(folders)
         try:
             from .server import serve_folders
@@ -80,7 +88,7 @@ def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, 
                 from None
         serve_folders(paths, engine=engine, precision=precision, replicas=replicas, max_batch=max_batch,
                       wait_ms=batch_wait_ms, http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
-                      max_replicas_per_node=max_replicas_per_node)
+                      max_replicas_per_node=max_replicas_per_node, in_process=in_process)
     except AttnExportError as exc:
         click.echo(f"attn-serve: error: {exc}", err=True)
         sys.exit(exc.exit_code)

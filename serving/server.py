@@ -4,7 +4,8 @@ speaking the Open Inference Protocol (KServe v2, what Triton speaks) over REST a
     client ──OIP v2 REST/gRPC──► KServe ModelServer (ArtifactModel per folder)
                                    │  request → plain numpy arrays (never protobuf objects)
                                    ▼
-                                 Ray Serve deployment (ArtifactReplica × --replicas, any node)
+                                 Ray Serve deployment (ArtifactReplica × --replicas, any node),
+                                 or with --in-process the front process itself (no Ray)
                                    │  validate each request, then a DynamicBatcher joins compatible ones
                                    │  (a lone request runs at once; see serving/batcher.py)
                                    ▼
@@ -49,20 +50,19 @@ from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
 from .stats import ModelStats
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0})
-class ArtifactReplica:
-    """One replica: an opened runtime; concurrent requests joined up to ``max_batch`` requests."""
+class ReplicaCore:
+    """One replica's work, wherever it runs (a Ray Serve replica, or the front process with ``--in-process``):
+    an opened runtime and its dynamic batcher; concurrent requests joined up to ``max_batch`` requests."""
 
-    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float) -> None:
-        import ray
-
+    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
+                 identity: dict[str, Any]) -> None:
         self.runtime = runtimes.load(folder, engine=engine, precision=precision,
                                      device="cuda" if engine == "trt" else "cpu")
         self.max_rows = self.runtime.max_batch or 1
-        self.identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        self.identity = identity
         self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0)
 
-    async def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors are returned as values."""
         received = time.perf_counter()
         try:
@@ -78,6 +78,30 @@ class ArtifactReplica:
         return {"outputs": answer.outputs, "batch_rows": answer.batch_rows, "batch_requests": answer.batch_requests,
                 "queue_ms": timed.queue_ms, "engine_ms": timed.engine_ms,
                 "replica_ms": (time.perf_counter() - received) * 1e3, **self.identity}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class ArtifactReplica:
+    """A Ray Serve replica around one ``ReplicaCore``."""
+
+    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float) -> None:
+        import ray
+
+        identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        self.core = ReplicaCore(folder, engine, precision, max_batch, wait_ms, identity)
+
+    async def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return await self.core.infer(arrays)
+
+
+class InProcessHandle:
+    """``--in-process``: the front calls its ``ReplicaCore`` directly, as it would a Ray Serve handle."""
+
+    def __init__(self, core: ReplicaCore) -> None:
+        self.core = core
+
+    def remote(self, arrays: dict[str, np.ndarray]) -> Any:
+        return self.core.infer(arrays)
 
 
 class BinaryTensorDataPlane(DataPlane):
@@ -181,10 +205,18 @@ class ArtifactModel(InferenceModel):
 
 def serve_folders(folders: list[Path], *, engine: str, precision: str | None, replicas: int, max_batch: int,
                   wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
-                  max_replicas_per_node: int | None = None) -> None:
-    """Start (or join) Ray, deploy one application per folder, and serve them until stopped."""
-    import ray
+                  max_replicas_per_node: int | None = None, in_process: bool = False) -> None:
+    """Serve every folder until stopped: on Ray Serve replicas (started or joined), or with ``in_process``
+    from the front process itself (one replica per model, no Ray)."""
     from kserve import ModelServer
+
+    if in_process:
+        models = [ArtifactModel(folder.name, InProcessHandle(ReplicaCore(
+            str(folder.resolve()), engine, precision, max_batch, wait_ms, {"node": "in-process", "pid": os.getpid()})),
+            mf.read_manifest(folder)) for folder in folders]
+        _serve_models(ModelServer, models, http_port, grpc_port)
+        return
+    import ray
 
     ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=False,
              ignore_reinit_error=True, configure_logging=False)
@@ -200,14 +232,19 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         app = ArtifactReplica.options(**options).bind(str(folder.resolve()), engine, precision, max_batch, wait_ms)
         handle = serve.run(app, name=name, route_prefix=None)
         models.append(ArtifactModel(name, handle, manifest))
-    add_stats_route({m.name: m.stats for m in models})
     try:
-        server = ModelServer(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1)
-        server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
-        server.start(models)
+        _serve_models(ModelServer, models, http_port, grpc_port)
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _serve_models(server_class: Any, models: list[ArtifactModel], http_port: int, grpc_port: int) -> None:
+    """KServe's ModelServer (one worker process) with our binary data plane and the statistics route."""
+    add_stats_route({m.name: m.stats for m in models})
+    server = server_class(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1)
+    server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
+    server.start(models)
 
 
 def add_stats_route(stats: dict[str, ModelStats]) -> None:

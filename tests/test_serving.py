@@ -135,6 +135,12 @@ def test_concurrent_clients_get_their_own_rows_and_batches_form(server, artifact
 SPLIT = ("decode_us", "hop_us", "queue_us", "engine_us", "encode_us")
 
 
+def _parameters(result, protocol: str) -> dict:
+    response = result.get_response()
+    return response["parameters"] if protocol == "http" else \
+        {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in response.parameters.items()}
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_lone_request_does_not_wait_for_a_batch_and_says_where_its_time_went(protocol, server,
                                                                               artifacts_root) -> None:
@@ -147,9 +153,7 @@ def test_a_lone_request_does_not_wait_for_a_batch_and_says_where_its_time_went(p
         start = time.perf_counter()
         result = _infer(module, url, "c2f_ca", arrays)
         took_ms = (time.perf_counter() - start) * 1e3
-        response = result.get_response()
-        params = response["parameters"] if protocol == "http" else \
-            {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in response.parameters.items()}
+        params = _parameters(result, protocol)
         assert took_ms < 250 and params["batch_requests"] == 1 and params["queue_us"] < 50_000, (took_ms, params)
         assert all(params[k] >= -1 for k in SPLIT) and params["engine_us"] > 0
         assert sum(params[k] for k in SPLIT) <= params["server_us"] + 5 and params["server_us"] < took_ms * 1e3
@@ -182,6 +186,39 @@ def test_stats_count_successes_and_failures_apart(server, artifacts_root) -> Non
     assert after["last_inference"] >= before["last_inference"] > 0 or before["inference_count"] == 0
     status, body = server.get("/v2/models/nope/stats")
     assert status == 404 and "nope" in json.loads(body)["error"]
+
+
+def test_in_process_server_answers_without_ray(artifacts_root, tmp_path) -> None:
+    """--in-process: the same answers, split and statistics, computed in the server's own process, no Ray."""
+    import psutil
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    srv = serving_procs.start([str(folder), "--in-process"], tmp_path / "attn-serve.log", ["c2f_ca"])
+    try:
+        for protocol, module, port in (("http", httpclient, srv.http), ("grpc", grpcclient, srv.grpc)):
+            arrays = _inputs("c2f_ca", 3, 9, artifacts_root)
+            result = _infer(module, f"127.0.0.1:{port}", "c2f_ca", arrays)
+            want = _local("c2f_ca", arrays, artifacts_root)["logits"]
+            got = result.as_numpy("logits")
+            assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+            params = _parameters(result, protocol)
+            assert params["pid"] == srv.proc.pid and params["node"] == "in-process"
+            assert sum(params[k] for k in SPLIT) <= params["server_us"] + 5 and params["engine_us"] > 0
+        status, body = srv.get("/v2/models/c2f_ca/stats")
+        assert status == 200 and json.loads(body)["model_stats"][0]["inference_stats"]["success"]["count"] == 2
+        names = [psutil.Process(pid).name() for pid in srv.children if psutil.pid_exists(pid)]
+        assert not any("ray" in n or "gcs" in n for n in names), names
+    finally:
+        serving_procs.stop(srv)
+    assert srv.proc.returncode in (0, 130)
+
+
+def test_in_process_refuses_ray_options(artifacts_root) -> None:
+    from serving.cli import main as attn_serve
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    result = CliRunner().invoke(attn_serve, ["serve", str(folder), "--in-process", "--replicas", "2"])
+    assert result.exit_code == 2 and "--in-process serves one replica per model" in result.output
 
 
 BAD_REQUESTS = [
