@@ -15,7 +15,7 @@ for m in "${models[@]}"; do
   [ -f "artifacts/$m/manifest.json" ] || attn-export "$m" --opset 17 || exit $?
   attn-bench "artifacts/$m" --engine ort --batch 1,8 --warmup 2 --iters 10 --json "bench/serve_${m}_inprocess.json"
   for mode in ray in-process; do
-    flags=()  # "${flags[@]}" of an empty array: bash >= 4.4 with set -u
+    flags=()
     [ "$mode" = in-process ] && flags=(--in-process)
     port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
     attn-serve "artifacts/$m" --replicas 1 "${flags[@]}" --http-port "$port" --grpc-port $((port + 1)) \
