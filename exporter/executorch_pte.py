@@ -10,7 +10,8 @@ JSON bytes as a uint8 tensor), so a lone ``.pte`` opens with its names, dynamic 
 
 INT8 is PT2E with ``XNNPACKQuantizer`` (symmetric, per-channel weights, static activations),
 calibrated on the same arrays as the ONNX INT8. ``WIDENING_STEPS`` keeps more in float when parity
-fails, as the ONNX INT8 steps do.
+(or, with ``--eval``, the accuracy drop) fails, as the ONNX INT8 steps do: first the stem and the
+classifier, then also every element-wise operator.
 
 Why ``_check_ir_validity=False``: with executorch 1.5.1 the edge IR validity check specialises a
 bounded batch to the example's size on c2f_ca (its coordinate-attention ``mean``/``split``), so the
@@ -115,26 +116,40 @@ def bounded_program(module: nn.Module, specs: Sequence[TensorSpec], example: tup
 
 @dataclass(frozen=True)
 class PteInt8Step:
-    """One PT2E configuration: aten operators ``XNNPACKQuantizer`` must leave in float."""
+    """One PT2E configuration: aten operators ``XNNPACKQuantizer`` must leave in float, and whether the first
+    and last weighted layers (the stem and the classifier) stay in float too."""
 
     name: str
-    float_ops: tuple[str, ...]
+    float_ops: tuple[str, ...] = ()
+    float_ends: bool = False
 
 
+ELEMENTWISE = ("add", "mul", "cat", "adaptive_avg_pool2d")
+WEIGHTED = ("conv1d", "conv2d", "conv_transpose2d", "linear")
+# each step keeps in float everything the one before did, and more
 WIDENING_STEPS = (
-    PteInt8Step("default", ()),
-    PteInt8Step("convolutions and linears only", ("add", "mul", "cat", "adaptive_avg_pool2d")),
+    PteInt8Step("default"),
+    PteInt8Step("first and last layers in float", float_ends=True),
+    PteInt8Step("convolutions and linears only, first and last in float", ELEMENTWISE, float_ends=True),
 )
 
 
-def _quantizer(step: PteInt8Step) -> Any:
+def _op(node: Any) -> str:
+    return getattr(node.target, "__name__", "").split(".")[0]
+
+
+def _quantizer(step: PteInt8Step, graph: torch.fx.Graph) -> Any:
+    """``XNNPACKQuantizer`` (symmetric, per-channel) that skips ``step``'s operators and, with ``float_ends``,
+    the first and last weighted layers of ``graph``: the layers whose INT8 error every later one inherits
+    (the stem) or that decides the class (the classifier), as ModelOpt and TensorRT users commonly do."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
 
+    weighted = [n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED]
+    ends = {weighted[0], weighted[-1]} if step.float_ends and weighted else set()
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    if step.float_ops:
-        quantizer.set_filter_function(
-            lambda node: getattr(node.target, "__name__", "").split(".")[0] not in step.float_ops)
+    if step.float_ops or ends:
+        quantizer.set_filter_function(lambda node: _op(node) not in step.float_ops and node.name not in ends)
     return quantizer
 
 
@@ -153,7 +168,7 @@ def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple
 
     shapes = bounded_shapes(specs, max_batch)
     captured = torch.export.export(module, example, dynamic_shapes=shapes).module()
-    prepared = prepare_pt2e(captured, _quantizer(step))
+    prepared = prepare_pt2e(captured, _quantizer(step, captured.graph))
     with torch.no_grad():
         for rows in _rows(calibration, [s.name for s in specs], max_batch):
             prepared(*rows)
@@ -171,6 +186,6 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
         program = quantize_pt2e(module, specs, example, max_batch, calibration, step)
         report = lower_to_pte(program, out_path, specs, outputs)
         return {**report, "quantizer": "XNNPACKQuantizer (symmetric, per-channel)", "float_ops": list(step.float_ops),
-                "samples": len(next(iter(calibration.values())))}
+                "float_ends": step.float_ends, "samples": len(next(iter(calibration.values())))}
 
     return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
