@@ -144,7 +144,7 @@ def _parameters(result, protocol: str) -> dict:
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_lone_request_does_not_wait_for_a_batch_and_says_where_its_time_went(protocol, server,
                                                                               artifacts_root) -> None:
-    """--batch-wait-ms 500: one client's requests come back far sooner, and the split fits the server's wall."""
+    """--batch-wait-ms 500: one client's requests never wait for a batch, and the split fits the server's wall."""
     module, url = (httpclient, f"127.0.0.1:{server.http}") if protocol == "http" else \
         (grpcclient, f"127.0.0.1:{server.grpc}")
     arrays = _inputs("c2f_ca", 1, 21, artifacts_root)
@@ -154,7 +154,10 @@ def test_a_lone_request_does_not_wait_for_a_batch_and_says_where_its_time_went(p
         result = _infer(module, url, "c2f_ca", arrays)
         took_ms = (time.perf_counter() - start) * 1e3
         params = _parameters(result, protocol)
-        assert took_ms < 250 and params["batch_requests"] == 1 and params["queue_us"] < 50_000, (took_ms, params)
+        # the 500 ms window is not paid: nothing queued, and all but the engine's own time well under it (the
+        # engine's time is the CPU's: a busy 2-core machine can make one call take most of a second)
+        assert params["batch_requests"] == 1 and params["queue_us"] < 50_000, (took_ms, params)
+        assert took_ms - params["engine_us"] / 1e3 < 250, (took_ms, params)
         assert all(params[k] >= -1 for k in SPLIT) and params["engine_us"] > 0
         assert sum(params[k] for k in SPLIT) <= params["server_us"] + 5 and params["server_us"] < took_ms * 1e3
 
