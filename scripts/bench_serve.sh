@@ -17,8 +17,12 @@ for m in "${models[@]}"; do
   for mode in ray in-process; do
     flags=()
     [ "$mode" = in-process ] && flags=(--in-process)
-    port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-    attn-serve "artifacts/$m" --replicas 1 "${flags[@]}" --http-port "$port" --grpc-port $((port + 1)) \
+    read -r port grpc_port < <(python -c "
+import socket
+held = [socket.socket() for _ in range(2)]
+for s in held: s.bind(('127.0.0.1', 0))
+print(*(s.getsockname()[1] for s in held))")  # two free ports (port + 1 may be Ray's)
+    attn-serve "artifacts/$m" --replicas 1 "${flags[@]}" --http-port "$port" --grpc-port "$grpc_port" \
       > "bench/serve_${m}_$mode.log" 2>&1 &
     server=$!
     trap 'kill -TERM $server 2>/dev/null; wait $server' EXIT
@@ -26,7 +30,7 @@ for m in "${models[@]}"; do
     echo "== $m on attn-serve ($mode)"
     attn-bench "$m" --url "http://127.0.0.1:$port" --concurrency 1,8,32 --iters 8 \
       --json "bench/serve_${m}_${mode}_http.json"
-    attn-bench "$m" --url "http://127.0.0.1:$((port + 1))" --protocol grpc --concurrency 1,8,32 --iters 8 \
+    attn-bench "$m" --url "http://127.0.0.1:$grpc_port" --protocol grpc --concurrency 1,8,32 --iters 8 \
       --json "bench/serve_${m}_${mode}_grpc.json"
     kill -TERM "$server"; wait "$server"; trap - EXIT
   done
