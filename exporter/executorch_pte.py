@@ -166,14 +166,13 @@ def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple
     ``max_batch`` rows, convert, and export the quantized module with the same bounds."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    shapes = bounded_shapes(specs, max_batch)
-    captured = torch.export.export(module, example, dynamic_shapes=shapes).module()
+    captured = bounded_program(module, specs, example, max_batch).module()
     prepared = prepare_pt2e(captured, _quantizer(step, captured.graph))
     with torch.no_grad():
         for rows in _rows(calibration, [s.name for s in specs], max_batch):
             prepared(*rows)
     converted = convert_pt2e(prepared)
-    return torch.export.export(converted, example, dynamic_shapes=shapes)
+    return bounded_program(converted, specs, example, max_batch)
 
 
 def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
