@@ -9,6 +9,8 @@ from typing import Any
 from exporter.pipeline import ExportOptions, export
 from runtimes.manifest import BatchProfile
 
+from .conftest import slim_model_args
+
 TEST_PROFILE = BatchProfile(1, 2, 4)
 _DONE: dict[str, dict[str, Any]] = {}
 # beyond ONNX + FP16: what the contract, hostile and mobile suites open (c2f_ca lowers to ExecuTorch with
@@ -28,7 +30,8 @@ def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
 def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per session."""
     if name not in _DONE:
-        _DONE[name] = export(name, root, options=small_options(fp16=True, **EXTRA_ARTIFACTS.get(name, {})))
+        _DONE[name] = export(name, root, model_args=slim_model_args(name),
+                             options=small_options(fp16=True, **EXTRA_ARTIFACTS.get(name, {})))
     return root / name, _DONE[name]
 
 

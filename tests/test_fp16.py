@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import onnx
-import pytest
 
 from exporter import fp16
 from .exports import exported

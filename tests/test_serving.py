@@ -346,7 +346,7 @@ def test_triton_repositories_parse_into_tritons_schema(model_name, artifacts_roo
     for entry in entries:
         config = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         source = folder / manifest["artifacts"][sources[entry.name.rsplit("_", 1)[1]]]
-        assert (entry / "1" / "model.onnx").read_bytes() == source.read_bytes()
+        assert (entry / "1" / "model.onnx").samefile(source)  # one filesystem: a hard link, not a 2nd copy
         assert config.name == entry.name and config.platform == "onnxruntime_onnx" and config.max_batch_size == 4
         assert [i.name for i in config.input] == [i["name"] for i in manifest["inputs"]]
         assert [list(i.dims) for i in config.input] == [[d if isinstance(d, int) else -1 for d in i["shape"][1:]]
@@ -357,6 +357,22 @@ def test_triton_repositories_parse_into_tritons_schema(model_name, artifacts_roo
         assert config.dynamic_batching.max_queue_delay_microseconds == 500
         assert config.instance_group[0].count == 2 and config.instance_group[0].kind == \
             model_config_pb2.ModelInstanceGroup.KIND_CPU
+
+
+def test_triton_repository_copies_across_filesystems(artifacts_root, tmp_path, monkeypatch) -> None:
+    """Where a hard link is refused (another filesystem: EXDEV), the entry is a full copy."""
+    import errno
+
+    from serving.triton_repo import write_repository
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    folder, manifest = exported("c2f_ca", artifacts_root)
+    monkeypatch.setattr(os, "link", cross_device)
+    entry = write_repository([folder], tmp_path / "repo")[0]
+    copied, source = entry / "1" / "model.onnx", folder / manifest["artifacts"]["onnx"]
+    assert not copied.samefile(source) and copied.read_bytes() == source.read_bytes()
 
 
 def test_attn_export_triton_repo_and_trt_entries(tmp_path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 import types
 
-import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
@@ -16,7 +15,6 @@ from exporter import cli, trt_readiness
 from exporter.errors import EngineBuildError
 from exporter.trt_build import choose_build_path, engine_record, profile_shapes
 from exporter.zoo import create_model
-from runtimes.errors import BackendUnavailableError
 from runtimes.manifest import BatchProfile
 from runtimes.specs import TensorSpec
 

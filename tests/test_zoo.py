@@ -46,6 +46,17 @@ def test_parameter_counts_match_seeds(name: str, count: int) -> None:
     assert sum(p.numel() for p in model.parameters()) == count
 
 
+def test_slim_vgg_head_keeps_keys_and_drops_the_fc_weights() -> None:
+    """``classifier_width`` (what the suite exports) narrows fc6/fc7 only: same keys, 117 M fewer weights."""
+    full, slim = create_model("vgg16_cross").state_dict(), small_model("vgg16_cross").state_dict()
+    assert list(full) == list(slim)
+    changed = {k for k in full if full[k].shape != slim[k].shape}
+    assert changed == {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    assert slim["classifier.0.weight"].shape == (256, 512 * 7 * 7)
+    dropped = sum(full[k].numel() for k in changed) - sum(slim[k].numel() for k in changed)
+    assert dropped == (25088 + 4096 + 1000) * 4096 + 4096 * 2 + 1000 - ((25088 + 256 + 10) * 256 + 256 * 2 + 10)
+
+
 def test_batch_rows_are_independent(model_name: str) -> None:
     """Row i of a batch-3 run equals a batch-1 run on row i: nothing mixes or bakes the batch."""
     model = small_model(model_name)

@@ -17,6 +17,24 @@ from .layers import CrossAttention, MultiHeadCrossAttention, MultiScaleAttention
 from .layers._attention import from_tokens, to_tokens
 
 VGG16_POOL_INDICES = (4, 9, 16, 23, 30)
+VGG16_CLASSIFIER_WIDTH = 4096  # torchvision's (and the articles') fc6/fc7 width: 120 M of VGG16's 138 M parameters
+
+
+def vgg16_parts(num_classes: int, classifier_width: int) -> tuple[nn.Sequential, nn.Module, nn.Sequential]:
+    """torchvision VGG16's (features, avgpool, classifier); a ``classifier_width`` other than 4096 swaps
+    fc6/fc7 for narrower ones under the same keys and init (a slim head: VGG16 drops from 528 MB to ~70 MB
+    at 256, the attention and the convolutions unchanged)."""
+    vgg = vgg16(num_classes=num_classes)
+    if classifier_width != VGG16_CLASSIFIER_WIDTH:
+        vgg.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, classifier_width), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(classifier_width, classifier_width), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(classifier_width, num_classes))
+        for layer in vgg.classifier:
+            if isinstance(layer, nn.Linear):  # torchvision VGG's init, so random-weight logits keep their scale
+                nn.init.normal_(layer.weight, 0, 0.01)
+                nn.init.zeros_(layer.bias)
+    return vgg.features, vgg.avgpool, vgg.classifier
 
 
 class VGG16CrossAttention(ZooModel):
@@ -31,10 +49,9 @@ class VGG16CrossAttention(ZooModel):
     input_specs = (IMAGE, TensorSpec("context", (BATCH, 512, 7, 7)))
     torchvision_arch = "vgg16"
 
-    def __init__(self, num_classes: int, attention: nn.Module) -> None:
+    def __init__(self, num_classes: int, attention: nn.Module, classifier_width: int) -> None:
         super().__init__(num_classes)
-        vgg = vgg16(num_classes=num_classes)
-        self.features, self.avgpool, self.classifier = vgg.features, vgg.avgpool, vgg.classifier
+        self.features, self.avgpool, self.classifier = vgg16_parts(num_classes, classifier_width)
         self.context_pool = nn.AdaptiveAvgPool2d((7, 7))
         self.cross_attention = attention
 
@@ -60,10 +77,9 @@ class VGG16MultiLevelCrossAttention(ZooModel):
     torchvision_prefixes = ("", "context_")
     STAGE_ENDS = (10, 17, 24)  # after the pools closing the 128-, 256-, 512-channel blocks
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, classifier_width: int) -> None:
         super().__init__(num_classes)
-        vgg = vgg16(num_classes=num_classes)
-        self.features, self.avgpool, self.classifier = vgg.features, vgg.avgpool, vgg.classifier
+        self.features, self.avgpool, self.classifier = vgg16_parts(num_classes, classifier_width)
         self.context_features = make_layers(cfgs["D"])[: self.STAGE_ENDS[-1]]
         self.attentions = nn.ModuleList(CrossAttention(c) for c in (128, 256, 512))
 
@@ -96,43 +112,44 @@ class VGG16MultiScaleAttention(ZooModel):
 
     torchvision_arch = "vgg16"
 
-    def __init__(self, num_classes: int, attention_positions: Sequence[int], reduction_ratio: int) -> None:
+    def __init__(self, num_classes: int, attention_positions: Sequence[int], reduction_ratio: int,
+                 classifier_width: int) -> None:
         super().__init__(num_classes)
-        vgg = vgg16(num_classes=num_classes)
+        features, self.avgpool, self.classifier = vgg16_parts(num_classes, classifier_width)
         channels, convs_before = 3, {}
-        for i, layer in enumerate(vgg.features):
+        for i, layer in enumerate(features):
             convs_before[i] = channels
             if isinstance(layer, nn.Conv2d):
                 channels = layer.out_channels
         for pos in attention_positions:
             if pos not in convs_before:
-                raise ValueError(f"attention position {pos} is outside vgg16.features (0..{len(vgg.features) - 1})")
-            vgg.features[pos] = nn.Sequential(
-                MultiScaleAttention(convs_before[pos], reduction_ratio), vgg.features[pos]
-            )
-        self.features, self.avgpool, self.classifier = vgg.features, vgg.avgpool, vgg.classifier
+                raise ValueError(f"attention position {pos} is outside vgg16.features (0..{len(features) - 1})")
+            features[pos] = nn.Sequential(MultiScaleAttention(convs_before[pos], reduction_ratio), features[pos])
+        self.features = features
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(image)), 1))
 
 
 @register_model(seed="000 §1-§3", summary="VGG16 + single-head cross attention with a context map")
-def vgg16_cross(num_classes: int = 1000) -> ZooModel:
-    return VGG16CrossAttention(num_classes, CrossAttention(512))
+def vgg16_cross(num_classes: int = 1000, classifier_width: int = VGG16_CLASSIFIER_WIDTH) -> ZooModel:
+    return VGG16CrossAttention(num_classes, CrossAttention(512), classifier_width)
 
 
 @register_model(seed="000 §5.1", summary="VGG16 + 8-head cross attention with a context map")
-def vgg16_cross_mh(num_classes: int = 1000, num_heads: int = 8) -> ZooModel:
-    return VGG16CrossAttention(num_classes, MultiHeadCrossAttention(512, num_heads))
+def vgg16_cross_mh(num_classes: int = 1000, num_heads: int = 8,
+                   classifier_width: int = VGG16_CLASSIFIER_WIDTH) -> ZooModel:
+    return VGG16CrossAttention(num_classes, MultiHeadCrossAttention(512, num_heads), classifier_width)
 
 
 @register_model(seed="000 §5.2", summary="VGG16 + cross attention at 3 levels, context VGG stream")
-def vgg16_cross_ml(num_classes: int = 1000) -> ZooModel:
-    return VGG16MultiLevelCrossAttention(num_classes)
+def vgg16_cross_ml(num_classes: int = 1000, classifier_width: int = VGG16_CLASSIFIER_WIDTH) -> ZooModel:
+    return VGG16MultiLevelCrossAttention(num_classes, classifier_width)
 
 
 @register_model(seed="001", summary="VGG16 + multi-scale attention before each pool")
 def vgg16_msa(
-    num_classes: int = 1000, attention_positions: Sequence[int] = VGG16_POOL_INDICES, reduction_ratio: int = 16
+    num_classes: int = 1000, attention_positions: Sequence[int] = VGG16_POOL_INDICES, reduction_ratio: int = 16,
+    classifier_width: int = VGG16_CLASSIFIER_WIDTH,
 ) -> ZooModel:
-    return VGG16MultiScaleAttention(num_classes, attention_positions, reduction_ratio)
+    return VGG16MultiScaleAttention(num_classes, attention_positions, reduction_ratio, classifier_width)
