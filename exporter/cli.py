@@ -18,20 +18,19 @@ from typing import Any
 
 import click
 
-from runtimes._click import FiniteFloatRange
+from runtimes.cli_support import FiniteFloatRange, exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
+from runtimes.optional import install_command
 
 from .parity import Tolerance
 
-EXIT_INTERRUPTED = 130
-EXIT_ENVIRONMENT = 2
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 EXPORT_STACK = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "modelopt")
-INSTALL_EXPORT = "pip install 'attn-export[export]'"
+INSTALL_EXPORT = install_command("export")
 
 
 def require_export_stack() -> None:
@@ -113,7 +112,7 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--executorch", is_flag=True,
               help="Also write model.pte (ExecuTorch, XNNPACK, batch bounded by --batch MAX) and, with --int8, "
                    "model.int8.pte (PT2E XNNPACKQuantizer), each checked through ExecuTorch's runtime "
-                   "(needs pip install 'attn-export[executorch]').")
+                   f"(needs {install_command('executorch')}).")
 @click.option("--openvino", is_flag=True,
               help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
@@ -141,7 +140,9 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
     from .progress import stderr_printer
 
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill is handled like Ctrl-C
-    try:
+    with exit_on_errors("attn-export", output=out, write_hint="; free space or choose another --out",
+                        interrupted=f"interrupted; nothing under {out}/ was changed (the unfinished export was "
+                                    "discarded)", traceback=verbose):
         require_export_stack()
         if list_zoo:
             from .zoo_table import format_table, zoo_table
@@ -197,21 +198,6 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
                 click.echo(f"triton repository entry: {entry}", err=True)
         if failures:
             sys.exit(max(f.exit_code for f in failures))
-    except AttnExportError as exc:
-        if verbose:
-            raise
-        click.echo(f"attn-export: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except OSError as exc:  # disk full, file size limit, permissions: the environment, not the model
-        if verbose:
-            raise
-        click.echo(f"attn-export: error: cannot write {exc.filename or out}: {exc.strerror or exc}; "
-                   "free space or choose another --out", err=True)
-        sys.exit(EXIT_ENVIRONMENT)
-    except KeyboardInterrupt:
-        click.echo(f"attn-export: interrupted; nothing under {out}/ was changed (the unfinished export was "
-                   "discarded)", err=True)
-        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

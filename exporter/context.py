@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from runtimes import manifest as mf
-from runtimes._io import write_json
+from runtimes.fileio import write_json
 from runtimes.accuracy import Accuracy, evaluate
 from runtimes.labels import LabelledImages
 

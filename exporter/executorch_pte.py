@@ -30,15 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtimes._io import atomic_path
-from runtimes.errors import BackendUnavailableError
 from runtimes.executorch_rt import IO_METHOD
+from runtimes.fileio import atomic_path
+from runtimes.optional import require
 from runtimes.specs import BATCH, TensorSpec
 
 from .errors import ExportError
 from .widening import widen_until_parity
 
-INSTALL_HINT = "pip install 'attn-export[executorch]'"
 # graph plumbing and INT8 Q/DQ, not compute: left out of the counts (as Q/DQ nodes are in the ONNX INT8 report)
 BOOKKEEPING_OPS = ("getitem", "sym_size")
 QDQ_PREFIX = "quantized_decomposed_"
@@ -46,11 +45,7 @@ QDQ_PREFIX = "quantized_decomposed_"
 
 def executorch_version() -> str:
     """The installed ExecuTorch version; exit 2 naming the extra when it is missing."""
-    try:
-        from executorch.version import __version__
-    except ImportError:
-        raise BackendUnavailableError(f"--executorch needs ExecuTorch: {INSTALL_HINT}") from None
-    return str(__version__)
+    return str(require("executorch.version", "--executorch", "executorch").__version__)
 
 
 def bounded_shapes(specs: Sequence[TensorSpec], max_batch: int) -> tuple[dict[int, Any], ...]:

@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtimes.specs import BATCH, TensorSpec, random_inputs
+from runtimes.dtypes import NUMPY_NAMES
+from runtimes.specs import BATCH, TensorSpec, default_output_name, random_inputs
 
 from .errors import ModelSourceError
 from .tracing import trace_program
 
 DEFAULT_EXAMPLE_DIM = 16  # size of a named axis other than batch in example inputs, unless max_dims is smaller
 _EXAMPLE_BATCH = 2
-_DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8", "int8")
 _INPUT_SYNTAX = "NAME:SHAPE[:DTYPE[:LOW..HIGH]], e.g. image:batch,3,224,224 or ids:batch,seq:int64:0..30522"
 
 
@@ -45,8 +45,8 @@ def parse_input(text: str) -> TensorSpec:
         else:
             raise ModelSourceError(f"--input {text!r}: dim {dim!r} is neither a positive size nor an axis name")
     dtype = parts[2] if len(parts) > 2 and parts[2] else "float32"
-    if dtype not in _DTYPES:
-        raise ModelSourceError(f"--input {text!r}: dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
+    if dtype not in NUMPY_NAMES:
+        raise ModelSourceError(f"--input {text!r}: dtype {dtype!r} is not one of {', '.join(NUMPY_NAMES)}")
     value_range = None
     if len(parts) == 4:
         match = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", parts[3])
@@ -164,7 +164,7 @@ def infer_output_specs(module: nn.Module, input_specs: Sequence[TensorSpec], nam
         raise
     specs = []
     for i, out in enumerate(base):
-        name = names[i] if names else f"output{i}"
+        name = names[i] if names else default_output_name(i)
         shape: list[int | str] = []
         for d, size in enumerate(out.shape):
             followers = [a for a in axes if grown[a][i].shape[d] != size]

@@ -21,9 +21,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 
 from .errors import ExportError
+from .onnx_export import default_opset
 from .widening import widen_until_parity
 
 REDUCTION_OPS = ("ReduceMean", "ReduceSum", "Pow", "Sqrt", "LayerNormalization")
@@ -114,7 +115,7 @@ def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Se
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
     return {"tool": "modelopt.onnx.autocast", "step": step.name, "data_max": step.data_max,
-            "opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            "opset": default_opset(model),
             **precision_report(model, kept)}
 
 

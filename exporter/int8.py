@@ -27,11 +27,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 from runtimes.images import image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
 from .errors import ExportError
+from .onnx_export import default_opset
 from .photos import image_size, photo_inputs, with_images
 from .widening import widen_until_parity
 
@@ -132,7 +133,7 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
             raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).strip().splitlines()[0][:300]}") \
                 from exc
         model = onnx.load(str(staged))
-        written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        written = default_opset(model)
         if written != int8_opset(opset):
             raise ExportError(f"ModelOpt wrote opset {written} for the INT8 file, expected {int8_opset(opset)}")
         onnx.save(model, str(tmp))

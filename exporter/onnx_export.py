@@ -15,7 +15,7 @@ from typing import Sequence
 import onnx
 import torch
 
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 from runtimes.errors import AttnExportError
 from runtimes.specs import TensorSpec
 

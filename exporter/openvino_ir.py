@@ -11,15 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from runtimes.optional import require
+
 from .errors import ExportError
 
 
 def write_ir(onnx_path: Path, xml_path: Path) -> tuple[Path, Path]:
     """Convert ``onnx_path`` and save it as ``xml_path`` and its ``.bin``; returns both paths."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise ExportError("--openvino needs OpenVINO: pip install 'attn-export[openvino]'") from None
+    ov = require("openvino", "--openvino", "openvino")
     bin_path = xml_path.with_suffix(".bin")
     try:
         model = ov.convert_model(str(onnx_path))

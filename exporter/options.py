@@ -34,6 +34,11 @@ class ExportOptions:
     calib: str | None = None  # INT8 calibration: a folder of images or an .npz (default: samples, else photos)
     calib_method: str = "max"
     calib_size: int = 32
-    engine: str | None = None  # "trt": also build model.engine (implies fp16); with int8 also model.int8.engine
+    engine: str | None = None  # "trt" (--engine): also build model.engine (implies fp16); with int8 model.int8.engine
     workspace_gib: float = 4.0
     timing_cache: str | None = None
+
+    @property
+    def builds_tensorrt(self) -> bool:
+        """``--engine`` was given (its one choice is TensorRT): build and check the engines."""
+        return self.engine is not None

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 
 from .errors import ExportError
 

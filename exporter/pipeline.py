@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def ensure_writable(folder: Path) -> None:
+def ensure_folder_writable(folder: Path) -> None:
     """Create ``folder`` and prove a file can be written there, or raise one clear line."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def export_module(
         calib_arrays = read_npz(opts.calib, model.input_specs, "--calib") \
             if opts.calib and Path(opts.calib).suffix == ".npz" else None
         labelled = image_folder(opts.eval_data) if opts.eval_data else None
-    ensure_writable(out)
+    ensure_folder_writable(out)
     for stale in staging.clean_stale(out, label):
         printer(f"[{label}] removed {stale.name}, left by a killed export")
     folder = staging.make_staging(out, label)

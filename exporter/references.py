@@ -18,6 +18,7 @@ import runtimes
 from runtimes.base import Runtime
 from runtimes.manifest import BatchProfile
 from runtimes.providers import cuda_usable
+from runtimes.selection import default_device
 from runtimes.specs import BATCH, random_inputs
 
 from .export_model import ExportModel
@@ -80,10 +81,10 @@ def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: To
 
 
 def open_candidate(path: Path, engine: str, precision: str | None = None) -> Runtime:
-    """``path`` opened with ``engine`` at ``precision``: ort on CUDA where usable, else CPU; trt on CUDA;
-    openvino on CPU."""
-    device = "cuda" if engine == "trt" or (engine == "ort" and cuda_usable()) else "cpu"
-    return runtimes.load(path, engine=engine, device=device, precision=precision)
+    """``path`` opened with ``engine`` at ``precision``, on CUDA where onnxruntime can use it and the engine
+    runs there, else on the engine's own device (``runtimes.selection.default_device``)."""
+    return runtimes.load(path, engine=engine, device=default_device(engine, prefer_cuda=cuda_usable()),
+                         precision=precision)
 
 
 def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance,

@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from runtimes import torch_rt
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
@@ -31,9 +31,6 @@ from .references import reference_sets
 from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
-# TensorRT precision → (manifest artifact key, file name, what the parity report calls it)
-ENGINE_ARTIFACTS = {"fp16": ("engine", "model.engine", "TensorRT engine"),
-                    "int8": ("engine_int8", "model.int8.engine", "TensorRT INT8 engine")}
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ def run_graph_checks(ctx: ExportContext) -> None:
     readiness = ctx.manifest["trt_readiness"] = trt_readiness.check(graph)
     for warning in readiness["warnings"]:
         ctx.printer(f"[{ctx.label}] TensorRT readiness: warning: {warning}")
-    if ctx.options.engine == "trt" and readiness["errors"]:
+    if ctx.options.builds_tensorrt and readiness["errors"]:
         raise EngineBuildError("the ONNX graph is not TensorRT-ready", readiness["errors"])
 
 
@@ -220,20 +217,20 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
 
     def run(ctx: ExportContext) -> None:
         opts = ctx.options
-        key, file, what = ENGINE_ARTIFACTS[precision]
-        engine_path = ctx.folder / file
+        build = trt_build.BUILD_PATHS[precision]
+        key, engine_path = build.key, ctx.folder / build.file
         sources = {k: ctx.path(k) for k in ("onnx_fp16", "onnx_int8") if k in ctx.manifest["artifacts"]}
         ctx.manifest[key] = trt_build.build_engine(
             sources, engine_path, ctx.model.input_specs, opts.batch, precision=precision,
             workspace_gib=opts.workspace_gib, timing_cache=Path(opts.timing_cache) if opts.timing_cache else None,
             printer=ctx.printer)
-        source = ctx.manifest["artifacts"][trt_build.BUILD_PATHS[precision].source]
+        source = ctx.manifest["artifacts"][build.source]
         ctx.manifest[key]["trtexec"] = " ".join(trtexec.trtexec_command(  # NVIDIA's tool, same engine, in the folder
             Path(source), ctx.manifest[key], opts.batch.max, opts.workspace_gib))
         ctx.add_artifact(key, engine_path)
         tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
-        report = ctx.check(engine_path, "trt", tolerance, precision=precision)
-        ctx.record_parity(key, what, report)
+        report = ctx.check(engine_path, opts.engine, tolerance, precision=precision)
+        ctx.record_parity(key, build.title, report)
 
     return run
 
@@ -254,16 +251,16 @@ STAGES: tuple[Stage, ...] = (
                       f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
     Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino),
-    Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.engine == "trt", run_fp16),
+    Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.builds_tensorrt, run_fp16),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
           lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),
     Stage("executorch .pte (XNNPACK) + parity", lambda o: o.executorch, run_executorch,
           requires=executorch_pte.executorch_version),
     Stage("executorch int8 .pte (PT2E XNNPACKQuantizer) + parity", lambda o: o.executorch and o.int8,
           run_executorch_int8, requires=executorch_pte.executorch_version),
-    Stage("tensorrt fp16 build + parity", lambda o: o.engine == "trt", tensorrt_stage("fp16"),
+    Stage("tensorrt fp16 build + parity", lambda o: o.builds_tensorrt, tensorrt_stage("fp16"),
           requires=_tensorrt_and_gpu),
-    Stage("tensorrt int8 build + parity", lambda o: o.engine == "trt" and o.int8, tensorrt_stage("int8"),
+    Stage("tensorrt int8 build + parity", lambda o: o.builds_tensorrt and o.int8, tensorrt_stage("int8"),
           requires=_tensorrt_and_gpu),
 )
 

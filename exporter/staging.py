@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from runtimes import manifest as mf
-from runtimes._io import UMASK
+from runtimes.fileio import UMASK
 
 
 def _hidden(out: Path, label: str, kind: str) -> list[Path]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from runtimes._io import atomic_path
+from runtimes.fileio import atomic_path
 from runtimes.manifest import BatchProfile
 from runtimes.specs import BATCH, TensorSpec
 from runtimes.trt_common import cuda_device_info, import_tensorrt, trt_major
@@ -30,15 +30,21 @@ from .progress import Printer, silent
 
 @dataclass(frozen=True)
 class BuildPath:
-    """Which ONNX a precision is built from (always strongly typed: the file's types decide)."""
+    """Which ONNX a precision is built from (always strongly typed: the file's types decide), and the
+    engine it becomes: its manifest artifact key (a row of ``runtimes.selection``), file and report title."""
 
     source: str  # "onnx_fp16" (mixed-precision file) or "onnx_int8" (Q/DQ file)
     precision: str
+    key: str
+    file: str
+    title: str
 
 
 BUILD_PATHS = {
-    "fp16": BuildPath("onnx_fp16", "fp16 (strongly typed, from model.fp16.onnx)"),
-    "int8": BuildPath("onnx_int8", "int8 (strongly typed Q/DQ, from model.int8.onnx)"),
+    "fp16": BuildPath("onnx_fp16", "fp16 (strongly typed, from model.fp16.onnx)", "engine", "model.engine",
+                      "TensorRT engine"),
+    "int8": BuildPath("onnx_int8", "int8 (strongly typed Q/DQ, from model.int8.onnx)", "engine_int8",
+                      "model.int8.engine", "TensorRT INT8 engine"),
 }
 
 

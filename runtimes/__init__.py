@@ -18,7 +18,8 @@ from typing import Any
 from . import manifest as mf
 from .base import Runtime, TensorInfo
 from .errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
-from .selection import BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, normalise_precision
+from .selection import (BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, default_device,
+                        normalise_precision)
 
 __all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "verify", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
@@ -45,7 +46,7 @@ def backend(engine: str) -> type[Runtime]:
     return cls
 
 
-def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu", precision: str | None = None,
+def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None = None, precision: str | None = None,
          *, verify: bool = True, **options: Any) -> Runtime:
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
     ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.pte`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
@@ -60,6 +61,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
     """
     target = Path(path)
     cls = backend(engine)
+    device = device or default_device(engine)
     wanted = normalise_precision(precision, engine)
     if target.is_dir():
         manifest = mf.read_manifest(target)
@@ -67,8 +69,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str = "cpu",
         key = artifact_key(manifest["artifacts"], engine, wanted)
         file = mf.artifact(target, manifest, key, verify=verify)
         options.setdefault("max_batch", manifest["batch"]["max"])
-        if engine == "trt":
-            options.setdefault("engine_meta", manifest.get(key))
+        options.setdefault("artifact_record", manifest.get(key))
         runtime = cls(file, device=device, precision=wanted, input_specs=mf.input_specs(manifest),
                       output_specs=mf.output_specs(manifest), **options)
     elif target.is_file():

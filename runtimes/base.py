@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError
 from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
-from .specs import BATCH, TensorSpec, random_inputs
+from .specs import BATCH, TensorSpec, is_default_output_name, random_inputs
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,6 @@ def check_values(spec: TensorSpec, value: np.ndarray, check_finite: bool) -> Non
         raise InputSpecError(f"input {spec.name!r}: contains NaN or Inf (check_finite=True)")
 
 
-def _generic(name: str) -> bool:
-    """Names a backend invents when the file has none (torch outputs: ``output0``)."""
-    return name.startswith("output") and name[6:].isdigit()
-
-
 def check_specs_agree(file: str, kind: str, declared: Sequence[TensorSpec] | None,
                       found: Sequence[TensorSpec]) -> None:
     """The manifest's specs and the ones the engine read from the file must name the same tensors, with
@@ -77,7 +72,7 @@ def check_specs_agree(file: str, kind: str, declared: Sequence[TensorSpec] | Non
         raise ArtifactError(f"{file} has {len(found)} {kind}s but the manifest declares {len(declared)}: "
                             "the file belongs to another model; re-export")
     for want, have in zip(declared, found):
-        if not _generic(have.name) and want.name != have.name:
+        if not is_default_output_name(have.name) and want.name != have.name:
             raise ArtifactError(f"{file}: {kind} {have.name!r} where the manifest declares {want.name!r}: "
                                 "the file belongs to another model; re-export")
         if len(want.shape) != len(have.shape) or want.dtype != have.dtype or any(
@@ -94,11 +89,14 @@ class Runtime(ABC):
 
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str | None = None,
                  max_batch: int | None = None, input_specs: Sequence[TensorSpec] | None = None,
-                 output_specs: Sequence[TensorSpec] | None = None, check_finite: bool = False) -> None:
+                 output_specs: Sequence[TensorSpec] | None = None, check_finite: bool = False,
+                 artifact_record: Mapping[str, Any] | None = None) -> None:
         """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens).
 
         ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``);
-        ``max_batch`` the largest batch one engine call gets (larger inputs are chunked)."""
+        ``max_batch`` the largest batch one engine call gets (larger inputs are chunked);
+        ``artifact_record`` the manifest's record of this artifact where it has one (TensorRT: the version
+        and GPU that built the plan), checked by the backend at open."""
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             raise OptionError(f"max_batch must be a positive integer or None, got {max_batch!r}")
         self.path = Path(path)
@@ -106,6 +104,7 @@ class Runtime(ABC):
         self.check_finite = check_finite
         self.precision = self.resolve_precision(normalise_precision(precision, self.engine))
         self.max_batch = max_batch
+        self.artifact_record = artifact_record
         self._input_specs = tuple(input_specs) if input_specs else None
         self._output_specs = tuple(output_specs) if output_specs else None
         self._state = "new"

@@ -176,7 +176,7 @@ def format_accuracy_table(rows: Sequence[tuple[str, dict[str, Any]]], source: st
 def plot_accuracy(points: Sequence[tuple[str, float, float]], path: str, title: str) -> None:
     """PNG of top-1 against p50 latency, one point per engine:precision (``(label, p50 ms, top-1)``)."""
     plt = _pyplot()
-    from ._io import atomic_path
+    from .fileio import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, latency, top1 in points:
@@ -203,7 +203,7 @@ def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> Non
     """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server),
     one line per engine."""
     plt = _pyplot()
-    from ._io import atomic_path
+    from .fileio import atomic_path
 
     fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(10, 4))
     engines: dict[str, list[Any]] = {}

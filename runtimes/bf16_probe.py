@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .optional import require
+
 GEMM_SIZE = 1024
 REPEATS = 12
 
@@ -40,8 +42,7 @@ def _seconds_per_call(compiled: Any, x: np.ndarray, repeats: int) -> float:
 
 def gemm_speedup(core: Any, size: int = GEMM_SIZE, repeats: int = REPEATS) -> dict[str, float]:
     """f32 and BF16 seconds per ``size``³ MatMul on OpenVINO's CPU plugin, and f32/BF16 (>1: BF16 faster)."""
-    import openvino as ov
-
+    ov = require("openvino", "the BF16 probe", "openvino")
     x = np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
     seconds = {}
     for hint in ("f32", "bf16"):

@@ -14,8 +14,8 @@ import click
 from typing import Any, Callable
 
 from . import accuracy, bench, load
-from ._click import FiniteFloatRange
-from ._io import write_json
+from .cli_support import FiniteFloatRange, exit_on_errors
+from .fileio import write_json
 from .errors import AttnExportError, OptionError
 from .labels import LabelledImages, load_labelled
 from .selection import ENGINES, PRECISIONS, parse_engine_spec
@@ -31,7 +31,7 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> list[int
     return batches
 
 
-def ensure_writable(path: Path) -> None:
+def ensure_file_writable(path: Path) -> None:
     """Fail before the benchmark runs when an output file cannot be written (one line, exit 2)."""
     parent = path.parent if str(path.parent) else Path(".")
     try:
@@ -82,8 +82,8 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--iters", default=None, type=click.IntRange(min=1), help="Timed calls per engine and batch (default 30).")
 @click.option("--seconds", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Time each engine and batch for this long instead.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op CPU threads for ort and torch (default: all).")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]),
-              help="Where ort and torch run (trt always runs on cuda).")
+@click.option("--device", default=None, type=click.Choice(["cpu", "cuda"]),
+              help="Where ort and torch run (default: each engine's own device: trt on cuda, the others on cpu).")
 @click.option("--out", default="artifacts", show_default=True, help="Where MODEL's artifact folder lives.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write results as JSON.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
@@ -103,7 +103,7 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--overhead", is_flag=True,
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
 def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
-         seconds: float | None, threads: int | None, device: str, out: str, json_path: str | None,
+         seconds: float | None, threads: int | None, device: str | None, out: str, json_path: str | None,
          plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, data: str | None,
          labels: str | None, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
@@ -122,10 +122,10 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         raise click.BadParameter(str(exc), param_hint="--engine/--precision") from None
     if overhead and ("ort", "fp32") not in runs:
         raise click.UsageError("--overhead compares against a bare onnxruntime session: add --engine ort")
-    try:
+    with exit_on_errors("attn-bench"):
         for path in (json_path, plot_path):
             if path:
-                ensure_writable(Path(path))
+                ensure_file_writable(Path(path))
         labelled = load_labelled(data, labels) if data or labels else None  # bad rows fail before any work
         folder = resolve_folder(target, out, max(batches))
         if threads:
@@ -135,7 +135,7 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         scored: list[tuple[str, dict[str, Any]]] = []
         reference = None
         for engine, wanted in runs:
-            with load(folder, engine=engine, precision=wanted, device="cuda" if engine == "trt" else device,
+            with load(folder, engine=engine, precision=wanted, device=device,
                       **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)) as rt:
                 for batch in batches:
                     click.echo(f"attn-bench: {rt.label} batch {batch} …", err=True)
@@ -159,21 +159,12 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         if json_path:
             write_json(json_path, report)
         if plot_path:
-            bench.plot(results, plot_path, f"{folder.name} on {report['machine']['cpu'] or device}")
+            bench.plot(results, plot_path, f"{folder.name} on {report['machine']['cpu'] or device or 'cpu'}")
             if scored and labelled is not None:
                 points = [(label, next(r.p50_ms for r in results if r.engine == label), acc["top1"])
                           for label, acc in scored]
                 bench.plot_accuracy(points, accuracy_plot_path(plot_path), f"{folder.name}: top-1 on "
                                     f"{Path(labelled.source).name} vs p50 at batch {batches[0]}")
-    except AttnExportError as exc:
-        click.echo(f"attn-bench: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        click.echo(f"attn-bench: error: cannot write {exc.filename or 'output'}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("attn-bench: interrupted", err=True)
-        sys.exit(130)
 
 
 def _bench_server(url: str, model: str, protocol: str, levels: list[int], requests_per_client: int,
@@ -181,10 +172,10 @@ def _bench_server(url: str, model: str, protocol: str, levels: list[int], reques
     """attn-bench --url: each concurrency level against the server, then the table, JSON and plot."""
     from . import remote_bench
 
-    try:
+    with exit_on_errors("attn-bench"):
         for path in (json_path, plot_path):
             if path:
-                ensure_writable(Path(path))
+                ensure_file_writable(Path(path))
         specs = remote_bench.model_specs(url, model, protocol)
         results = []
         for level in levels:
@@ -196,12 +187,6 @@ def _bench_server(url: str, model: str, protocol: str, levels: list[int], reques
                                    "results": [r.to_json() for r in results]})
         if plot_path:
             bench.plot(results, plot_path, f"{model} via {protocol} at {url}", x="concurrency")
-    except AttnExportError as exc:
-        click.echo(f"attn-bench: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # tritonclient raises InferenceServerException / connection errors for a bad URL
-        click.echo(f"attn-bench: error: cannot query {model!r} at {url}: {str(exc).splitlines()[0][:300]}", err=True)
-        sys.exit(2)
 
 
 def accuracy_plot_path(plot_path: str) -> str:

@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendUnavailableError
+from .optional import require
+from .trt_common import NVIDIA_INDEX
 
 
 def _cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        raise BackendUnavailableError("engine 'trt' needs cuda-python: pip install 'attn-export[trt]'") from None
-    return cudart
+    return require("cuda.bindings.runtime", "engine 'trt'", "trt", index_url=NVIDIA_INDEX, note="cuda-python")
 
 
 class CudaStream:

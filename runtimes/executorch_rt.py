@@ -15,20 +15,16 @@ import numpy as np
 
 from .base import Runtime
 from .errors import ArtifactError, BackendUnavailableError
+from .optional import require
 from .specs import TensorSpec
 
 IO_METHOD = "attn_export_io"  # constant method in the .pte: JSON {"inputs": [...], "outputs": [...]} as uint8
 
 
 def _runtime() -> Any:
-    try:
-        import torch
-        from executorch.runtime import Runtime as EtRuntime
-    except ImportError:
-        raise BackendUnavailableError(
-            "engine 'executorch' needs ExecuTorch (its Python runtime links torch): "
-            "pip install 'attn-export[executorch]'") from None
-    return torch, EtRuntime.get()
+    runtime = require("executorch.runtime", "engine 'executorch'", "executorch",
+                      note="ExecuTorch; its Python runtime links torch")
+    return require("torch", "engine 'executorch'", "executorch"), runtime.Runtime.get()
 
 
 class ExecutorchRuntime(Runtime):

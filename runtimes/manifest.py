@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._io import write_json
+from .fileio import write_json
+from .dtypes import NUMPY_NAMES
 from .errors import ArtifactError
 from .specs import TensorSpec
 
-DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool", "uint8")
 HASH_CHUNK = 1 << 22
 
 MANIFEST = "manifest.json"
@@ -106,8 +106,8 @@ def _check_tensors(data: Mapping[str, Any], key: str, path: Path) -> None:
                 (isinstance(d, int) and not isinstance(d, bool) and d > 0) or (isinstance(d, str) and d)
                 for d in shape):
             raise _fail(path, f"{where}.shape", f"must list positive ints or axis names, got {shape!r}")
-        if t.get("dtype", "float32") not in DTYPES:
-            raise _fail(path, f"{where}.dtype", f"must be one of {DTYPES}, got {t.get('dtype')!r}")
+        if t.get("dtype", "float32") not in NUMPY_NAMES:
+            raise _fail(path, f"{where}.dtype", f"must be one of {NUMPY_NAMES}, got {t.get('dtype')!r}")
         vr = t.get("value_range")
         if vr is not None and not (isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, int) for v in vr)
                                    and vr[0] < vr[1]):

@@ -25,27 +25,21 @@ import numpy as np
 
 from . import bf16_probe
 from .base import Runtime
+from .dtypes import convert
 from .errors import ArtifactError, BackendUnavailableError, OptionError
+from .optional import require
 from .selection import AUTO
-from .specs import BATCH, TensorSpec
+from .specs import BATCH, TensorSpec, default_output_name
 
 DEVICE = "CPU"
 HINT_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 THROUGHPUT_MIN_BATCH = 64
 BF16_MIN_SPEEDUP = 1.2  # auto picks BF16 only where a BF16 GEMM is at least this much faster than f32
-OV_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
-             "boolean": "bool", "u8": "uint8"}
 
 
 def _openvino() -> Any:
-    try:
-        import openvino
-    except ImportError:
-        raise BackendUnavailableError(
-            "engine 'openvino' needs OpenVINO: pip install 'attn-export[openvino]' (or pip install openvino)"
-        ) from None
-    return openvino
+    return require("openvino", "engine 'openvino'", "openvino")
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,8 +59,8 @@ def spec_from_port(port: Any, index: int) -> TensorSpec:
     shape = tuple(int(d.get_length()) if d.is_static else (BATCH if i == 0 else f"dim{i}")
                   for i, d in enumerate(port.get_partial_shape()))
     names = port.get_names()
-    name = port.get_any_name() if names else f"output{index}"
-    return TensorSpec(name, shape, OV_DTYPES.get(port.get_element_type().get_type_name(), "float32"))
+    name = port.get_any_name() if names else default_output_name(index)
+    return TensorSpec(name, shape, convert(port.get_element_type().get_type_name(), "openvino", "numpy"))
 
 
 def split_rows(batch: int, parts: int) -> list[slice]:

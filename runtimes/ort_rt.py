@@ -8,18 +8,13 @@ import numpy as np
 from .base import Runtime
 from .errors import ArtifactError, AttnExportError
 from .providers import CUDA, create_session
+from .dtypes import convert
 from .specs import TensorSpec
-
-ORT_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
-}
-
 
 def spec_from_ort(node: Any) -> TensorSpec:
     """A TensorSpec from an onnxruntime NodeArg (symbolic dims keep their names)."""
     shape = tuple(d if isinstance(d, int) else (d or f"dim{i}") for i, d in enumerate(node.shape))
-    return TensorSpec(node.name, shape, ORT_DTYPES.get(node.type, "float32"))
+    return TensorSpec(node.name, shape, convert(node.type, "ort", "numpy"))
 
 
 class OrtRuntime(Runtime):

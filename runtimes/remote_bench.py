@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError
-from .specs import OIP_DTYPES, TensorSpec, random_inputs
+from .dtypes import convert
+from .errors import AttnExportError
+from .optional import require
+from .specs import TensorSpec, random_inputs
 
 EXAMPLE_DIM = 16  # size used for dynamic axes other than batch (the encoder's seq)
 
@@ -45,32 +47,32 @@ class RemoteResult:
 
 
 def _client_module(protocol: str) -> Any:
-    try:
-        if protocol == "grpc":
-            import tritonclient.grpc as module
-        else:
-            import tritonclient.http as module  # type: ignore[no-redef]
-    except ImportError:
-        raise BackendUnavailableError("attn-bench --url needs tritonclient: pip install 'attn-export[serve]'") \
-            from None
-    return module
+    return require(f"tritonclient.{'grpc' if protocol == 'grpc' else 'http'}", "attn-bench --url", "serve")
 
 
 def _strip(url: str) -> str:
     return url.split("://", 1)[-1].rstrip("/")
 
 
+class ServerQueryError(AttnExportError):
+    """The server named by --url cannot be queried for the model."""
+
+
 def model_specs(url: str, model: str, protocol: str) -> list[TensorSpec]:
-    """Input specs from the server's model metadata (dim 0 is the batch, other -1 dims get names)."""
+    """Input specs from the server's model metadata (dim 0 is the batch, other -1 dims get names); a server
+    that cannot be reached or does not serve ``model`` is a ``ServerQueryError`` (exit 2)."""
     module = _client_module(protocol)
-    client = module.InferenceServerClient(_strip(url))
-    meta = client.get_model_metadata(model, as_json=True) if protocol == "grpc" else client.get_model_metadata(model)
+    try:
+        client = module.InferenceServerClient(_strip(url))
+        meta = client.get_model_metadata(model, as_json=True) if protocol == "grpc" else client.get_model_metadata(model)
+    except Exception as exc:  # tritonclient's InferenceServerException, connection and URL errors
+        raise ServerQueryError(f"cannot query {model!r} at {url}: {str(exc).splitlines()[0][:300]}") from None
     specs = []
     for tensor in meta["inputs"]:
         dims = [int(d) for d in tensor["shape"]]
         shape = tuple("batch" if i == 0 else (d if d >= 0 else f"dim{i}") for i, d in enumerate(dims))
         value_range = None if tensor["datatype"].startswith("FP") else (0, 2)  # 0/1: valid ids and mask values
-        specs.append(TensorSpec(tensor["name"], shape, OIP_DTYPES[tensor["datatype"]], value_range,
+        specs.append(TensorSpec(tensor["name"], shape, convert(tensor["datatype"], "oip", "numpy"), value_range,
                                 {f"dim{i}": EXAMPLE_DIM for i, d in enumerate(dims) if i and d < 0}))
     return specs
 
@@ -98,7 +100,7 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
     errors = [0]
     lock = threading.Lock()
 
-    datatypes = {spec.name: next(k for k, v in OIP_DTYPES.items() if v == spec.dtype) for spec in specs}
+    datatypes = {spec.name: convert(spec.dtype, "numpy", "oip") for spec in specs}
 
     def client_loop(index: int) -> None:
         client = module.InferenceServerClient(_strip(url))

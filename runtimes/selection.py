@@ -50,6 +50,9 @@ DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvin
 BACKENDS: Mapping[str, str] = {"ort": "ort_rt:OrtRuntime", "torch": "torch_rt:TorchRuntime",
                                "openvino": "openvino_rt:OpenVinoRuntime", "trt": "trt_rt:TrtRuntime",
                                "executorch": "executorch_rt:ExecutorchRuntime"}
+# engine → the devices it runs on, its default first (runtimes.load's device=None takes the default)
+DEVICES: Mapping[str, tuple[str, ...]] = {"ort": ("cpu", "cuda"), "torch": ("cpu", "cuda"), "openvino": ("cpu",),
+                                          "trt": ("cuda",), "executorch": ("cpu",)}
 # A single file given to runtimes.load: its suffix picks the engines that can open it.
 SUFFIX_ENGINES: Mapping[str, tuple[str, ...]] = {
     ".onnx": ("ort", "openvino"), ".ort": ("ort",), ".xml": ("openvino",), ".pt2": ("torch",), ".engine": ("trt",), ".plan": ("trt",),
@@ -61,6 +64,12 @@ def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise OptionError(f"engine must be one of {ENGINES}, got {engine!r}")
     return engine
+
+
+def default_device(engine: str, prefer_cuda: bool = False) -> str:
+    """The device ``engine`` runs on: CUDA when ``prefer_cuda`` and the engine has it, else its default."""
+    devices = DEVICES[check_engine(engine)]
+    return "cuda" if prefer_cuda and "cuda" in devices else devices[0]
 
 
 def normalise_precision(precision: str | None, engine: str) -> str:

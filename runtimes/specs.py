@@ -12,10 +12,15 @@ import numpy as np
 
 Dim = Union[int, str]
 BATCH = "batch"
-# Open Inference Protocol (KServe v2 / Triton) datatype → numpy dtype name
-OIP_DTYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-              "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",
-              "FP32": "float32", "FP64": "float64"}
+
+
+def default_output_name(index: int) -> str:
+    """The name of output ``index`` when neither the model nor the file names it: ``output0``, ``output1``…"""
+    return f"output{index}"
+
+
+def is_default_output_name(name: str) -> bool:
+    return name.startswith("output") and name[6:].isdigit()
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,12 @@ import numpy as np
 
 from .base import Runtime
 from .errors import ArtifactError, BackendUnavailableError
-from .specs import BATCH, TensorSpec
+from .optional import require
+from .specs import BATCH, TensorSpec, default_output_name
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailableError("engine 'torch' needs PyTorch: pip install torch") from None
-    return torch
+    return require("torch", "engine 'torch'", "export", note="PyTorch")
 
 
 IO_FILE = "attn_export_io.json"  # written beside the program by attn-export: output names
@@ -57,7 +54,7 @@ class TorchRuntime(Runtime):
         signature = program.graph_signature
         inputs = tuple(_spec(name, nodes[name].meta["val"]) for name in signature.user_inputs)
         outputs = tuple(_spec(out_name, nodes[node].meta["val"]) for out_name, node in zip(
-            names.get("outputs") or [f"output{i}" for i in range(len(signature.user_outputs))],
+            names.get("outputs") or [default_output_name(i) for i in range(len(signature.user_outputs))],
             signature.user_outputs))
         self._order = [s.name for s in (self._input_specs or inputs)]
         return inputs, outputs

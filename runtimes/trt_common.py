@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .errors import ArtifactError, BackendUnavailableError
+from .optional import require
 
-TRT_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com 'attn-export[trt]' (needs an NVIDIA GPU)"
+NVIDIA_INDEX = "https://pypi.nvidia.com"
 
 
 def import_tensorrt() -> Any:
     """``import tensorrt`` or raise one line naming the install command (never pip at run time)."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise BackendUnavailableError(f"TensorRT is not installed: {TRT_INSTALL}") from None
-    return tensorrt
+    return require("tensorrt", "TensorRT", "trt", index_url=NVIDIA_INDEX, note="needs an NVIDIA GPU")
 
 
 def trt_major(version: str) -> int:

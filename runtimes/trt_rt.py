@@ -38,16 +38,15 @@ def check_profile(name: str, shape: tuple[int, ...], lo: tuple[int, ...], hi: tu
 
 
 class TrtRuntime(Runtime):
-    """``engine="trt"``: a serialised TensorRT plan; ``engine_meta`` is the manifest's engine record."""
+    """``engine="trt"``: a serialised TensorRT plan; ``artifact_record`` is the manifest's engine record."""
 
     engine = "trt"
     concurrent = False  # one IExecutionContext: calls are serialised by the base class
 
-    def __init__(self, path: Any, *, engine_meta: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, path: Any, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         if self.device != "cuda":
             raise BackendUnavailableError("engine 'trt' runs on device='cuda' only")
-        self.engine_meta = engine_meta
         self.cuda_engine: Any = None
         self.context: Any = None
         self.stream: CudaStream | None = None
@@ -57,8 +56,8 @@ class TrtRuntime(Runtime):
     def _open(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         trt = import_tensorrt()
         gpu, cc = cuda_device_info()
-        if self.engine_meta:
-            check_engine_compatible(self.engine_meta, trt.__version__, cc)
+        if self.artifact_record:
+            check_engine_compatible(self.artifact_record, trt.__version__, cc)
         try:
             plan = self.path.read_bytes()
         except OSError as exc:

@@ -11,9 +11,9 @@ fi
 STAMP=.venv/.attn-export-installed
 HASH="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
-  echo "==> installing attn-export[export,serve,dev,train,executorch] with constraints.txt (first run downloads torch: a few minutes)"
+  echo "==> installing attn-export[export,serve,dev,train,executorch,docs] with constraints.txt (first run downloads torch: a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[export,serve,dev,train,executorch]"
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[export,serve,dev,train,executorch,docs]"
   echo "$HASH" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

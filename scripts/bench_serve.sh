@@ -2,11 +2,12 @@
 # attn-serve against in-process attn-bench, for each model given (default: c2f_ca, which is overhead-bound,
 # and resnet50_sa, which is compute-bound; 1000 classes; artifacts/MODEL exported when missing): in-process
 # onnxruntime at batch 1 and 8, then the folder served by attn-serve with its default options and one
-# replica, loaded over HTTP and gRPC at concurrency 1, 8 and 32 — once on Ray Serve (the default) and once
-# with --in-process (no Ray) — all in one run. The server's split of each request's time (decode, hop,
-# queue, engine, encode) is printed per level beside the client's latency.
+# replica, loaded over HTTP and gRPC at concurrency 1, 8 and 32 — in three modes: in-process (the default:
+# --runner auto on one node), ray (--runner ray, Ray Serve's handle path) and ray-throughput (the same with
+# RAY_SERVE_THROUGHPUT_OPTIMIZED=1) — all in one run. The server's split of each request's time (decode,
+# hop, queue, engine, encode) is printed per level beside the client's latency.
 # Output: bench/serve_MODEL_inprocess.json (the in-process engine) and bench/serve_MODEL_MODE_{http,grpc}.json
-# for MODE ray and in-process; tables on stdout.
+# per MODE; tables on stdout.
 source "$(dirname "$0")/_venv.sh"
 mkdir -p bench
 models=("$@")
@@ -14,15 +15,16 @@ models=("$@")
 for m in "${models[@]}"; do
   [ -f "artifacts/$m/manifest.json" ] || attn-export "$m" --opset 17 || exit $?
   attn-bench "artifacts/$m" --engine ort --batch 1,8 --warmup 2 --iters 10 --json "bench/serve_${m}_inprocess.json"
-  for mode in ray in-process; do
-    flags=()
-    [ "$mode" = in-process ] && flags=(--in-process)
+  for mode in in-process ray ray-throughput; do
+    flags=() optimised=0
+    [ "$mode" != in-process ] && flags=(--runner ray)
+    [ "$mode" = ray-throughput ] && optimised=1
     read -r port grpc_port < <(python -c "
 import socket
 held = [socket.socket() for _ in range(2)]
 for s in held: s.bind(('127.0.0.1', 0))
 print(*(s.getsockname()[1] for s in held))")  # two free ports (port + 1 may be Ray's)
-    attn-serve "artifacts/$m" --replicas 1 "${flags[@]}" --http-port "$port" --grpc-port "$grpc_port" \
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=$optimised attn-serve "artifacts/$m" "${flags[@]}" --http-port "$port" --grpc-port "$grpc_port" \
       > "bench/serve_${m}_$mode.log" 2>&1 &
     server=$!
     trap 'kill -TERM $server 2>/dev/null; wait $server' EXIT

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.specs import OIP_DTYPES
+from runtimes.dtypes import UnknownDTypeError, convert
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -36,7 +36,10 @@ class BodyInput:
 
 def _binary_array(spec: dict[str, Any], payload: memoryview) -> np.ndarray:
     name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
-    dtype = OIP_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    try:
+        dtype = convert(datatype, "oip", "numpy") if isinstance(datatype, str) else None
+    except UnknownDTypeError:
+        dtype = None
     if not isinstance(name, str) or not isinstance(shape, list) or dtype is None:
         raise BinaryRequestError(f"input {name!r} needs a name, a shape and a numeric datatype to be sent as "
                                  f"binary data (got datatype {datatype!r}, shape {shape!r})")

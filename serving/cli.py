@@ -1,7 +1,8 @@
-"""``attn-serve``: serve artifact folders over the Open Inference Protocol on Ray Serve, or write a
-Triton model repository from them.
+"""``attn-serve``: serve artifact folders over the Open Inference Protocol (from the server process on one
+node, on Ray Serve for replicas and clusters), or write a Triton model repository from them.
 
-    attn-serve artifacts/c2f_ca artifacts/resnet50_sa --replicas 2 --http-port 8000 --grpc-port 8001
+    attn-serve artifacts/c2f_ca artifacts/resnet50_sa --http-port 8000 --grpc-port 8001
+    attn-serve artifacts/c2f_ca --replicas 2 --ray-address auto
     attn-serve repo artifacts/c2f_ca --out triton-repo
 
 Exit codes: 0 stopped cleanly · 2 bad input (folder, option, missing serving install) · 130 interrupted.
@@ -9,16 +10,17 @@ Exit codes: 0 stopped cleanly · 2 bad input (folder, option, missing serving in
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from runtimes.cli_support import exit_on_errors
 from runtimes.errors import AttnExportError
+from runtimes.optional import install_command
 from runtimes.selection import ENGINES
 
-INSTALL_SERVE = "pip install 'attn-export[serve]'"
+INSTALL_SERVE = install_command("serve")
 
 
 class _DefaultToServe(click.Group):
@@ -47,6 +49,22 @@ def _folders(values: tuple[str, ...]) -> list[Path]:
     return folders
 
 
+RUNNERS = ("auto", "in-process", "ray")
+
+
+def choose_runner(runner: str, replicas: int, ray_address: str | None, max_replicas_per_node: int | None) -> str:
+    """``auto`` → ``in-process`` for one replica on one node (Ray's hop to a replica process measured 7.7–13.6
+    ms per lone request on c2f_ca, the in-process call 0.01 ms: README, bench_serve.sh), ``ray`` as soon as
+    replicas, a cluster or placement are asked for; an explicit ``in-process`` with those is a usage error."""
+    wants_ray = replicas > 1 or ray_address is not None or max_replicas_per_node is not None
+    if runner == "auto":
+        return "ray" if wants_ray else "in-process"
+    if runner == "in-process" and wants_ray:
+        raise click.UsageError("--runner in-process serves one replica per model in this process: it cannot be "
+                               "combined with --replicas above 1, --ray-address or --max-replicas-per-node")
+    return runner
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -55,7 +73,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 @click.argument("folders", nargs=-1, required=True, metavar="ARTIFACT_DIR...")
 @click.option("--engine", default="ort", show_default=True, type=click.Choice(ENGINES), help="Runtime engine.")
 @click.option("--precision", default=None, help="Precision (fp32, fp16, bf16, int8, auto; default: the engine's).")
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 256), help="Ray Serve replicas per model.")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Replicas per model (above 1: on Ray Serve).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024),
               help="Concurrent requests a replica joins into one engine call.")
 @click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0, 10_000),
@@ -67,34 +86,29 @@ def _interrupt(signum: int, frame: Any) -> None:
               help="Join this Ray cluster (e.g. auto, or ray://head:10001); default: start a local one.")
 @click.option("--max-replicas-per-node", default=None, type=click.IntRange(1, 256),
               help="Spread replicas over nodes (1: at most one replica of a model per node).")
-@click.option("--in-process", is_flag=True,
-              help="Run each model's runtime in the server process itself, without Ray: no hop to a replica "
-                   "process; one replica per model, one node.")
+@click.option("--runner", default="auto", show_default=True, type=click.Choice(RUNNERS),
+              help="Where each model's runtime runs: in-process (the server process itself, no hop), ray (Ray "
+                   "Serve replica processes, any node), or auto: in-process unless --replicas above 1, "
+                   "--ray-address or --max-replicas-per-node ask for Ray.")
 def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, replicas: int, max_batch: int,
                   batch_wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
-                  max_replicas_per_node: int | None, in_process: bool) -> None:
-    """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC, on Ray Serve (or, with
-    --in-process, from the server process itself)."""
+                  max_replicas_per_node: int | None, runner: str) -> None:
+    """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC: from this process on one
+    node, on Ray Serve when replicas or a cluster are asked for (--runner)."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and every process we started, as on Ctrl-C
-    try:
-        if in_process and (replicas > 1 or ray_address or max_replicas_per_node):
-            raise click.UsageError("--in-process serves one replica per model in this process: it cannot be "
-                                   "combined with --replicas above 1, --ray-address or --max-replicas-per-node")
+    with exit_on_errors("attn-serve", interrupted="stopped"):
+        in_process = choose_runner(runner, replicas, ray_address, max_replicas_per_node) == "in-process"
         paths = _folders(folders)
         try:
             from .server import serve_folders
         except ModuleNotFoundError as exc:
             raise AttnExportError(f"serving needs Ray Serve and KServe ({exc.name} missing): {INSTALL_SERVE}") \
                 from None
+        click.echo(f"attn-serve: runtimes {'in this process' if in_process else 'on Ray Serve replicas'} "
+                   f"(--runner {runner})", err=True)
         serve_folders(paths, engine=engine, precision=precision, replicas=replicas, max_batch=max_batch,
                       wait_ms=batch_wait_ms, http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
                       max_replicas_per_node=max_replicas_per_node, in_process=in_process)
-    except AttnExportError as exc:
-        click.echo(f"attn-serve: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("attn-serve: stopped", err=True)
-        sys.exit(130)
 
 
 @main.command("repo")
@@ -110,12 +124,9 @@ def repo_command(folders: tuple[str, ...], out: str, instances: int, device: str
     """Write a Triton model repository (config.pbtxt + 1/model.*) for every servable artifact."""
     from .triton_repo import write_repository
 
-    try:
+    with exit_on_errors("attn-serve"):
         written = write_repository(_folders(folders), Path(out), instances=instances, device=device,
                                    queue_delay_us=queue_delay_us)
-    except AttnExportError as exc:
-        click.echo(f"attn-serve: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
     for entry in written:
         click.echo(f"{entry}")
 

@@ -1,11 +1,11 @@
-"""attn-serve's server: artifact folders served by Ray Serve replicas behind KServe's ModelServer,
-speaking the Open Inference Protocol (KServe v2, what Triton speaks) over REST and gRPC.
+"""attn-serve's server: artifact folders served from KServe's ModelServer process itself (one node, one
+replica: the default) or by Ray Serve replicas behind it, speaking the Open Inference Protocol (KServe v2, what Triton speaks) over REST and gRPC.
 
     client ──OIP v2 REST/gRPC──► KServe ModelServer (ArtifactModel per folder)
                                    │  request → plain numpy arrays (never protobuf objects)
                                    ▼
-                                 Ray Serve deployment (ArtifactReplica × --replicas, any node),
-                                 or with --in-process the front process itself (no Ray)
+                                 the front process itself (--runner in-process, no Ray), or a
+                                 Ray Serve deployment (ArtifactReplica × --replicas, any node)
                                    │  validate each request, then a DynamicBatcher joins compatible ones
                                    │  (a lone request runs at once; see serving/batcher.py)
                                    ▼
@@ -51,13 +51,12 @@ from .stats import ModelStats
 
 
 class ReplicaCore:
-    """One replica's work, wherever it runs (a Ray Serve replica, or the front process with ``--in-process``):
+    """One replica's work, wherever it runs (the front process, or a Ray Serve replica):
     an opened runtime and its dynamic batcher; concurrent requests joined up to ``max_batch`` requests."""
 
     def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
                  identity: dict[str, Any]) -> None:
-        self.runtime = runtimes.load(folder, engine=engine, precision=precision,
-                                     device="cuda" if engine == "trt" else "cpu")
+        self.runtime = runtimes.load(folder, engine=engine, precision=precision)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity
         self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0)
@@ -95,7 +94,7 @@ class ArtifactReplica:
 
 
 class InProcessHandle:
-    """``--in-process``: the front calls its ``ReplicaCore`` directly, as it would a Ray Serve handle."""
+    """``--runner in-process``: the front calls its ``ReplicaCore`` directly, as it would a Ray Serve handle."""
 
     def __init__(self, core: ReplicaCore) -> None:
         self.core = core

@@ -17,25 +17,27 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runtimes import manifest as mf
-from runtimes._io import UMASK
-from runtimes.selection import TABLE, artifact_key
+from runtimes.dtypes import convert
+from runtimes.fileio import UMASK
+from runtimes.selection import TABLE, artifact_key, default_device
 from runtimes.specs import BATCH, TensorSpec
-
-TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
-                 "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "float64": "TYPE_FP64"}
-
 
 @dataclass(frozen=True)
 class TritonBackend:
-    """How Triton serves one engine: its platform, the file name it expects, where instances run."""
+    """How Triton serves one engine: its platform, the file name it expects, and our engine it stands for
+    (whose device, ``runtimes.selection.default_device``, decides where instances run)."""
 
     platform: str
     file: str
-    kind: str  # KIND_CPU / KIND_GPU (onnxruntime follows --device)
+    engine: str
+
+    def kind(self, device: str) -> str:
+        """``KIND_GPU`` where the engine runs on CUDA (always for plans; onnxruntime with ``--device cuda``)."""
+        return "KIND_GPU" if default_device(self.engine, prefer_cuda=device == "cuda") == "cuda" else "KIND_CPU"
 
 
-BACKENDS = {"ort": TritonBackend("onnxruntime_onnx", "model.onnx", "KIND_CPU"),
-            "trt": TritonBackend("tensorrt_plan", "model.plan", "KIND_GPU")}
+BACKENDS = {engine: TritonBackend(platform, file, engine) for engine, platform, file in (
+    ("ort", "onnxruntime_onnx", "model.onnx"), ("trt", "tensorrt_plan", "model.plan"))}
 SUFFIX = {("ort", "fp32"): "onnx", ("ort", "fp16"): "fp16", ("ort", "int8"): "int8",
           ("trt", "fp16"): "trt", ("trt", "int8"): "trt_int8"}
 
@@ -46,13 +48,13 @@ def _dims(spec: TensorSpec) -> list[int]:
 
 
 def _tensors(kind: str, specs: Sequence[TensorSpec]) -> str:
-    rows = [f'  {{ name: "{s.name}" data_type: {TRITON_DTYPES[s.dtype]} dims: [ {", ".join(map(str, _dims(s)))} ] }}'
+    rows = [f'  {{ name: "{s.name}" data_type: {convert(s.dtype, "numpy", "triton")} dims: [ {", ".join(map(str, _dims(s)))} ] }}'
             for s in specs]
     return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
 
 
 def config_pbtxt(name: str, backend: TritonBackend, manifest: Mapping[str, Any], *, instances: int = 1,
-                 kind: str | None = None, queue_delay_us: int = 1000) -> str:
+                 device: str = "cpu", queue_delay_us: int = 1000) -> str:
     """The ``config.pbtxt`` text of one repository entry."""
     inputs, outputs = mf.input_specs(manifest), mf.output_specs(manifest)
     if not all(s.shape and s.shape[0] == BATCH for s in (*inputs, *outputs)):
@@ -63,7 +65,7 @@ def config_pbtxt(name: str, backend: TritonBackend, manifest: Mapping[str, Any],
             + _tensors("input", inputs) + _tensors("output", outputs)
             + f"dynamic_batching {{\n  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
             f"  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
-            f"instance_group [ {{ count: {instances} kind: {kind or backend.kind} }} ]\n")
+            f"instance_group [ {{ count: {instances} kind: {backend.kind(device)} }} ]\n")
 
 
 def write_repository(folders: Sequence[Path], out: Path, *, instances: int = 1, device: str = "cpu",
@@ -79,8 +81,7 @@ def write_repository(folders: Sequence[Path], out: Path, *, instances: int = 1, 
             backend = BACKENDS[engine]
             source = mf.artifact(folder, manifest, artifact_key(manifest["artifacts"], engine, precision))
             name = f"{manifest['model']}_{SUFFIX[(engine, precision)]}"
-            kind = "KIND_GPU" if engine == "trt" or device == "cuda" else "KIND_CPU"
-            text = config_pbtxt(name, backend, manifest, instances=instances, kind=kind,
+            text = config_pbtxt(name, backend, manifest, instances=instances, device=device,
                                 queue_delay_us=queue_delay_us)
             written.append(_write_entry(out, name, text, source, backend.file))
     return written

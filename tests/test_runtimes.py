@@ -165,7 +165,7 @@ def test_positional_input_for_single_input_models(artifacts_root) -> None:
 def test_trt_without_tensorrt_names_the_install_command(artifacts_root, tmp_path) -> None:
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not really a plan")
-    with pytest.raises(BackendUnavailableError, match=r"TensorRT is not installed: pip install .*\[trt\]"):
+    with pytest.raises(BackendUnavailableError, match=r"TensorRT: tensorrt is not installed \(needs an NVIDIA GPU\); pip install .*\[trt\]"):
         runtimes.load(plan, engine="trt", device="cuda")
 
 

@@ -191,12 +191,13 @@ def test_stats_count_successes_and_failures_apart(server, artifacts_root) -> Non
     assert status == 404 and "nope" in json.loads(body)["error"]
 
 
-def test_in_process_server_answers_without_ray(artifacts_root, tmp_path) -> None:
-    """--in-process: the same answers, split and statistics, computed in the server's own process, no Ray."""
+def test_default_server_answers_in_process_without_ray(artifacts_root, tmp_path) -> None:
+    """The default on one node (one replica, no cluster): the same answers, split and statistics, computed in
+    the server's own process, no Ray started."""
     import psutil
 
     folder, _ = exported("c2f_ca", artifacts_root)
-    srv = serving_procs.start([str(folder), "--in-process"], tmp_path / "attn-serve.log", ["c2f_ca"])
+    srv = serving_procs.start([str(folder)], tmp_path / "attn-serve.log", ["c2f_ca"])
     try:
         for protocol, module, port in (("http", httpclient, srv.http), ("grpc", grpcclient, srv.grpc)):
             arrays = _inputs("c2f_ca", 3, 9, artifacts_root)
@@ -216,12 +217,21 @@ def test_in_process_server_answers_without_ray(artifacts_root, tmp_path) -> None
     assert srv.proc.returncode in (0, 130)
 
 
+@pytest.mark.parametrize("runner,replicas,address,per_node,chosen", [
+    ("auto", 1, None, None, "in-process"), ("auto", 2, None, None, "ray"), ("auto", 1, "auto", None, "ray"),
+    ("auto", 1, None, 1, "ray"), ("ray", 1, None, None, "ray"), ("in-process", 1, None, None, "in-process")])
+def test_runner_choice(runner, replicas, address, per_node, chosen) -> None:
+    from serving.cli import choose_runner
+
+    assert choose_runner(runner, replicas, address, per_node) == chosen
+
+
 def test_in_process_refuses_ray_options(artifacts_root) -> None:
     from serving.cli import main as attn_serve
 
     folder, _ = exported("c2f_ca", artifacts_root)
-    result = CliRunner().invoke(attn_serve, ["serve", str(folder), "--in-process", "--replicas", "2"])
-    assert result.exit_code == 2 and "--in-process serves one replica per model" in result.output
+    result = CliRunner().invoke(attn_serve, ["serve", str(folder), "--runner", "in-process", "--replicas", "2"])
+    assert result.exit_code == 2 and "--runner in-process serves one replica per model" in result.output
 
 
 BAD_REQUESTS = [

@@ -65,7 +65,7 @@ def test_engine_trt_without_tensorrt_is_one_line_exit_2(tmp_path, monkeypatch) -
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails as on this machine
     result = CliRunner().invoke(cli.main, ["c2f_ca", "--engine", "trt", "--out", str(tmp_path)])
     assert result.exit_code == 2
-    assert "TensorRT is not installed: pip install" in result.output and "Traceback" not in result.output
+    assert "tensorrt is not installed (needs an NVIDIA GPU); pip install" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "c2f_ca").exists()  # nothing written
 
 

@@ -158,7 +158,7 @@ def test_runtime_refuses_what_it_cannot_run(tmp_path, monkeypatch) -> None:
         TrtRuntime(_engine_file(tmp_path, b"BAD"), device="cuda").open()
     built = {"tensorrt": "11.4.0.100", "compute_capability": "9.0"}
     with pytest.raises(ArtifactError, match="built with TensorRT 11.4.0.100 but this is TensorRT 11.4.0.106.*exact"):
-        TrtRuntime(_engine_file(tmp_path), device="cuda", engine_meta=built).open()
+        TrtRuntime(_engine_file(tmp_path), device="cuda", artifact_record=built).open()
     with pytest.raises(ArtifactError, match="'pixels'"):  # the manifest says otherwise than the engine
         TrtRuntime(_engine_file(tmp_path), device="cuda",
                    input_specs=[TensorSpec("pixels", ("batch", 3, 4, 4))]).open()
