@@ -4,7 +4,9 @@
     manifest = export_module(my_module, "artifacts", inputs=[TensorSpec(...)], name="mine",
                              options=ExportOptions(fp16=True))
 
-The names below are imported on first use, so ``exporter.cli`` can tell a slim install which
+Layering: ``exporter`` sits on ``runtimes`` (its public modules: errors, specs, manifest, selection,
+fileio, optional, cli_support) and never on ``serving``, except that ``attn-export --triton-repo`` calls
+``serving.triton_repo`` lazily. The names below are imported on first use, so ``exporter.cli`` can tell a slim install which
 command adds the export stack before anything imports torch.
 """
 from __future__ import annotations

@@ -18,13 +18,21 @@ from typing import Any
 
 import click
 
-from runtimes.cli_support import FiniteFloatRange, exit_on_errors
+from runtimes.cli_support import DEFAULT_OUT, FiniteFloatRange, exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
 from runtimes.optional import install_command
 
+from .options import ExportOptions
 from .parity import Tolerance
 
+
+
+def _deprecated_rtol(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    """``--rtol X`` still works for one release: it sets --max-rel-error and says so on stderr."""
+    if value is not None:
+        click.echo("attn-export: warning: --rtol is deprecated; use --max-rel-error (the same number)", err=True)
+        ctx.params["max_rel_error"] = value
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -49,6 +57,14 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
         raise click.BadParameter(str(exc)) from None
 
 
+DEFAULTS = ExportOptions()  # the one home of every default; the options below read it
+FP32, FP16, INT8 = Tolerance.fp32(), Tolerance.fp16(), Tolerance.int8()
+
+
+def _profile_text(batch: BatchProfile) -> str:
+    return f"{batch.min}:{batch.opt}:{batch.max}"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", required=False)
 @click.option("--list", "list_zoo", is_flag=True,
@@ -66,33 +82,40 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="Output names in forward's return order (repeatable; default: the module's output_specs, "
                    "else output0..N). Their count is checked against what forward returns.")
 @click.option("--name", default=None, help="Folder name under --out (default: the model or callable name).")
-@click.option("--opset", default=17, show_default=True, type=int,
+@click.option("--opset", default=DEFAULTS.opset, show_default=True, type=int,
               help="ONNX opset to write, exactly (13..20); the written file is checked.")
-@click.option("--out", default="artifacts", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
-@click.option("--batch", default="1:8:32", show_default=True, callback=_batch,
+@click.option("--batch", default=_profile_text(DEFAULTS.batch), show_default=True, callback=_batch,
               help="Batch profile MIN:OPT:MAX: parity runs at 1, 2, an odd size and MAX; TensorRT's profile.")
-@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1),
+@click.option("--num-classes", default=DEFAULTS.num_classes, show_default=True, type=click.IntRange(min=1),
               help="Classifier width of a zoo or plugin model (a callable takes --model-arg num_classes=N).")
 @click.option("--weights", default=None,
               help="A state_dict/checkpoint file, loaded strictly into any model, or a torchvision weights name "
                    "(e.g. IMAGENET1K_V1) for a zoo backbone.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
-@click.option("--rtol", default=1e-4, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
-              help="Max error relative to max|reference| for FP32 parity.")
+@click.option("--seed", default=DEFAULTS.seed, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
+@click.option("--max-rel-error", "max_rel_error", default=FP32.max_rel, show_default=True,
+              type=FiniteFloatRange(min=0, min_open=True),
+              help="FP32 parity: the largest error allowed relative to max|reference| of the output (one number per "
+                   "output, not numpy's element-wise rtol).")
+@click.option("--rtol", "max_rel_error", type=FiniteFloatRange(min=0, min_open=True), hidden=True,
+              expose_value=False, callback=_deprecated_rtol,
+              help="Deprecated alias of --max-rel-error (removed in the next release).")
 @click.option("--atol", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Optional max absolute error for FP32 parity.")
-@click.option("--min-cosine", default=0.99999, show_default=True, type=FiniteFloatRange(-1, 1), help="Min cosine similarity (FP32).")
+@click.option("--min-cosine", default=FP32.min_cosine, show_default=True, type=FiniteFloatRange(-1, 1), help="Min cosine similarity (FP32).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim graph simplification.")
 @click.option("--no-photos", is_flag=True, help="Skip the parity check on real photographs.")
 @click.option("--sample-inputs", default=None, type=click.Path(dir_okay=False),
               help="An .npz of your own inputs (arrays by input name, one batch): one more parity set, and the "
                    "FP16/INT8 calibration data unless --calib is given.")
-@click.option("--exporter", default="auto", show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
+@click.option("--exporter", default=DEFAULTS.exporter, show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
               help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
 @click.option("--fp16", is_flag=True,
-              help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it with FP16 tolerances.")
+              help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it: error <= "
+                   f"{FP16.max_rel:g} of max|reference|, cosine >= {FP16.min_cosine}, top-1 >= {FP16.min_top1:.0%}.")
 @click.option("--int8", is_flag=True,
-              help="Also write model.int8.onnx (ModelOpt Q/DQ, FP32 I/O) and check it: cosine >= 0.99, top-1 >= 95%.")
+              help="Also write model.int8.onnx (ModelOpt Q/DQ, FP32 I/O) and check it: cosine >= "
+                   f"{INT8.min_cosine}, top-1 (pooled) >= {INT8.min_top1:.0%}.")
 @click.option("--eval", "eval_data", default=None, type=click.Path(exists=True, file_okay=False),
               help="Labelled images (ImageFolder: DIR/<class>/<image>, class index = sorted folder order): record "
                    "top-1, top-5 and top-1 agreement with FP32 of every artifact in parity.json and the manifest.")
@@ -102,9 +125,9 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("--calib", default=None, type=click.Path(exists=True),
               help="INT8 calibration data: a folder of your own images, or an .npz of inputs by name "
                    "(default: --sample-inputs, else the bundled sample photos + noise).")
-@click.option("--calib-method", default="max", show_default=True, type=click.Choice(["max", "entropy"]),
+@click.option("--calib-method", default=DEFAULTS.calib_method, show_default=True, type=click.Choice(["max", "entropy"]),
               help="INT8 activation range calibration.")
-@click.option("--calib-size", default=32, show_default=True, type=click.IntRange(1, 4096),
+@click.option("--calib-size", default=DEFAULTS.calib_size, show_default=True, type=click.IntRange(1, 4096),
               help="INT8 calibration samples (photos first, padded with seeded noise images).")
 @click.option("--ort-format", is_flag=True,
               help="Also write model.ort (ONNX Runtime Mobile format) and the converter's required_operators.config "
@@ -117,7 +140,7 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
               help="Also write the OpenVINO IR (model.xml/.bin) and check it at FP32, and at BF16 where the CPU has it.")
 @click.option("--engine", default=None, type=click.Choice(["trt"]),
               help="Also build model.engine with TensorRT (implies --fp16; needs TensorRT and an NVIDIA GPU).")
-@click.option("--workspace", default=4.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True), help="TensorRT workspace (GiB).")
+@click.option("--workspace", default=DEFAULTS.workspace_gib, show_default=True, type=FiniteFloatRange(min=0, min_open=True), help="TensorRT workspace (GiB).")
 @click.option("--timing-cache", default=None, type=click.Path(dir_okay=False),
               help="TensorRT timing cache file: loaded if present, saved after the build.")
 @click.option("--triton-repo", default=None, type=click.Path(file_okay=False),
@@ -126,7 +149,8 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str) -> BatchProfi
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
          max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str,
-         batch: BatchProfile, num_classes: int, weights: str | None, seed: int, rtol: float, atol: float | None,
+         batch: BatchProfile, num_classes: int, weights: str | None, seed: int, max_rel_error: float,
+         atol: float | None,
          min_cosine: float, no_simplify: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
          fp16: bool, int8: bool, eval_data: str | None, max_accuracy_drop: float | None, calib: str | None,
          calib_method: str, calib_size: int, ort_format: bool, executorch: bool, openvino: bool, engine: str | None,
@@ -154,7 +178,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             raise click.UsageError("give a MODEL (see --list) or `all`")
         from .export_model import parse_input, parse_max_dims
         from .model_source import is_callable_reference, parse_model_args
-        from .pipeline import ExportOptions, export
+        from .pipeline import export
         from .zoo import get_entry, list_models
 
         names = list_models() if model == "all" else [model]
@@ -171,7 +195,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
         }
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
-            tolerance=dataclasses.replace(Tolerance.fp32(), max_rel=rtol, min_cosine=min_cosine, max_abs=atol),
+            tolerance=dataclasses.replace(FP32, max_rel=max_rel_error, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
             fp16=fp16, ort_format=ort_format, executorch=executorch, openvino=openvino, int8=int8, eval_data=eval_data,
             max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,

@@ -88,12 +88,13 @@ def precision_report(model: onnx.ModelProto, kept_names: Mapping[str, str]) -> d
     return {"fp16_nodes": fp16, "fp32_nodes": len(fp32), "fp32_reasons": reasons, "fp32_node_names": sorted(fp32)}
 
 
-def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Sequence[str], step: WideningStep,
+def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: Sequence[str], step: WideningStep,
             opset: int) -> dict[str, Any]:
     """Write ``out_path`` (FP32 inputs/outputs, FP16 inside) for one widening step; returns the precision report.
 
-    ``calibration_dir`` holds AutoCast's .npz input files; ``softmaxes`` names the
-    large softmaxes kept in FP32 (both computed once by :func:`convert_until_parity`).
+    ``autocast_npz_dir`` (a temporary folder, not the user's ``--calib`` images) holds AutoCast's .npz input
+    files; ``softmaxes`` names the large softmaxes kept in FP32 (both computed once by
+    :func:`convert_until_parity`).
     """
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -109,7 +110,7 @@ def convert(onnx_path: Path, out_path: Path, calibration_dir: str, softmaxes: Se
         model = convert_to_mixed_precision(
             str(onnx_path), low_precision_type="fp16", keep_io_types=True, data_max=step.data_max,
             op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
-            calibration_data=calibration_dir, opset=opset, providers=["cpu"],
+            calibration_data=autocast_npz_dir, opset=opset, providers=["cpu"],
         )
     with atomic_path(out_path) as tmp:
         onnx.save(model, str(tmp))

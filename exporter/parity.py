@@ -131,8 +131,9 @@ class ParityReport:
         }
 
     def table(self) -> str:
-        """A compact text table, one line per row, with a verdict line."""
-        lines = [f"{'output':<8} {'inputs':<18} {'max_abs':>10} {'max_rel':>10} {'cosine':>10} {'top1':>6}  ok"]
+        """A compact text table, one line per row, with a verdict line; ``rel_error`` is max|error| / max|ref|,
+        the number ``--max-rel-error`` bounds."""
+        lines = [f"{'output':<8} {'inputs':<18} {'max_abs':>10} {'rel_error':>10} {'cosine':>10} {'top1':>6}  ok"]
         for r in self.rows:
             top1 = "-" if r.top1 is None else f"{100 * r.top1:.0f}%"
             ok = "yes" if r.passed(self.tolerance) else "NO"
@@ -142,9 +143,9 @@ class ParityReport:
         t, w = self.tolerance, self.worst
         verdict = "PASSED" if self else "FAILED"
         lines.append(
-            f"{self.candidate}: {verdict} (need {'' if t.max_rel is None else f'rel <= {t.max_rel:g}, '}"
+            f"{self.candidate}: {verdict} (need {'' if t.max_rel is None else f'rel_error <= {t.max_rel:g}, '}"
             f"cosine >= {t.min_cosine:g}, "
-            f"top1 >= {100 * t.min_top1:g}%{' over all samples' if t.top1_pooled else ''}; worst rel "
+            f"top1 >= {100 * t.min_top1:g}%{' over all samples' if t.top1_pooled else ''}; worst rel_error "
             f"{w['max_rel']:.2e}, cosine {w['min_cosine']:.6f}, top1 {100 * w['min_top1']:.0f}%)"
         )
         return "\n".join(lines)

@@ -4,6 +4,13 @@
 is opened, and a missing one raises naming the install command. Which file an
 engine runs at which precision is decided in one table, ``runtimes.selection``.
 
+Layering: ``runtimes`` is the bottom layer (numpy, one engine; no torch) and the home of what the whole
+project shares, as public modules: ``errors`` (the error base and exit codes), ``specs``, ``dtypes``,
+``manifest``, ``selection``, ``fileio`` (atomic writes), ``optional`` (lazy engine imports),
+``cli_support`` (the CLIs' error handling). ``exporter`` and ``serving`` import these, never a
+``runtimes._private`` module; ``runtimes`` imports neither of them (only attn-bench, ``runtimes.cli``,
+calls the exporter lazily, to export a zoo model that has no folder yet).
+
     import runtimes
     with runtimes.load("artifacts/vgg16_cross", engine="openvino", precision="bf16") as rt:
         logits = rt({"image": image, "context": context})["logits"]

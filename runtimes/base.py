@@ -78,7 +78,8 @@ def check_specs_agree(file: str, kind: str, declared: Sequence[TensorSpec] | Non
         if len(want.shape) != len(have.shape) or want.dtype != have.dtype or any(
                 isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(want.shape, have.shape)):
             raise ArtifactError(f"{file}: {kind} {want.name!r} is {have.dtype}{list(have.shape)} in the file but "
-                                f"{want.dtype}{list(want.shape)} in the manifest; re-export")
+                                f"{want.dtype}{list(want.shape)} in the manifest: the file belongs to another model; "
+                                "re-export")
 
 
 class Runtime(ABC):
@@ -123,6 +124,12 @@ class Runtime(ABC):
         return self.engine if self.precision == default else f"{self.engine}:{self.precision}"
 
     # ----- lifecycle -------------------------------------------------------------------------
+    def unreadable(self, engine_name: str, exc: BaseException, reexport: str = "attn-export") -> ArtifactError:
+        """The one message for a file an engine cannot load: the engine's first line of complaint, and the fix."""
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return ArtifactError(f"{engine_name} cannot load {self.path}: {first} "
+                             f"(missing, corrupt or truncated file? re-run {reexport})")
+
     def open(self) -> "Runtime":
         """Load the artifact (idempotent); specs not given are read from it."""
         if self._state == "closed":
@@ -187,6 +194,11 @@ class Runtime(ABC):
         chunks = [self._locked_run({k: v[i:i + self.max_batch] for k, v in feeds.items()})
                   for i in range(0, batch, self.max_batch)]
         return {name: np.concatenate([c[name] for c in chunks], axis=0) for name in chunks[0]}
+
+    def engine_call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backend's own call on already valid inputs: no checks, chunking or lock. For measuring what
+        the wrapper costs (``attn-bench --overhead``), never for serving."""
+        return self._run(feeds)
 
     def warmup(self, batch: int = 1, iterations: int = 3, seed: int = 0) -> None:
         """Run ``iterations`` calls on random inputs so lazy allocations and autotuning happen now."""

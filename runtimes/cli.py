@@ -14,7 +14,7 @@ import click
 from typing import Any, Callable
 
 from . import accuracy, bench, load
-from .cli_support import FiniteFloatRange, exit_on_errors
+from .cli_support import DEFAULT_OUT, FiniteFloatRange, exit_on_errors
 from .fileio import write_json
 from .errors import AttnExportError, OptionError
 from .labels import LabelledImages, load_labelled
@@ -84,7 +84,7 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op CPU threads for ort and torch (default: all).")
 @click.option("--device", default=None, type=click.Choice(["cpu", "cuda"]),
               help="Where ort and torch run (default: each engine's own device: trt on cuda, the others on cpu).")
-@click.option("--out", default="artifacts", show_default=True, help="Where MODEL's artifact folder lives.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, help="Where MODEL's artifact folder lives.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write results as JSON.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Write a PNG of latency and throughput against batch.")

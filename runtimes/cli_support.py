@@ -11,6 +11,7 @@ import click
 
 from .errors import AttnExportError
 
+DEFAULT_OUT = "artifacts"  # where attn-export writes MODEL/ and attn-bench looks for it
 EXIT_BAD_INPUT = 2  # bad input or environment (a folder not writable, a full disk)
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 

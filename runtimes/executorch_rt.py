@@ -48,8 +48,7 @@ class ExecutorchRuntime(Runtime):
             io = (json.loads(bytes(program.load_method(IO_METHOD).execute([])[0].numpy()).decode())
                   if IO_METHOD in program.method_names else None)
         except Exception as exc:  # ExecuTorch raises RuntimeError/ValueError for missing or bad files
-            raise ArtifactError(f"ExecuTorch cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
-                                "(missing, corrupt or truncated .pte? re-run attn-export --executorch)") from None
+            raise self.unreadable("ExecuTorch", exc, "attn-export --executorch") from None
         if io is None:
             raise ArtifactError(f"{self.path} has no {IO_METHOD!r} method: it was not written by attn-export; "
                                 "re-run attn-export --executorch")

@@ -26,7 +26,7 @@ import numpy as np
 from . import bf16_probe
 from .base import Runtime
 from .dtypes import convert
-from .errors import ArtifactError, BackendUnavailableError, OptionError
+from .errors import BackendUnavailableError, OptionError
 from .optional import require
 from .selection import AUTO
 from .specs import BATCH, TensorSpec, default_output_name
@@ -116,10 +116,7 @@ class OpenVinoRuntime(Runtime):
         try:
             model = ov_core.read_model(str(self.path))
         except RuntimeError as exc:
-            raise ArtifactError(
-                f"OpenVINO cannot read {self.path}: {str(exc).strip().splitlines()[0][:300]} "
-                "(missing, corrupt or truncated file? re-run attn-export)"
-            ) from None
+            raise self.unreadable("OpenVINO", exc) from None
         self.compiled = ov_core.compile_model(model, DEVICE, self.compile_config())
         inputs = tuple(spec_from_port(p, i) for i, p in enumerate(self.compiled.inputs))
         outputs = tuple(spec_from_port(p, i) for i, p in enumerate(self.compiled.outputs))

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from .base import Runtime
-from .errors import ArtifactError, AttnExportError
+from .errors import AttnExportError
 from .providers import CUDA, create_session
 from .dtypes import convert
 from .specs import TensorSpec
@@ -37,10 +37,7 @@ class OrtRuntime(Runtime):
         except AttnExportError:
             raise
         except Exception as exc:  # onnxruntime raises InvalidProtobuf/Fail/NoSuchFile for bad files
-            raise ArtifactError(
-                f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
-                "(missing, corrupt or truncated file? re-run attn-export)"
-            ) from None
+            raise self.unreadable("onnxruntime", exc) from None
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._io_binding = CUDA in self.session.get_providers()
         return (tuple(spec_from_ort(i) for i in self.session.get_inputs()),

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .base import Runtime
-from .errors import ArtifactError, BackendUnavailableError
+from .errors import BackendUnavailableError
 from .optional import require
 from .specs import BATCH, TensorSpec, default_output_name
 
@@ -44,10 +44,7 @@ class TorchRuntime(Runtime):
         try:
             program = torch.export.load(str(self.path), extra_files=extra)
         except Exception as exc:  # zip/pickle/unsupported-version errors of many types
-            raise ArtifactError(
-                f"torch cannot load {self.path}: {str(exc).splitlines()[0][:300]} "
-                "(missing, corrupt or truncated .pt2? re-run attn-export)"
-            ) from None
+            raise self.unreadable("torch", exc) from None
         self.module = program.module().to(self.device)
         nodes = {n.name: n for n in program.graph.nodes}
         names = json.loads(extra[IO_FILE]) if extra[IO_FILE] else {}

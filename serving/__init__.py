@@ -1,2 +1,2 @@
 """The serving tier: artifact folders behind the Open Inference Protocol (Ray Serve + KServe), and Triton
-model repositories for GPU fleets. Imports ``runtimes``, never ``exporter``."""
+model repositories for GPU fleets. Layering: imports ``runtimes``'s public modules, never ``exporter``."""
