@@ -171,10 +171,13 @@ class Runtime(ABC):
 
     @property
     def inputs(self) -> list[TensorInfo]:
+        """``input_specs`` as onnxruntime-style ``TensorInfo`` (numpy dtypes, ``None`` for dynamic dims): a
+        documented alias view for code written against ``InferenceSession.get_inputs()``."""
         return [TensorInfo.of(s) for s in self._opened_specs()[0]]
 
     @property
     def outputs(self) -> list[TensorInfo]:
+        """``output_specs`` as ``TensorInfo`` (the alias view of :attr:`inputs`)."""
         return [TensorInfo.of(s) for s in self._opened_specs()[1]]
 
     def _opened_specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
