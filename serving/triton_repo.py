@@ -4,7 +4,8 @@ TensorRT plans natively; what they need from us is a correct repository).
 One entry per row of ``runtimes.selection``'s engine × precision table that Triton can serve and the
 folder has: ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
 ``<model>_trt``, ``<model>_trt_int8`` (tensorrt_plan). Each is ``config.pbtxt`` plus ``1/model.onnx``
-or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is copied, and
+or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is hard-linked (or
+copied, across filesystems), and
 every entry written in a temporary folder renamed into place.
 """
 from __future__ import annotations
