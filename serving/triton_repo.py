@@ -1,8 +1,8 @@
 """Triton Inference Server model repositories from artifact folders (GPU fleets serve ONNX and
 TensorRT plans natively; what they need from us is a correct repository).
 
-One entry per row of ``runtimes.selection``'s engine × precision table that Triton can serve and the
-folder has: ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
+One entry per artifact Triton can serve that the folder has (the ONNX files of the ``ort`` rows and the
+TensorRT plans of the engine × precision table, ``runtimes.selection``): ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
 ``<model>_trt``, ``<model>_trt_int8`` (tensorrt_plan). Each is ``config.pbtxt`` plus ``1/model.onnx``
 or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is hard-linked (or
 copied, across filesystems), and
@@ -20,27 +20,25 @@ from typing import Any, Mapping, Sequence
 from runtimes import manifest as mf
 from runtimes.dtypes import convert
 from runtimes.fileio import UMASK
-from runtimes.selection import TABLE, artifact_key, default_device
 from runtimes.specs import BATCH, TensorSpec
 
 @dataclass(frozen=True)
 class TritonBackend:
-    """How Triton serves one engine: its platform, the file name it expects, and our engine it stands for
-    (whose device, ``runtimes.selection.default_device``, decides where instances run)."""
+    """How Triton serves one kind of file: its platform, the file name it expects in ``1/``, and whether it
+    runs on the GPU only (a TensorRT plan) or where ``--device`` says (ONNX on onnxruntime)."""
 
     platform: str
     file: str
-    engine: str
+    gpu_only: bool
 
     def kind(self, device: str) -> str:
-        """``KIND_GPU`` where the engine runs on CUDA (always for plans; onnxruntime with ``--device cuda``)."""
-        return "KIND_GPU" if default_device(self.engine, prefer_cuda=device == "cuda") == "cuda" else "KIND_CPU"
+        return "KIND_GPU" if self.gpu_only or device == "cuda" else "KIND_CPU"
 
 
-BACKENDS = {engine: TritonBackend(platform, file, engine) for engine, platform, file in (
-    ("ort", "onnxruntime_onnx", "model.onnx"), ("trt", "tensorrt_plan", "model.plan"))}
-SUFFIX = {("ort", "fp32"): "onnx", ("ort", "fp16"): "fp16", ("ort", "int8"): "int8",
-          ("trt", "fp16"): "trt", ("trt", "int8"): "trt_int8"}
+# the artifact's file type → how Triton serves it; the artifact key → the entry's name suffix
+BACKENDS = {".onnx": TritonBackend("onnxruntime_onnx", "model.onnx", gpu_only=False),
+            ".engine": TritonBackend("tensorrt_plan", "model.plan", gpu_only=True)}
+ENTRY_SUFFIX = {"onnx": "onnx", "onnx_fp16": "fp16", "onnx_int8": "int8", "engine": "trt", "engine_int8": "trt_int8"}
 
 
 def _dims(spec: TensorSpec) -> list[int]:
@@ -76,12 +74,12 @@ def write_repository(folders: Sequence[Path], out: Path, *, instances: int = 1, 
     out.mkdir(parents=True, exist_ok=True)
     for folder in folders:
         manifest = mf.read_manifest(folder)
-        for (engine, precision), choice in TABLE.items():
-            if (engine, precision) not in SUFFIX or not any(manifest["artifacts"].get(k) for k in choice.artifacts):
+        for key, suffix in ENTRY_SUFFIX.items():
+            if not manifest["artifacts"].get(key):
                 continue
-            backend = BACKENDS[engine]
-            source = mf.artifact(folder, manifest, artifact_key(manifest["artifacts"], engine, precision))
-            name = f"{manifest['model']}_{SUFFIX[(engine, precision)]}"
+            source = mf.artifact(folder, manifest, key)
+            backend = BACKENDS[source.suffix]
+            name = f"{manifest['model']}_{suffix}"
             text = config_pbtxt(name, backend, manifest, instances=instances, device=device,
                                 queue_delay_us=queue_delay_us)
             written.append(_write_entry(out, name, text, source, backend.file))

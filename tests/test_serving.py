@@ -394,6 +394,6 @@ def test_attn_export_triton_repo_and_trt_entries(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["c2f_ca_onnx"]
     manifest = json.loads((tmp_path / "a" / "c2f_ca" / "manifest.json").read_text())
-    plan = text_format.Parse(config_pbtxt("c2f_ca_trt", BACKENDS["trt"], manifest), model_config_pb2.ModelConfig())
+    plan = text_format.Parse(config_pbtxt("c2f_ca_trt", BACKENDS[".engine"], manifest), model_config_pb2.ModelConfig())
     assert plan.platform == "tensorrt_plan" and plan.instance_group[0].kind == \
         model_config_pb2.ModelInstanceGroup.KIND_GPU
