@@ -48,3 +48,12 @@ def format_table(rows: list[dict[str, object]]) -> str:
             f"{'-' if r['gflops'] is None else format(r['gflops'], '.2f'):>7}  {r['inputs']}"
         )
     return "\n".join(lines)
+
+
+def format_markdown(rows: list[dict[str, object]]) -> str:
+    """The docs' zoo table (docs/zoo.md holds exactly this; tests/test_export.py checks it)."""
+    lines = ["| model | seed | parameters | GFLOPs | inputs |", "|---|---|---:|---:|---|"]
+    for r in rows:
+        gflops = "–" if r["gflops"] is None else format(r["gflops"], ".2f")
+        lines.append(f"| {r['name']} | {r['seed']} | {r['parameters']:,} | {gflops} | {r['inputs']} |")
+    return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Shared fixtures: one small (num_classes=10) instance per zoo model per session."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from exporter.zoo import ZooModel, create_model, list_models
 from runtimes.specs import random_inputs
 
 TEST_CLASSES = 10
+ROOT = Path(__file__).parents[1]  # the repository
 
 torch.set_num_threads(2)
 

@@ -19,7 +19,7 @@ from runtimes.errors import ArtifactError
 from runtimes.manifest import BatchProfile
 from runtimes.specs import BATCH, TensorSpec
 
-from .conftest import slim_model_args
+from .conftest import ROOT, slim_model_args
 from .exports import exported, small_options
 
 
@@ -188,12 +188,19 @@ def test_cli_json_prints_the_manifest(tmp_path) -> None:
     assert manifest["batch"] == {"min": 1, "opt": 2, "max": 3}
 
 
-def test_list_prints_the_zoo_with_seed_parameter_counts() -> None:
+def test_list_prints_the_zoo_with_seed_parameter_counts(monkeypatch) -> None:
+    """``--list`` prints every model with the SEEDS.md counts; docs/zoo.md holds the same rows as markdown."""
+    from exporter import zoo_table
+
+    rows: list[dict] = []
+    real_table = zoo_table.zoo_table
+    monkeypatch.setattr(zoo_table, "zoo_table", lambda: rows.extend(real_table()) or rows)  # kept for the docs
     result = CliRunner().invoke(cli.main, ["--list"])
     assert result.exit_code == 0
     for name in list_models():
         assert name in result.output
     assert "139,145,512" in result.output and "25,754,409" in result.output and "40,194,089" in result.output
+    assert zoo_table.format_markdown(rows) in (ROOT / "docs" / "zoo.md").read_text()
 
 
 def test_sample_photos_are_real_normalised_images() -> None:

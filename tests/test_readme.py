@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .serving_procs import ROOT, free_port
+from .conftest import ROOT
+from .serving_procs import free_port
 
 README = ROOT / "README.md"
 FENCE = re.compile(r"```(bash|python)\n(.*?)```", re.S)
