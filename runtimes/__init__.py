@@ -58,6 +58,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
     ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.pte`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
+    ``device`` defaults to the engine's own (``trt``: cuda; the others: cpu; ``runtimes.selection.DEVICES``).
     ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
     the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
     In a folder, the file (and its companions) is checked against the manifest's size and SHA-256

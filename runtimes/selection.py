@@ -23,25 +23,27 @@ _ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", 
 
 @dataclass(frozen=True)
 class Choice:
-    """What ``engine`` at ``precision`` runs: the first manifest artifact of ``artifacts`` present."""
+    """What ``engine`` at ``precision`` runs: the first manifest artifact of ``artifacts`` present, which
+    ``attn-export`` writes when given ``export_flags``."""
 
     engine: str
     precision: str
     artifacts: tuple[str, ...]
+    export_flags: str = ""
 
 
 _TABLE: tuple[Choice, ...] = (
     Choice("ort", "fp32", ("onnx",)),
-    Choice("ort", "fp16", ("onnx_fp16",)),
-    Choice("ort", "int8", ("onnx_int8",)),  # the INT8 correctness reference, not a fast CPU path
+    Choice("ort", "fp16", ("onnx_fp16",), "--fp16"),
+    Choice("ort", "int8", ("onnx_int8",), "--int8"),  # the INT8 correctness reference, not a fast CPU path
     Choice("torch", "fp32", ("torch",)),
-    Choice("openvino", "fp32", ("openvino", "onnx")),
-    Choice("openvino", "bf16", ("openvino", "onnx")),  # same graph, compiled with a BF16 hint
-    Choice("openvino", "int8", ("onnx_int8",)),
-    Choice("trt", "fp16", ("engine",)),
-    Choice("trt", "int8", ("engine_int8",)),
-    Choice("executorch", "fp32", ("executorch",)),  # XNNPACK-delegated .pte (phones, ARM boards)
-    Choice("executorch", "int8", ("executorch_int8",)),  # PT2E XNNPACKQuantizer .int8.pte
+    Choice("openvino", "fp32", ("openvino", "onnx"), "--openvino"),
+    Choice("openvino", "bf16", ("openvino", "onnx"), "--openvino"),  # same graph, compiled with a BF16 hint
+    Choice("openvino", "int8", ("onnx_int8",), "--int8"),
+    Choice("trt", "fp16", ("engine",), "--engine trt"),
+    Choice("trt", "int8", ("engine_int8",), "--int8 --engine trt"),
+    Choice("executorch", "fp32", ("executorch",), "--executorch"),  # XNNPACK-delegated .pte (phones, ARM boards)
+    Choice("executorch", "int8", ("executorch_int8",), "--executorch --int8"),  # PT2E XNNPACKQuantizer .int8.pte
 )
 TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _TABLE}
 DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16",
@@ -94,11 +96,8 @@ def artifact_key(manifest_artifacts: Mapping[str, str], engine: str, precision: 
     for key in choice.artifacts:
         if manifest_artifacts.get(key):
             return key
-    flag = {"onnx_fp16": "--fp16", "onnx_int8": "--int8", "engine": "--engine trt",
-            "engine_int8": "--int8 --engine trt", "openvino": "--openvino",
-            "executorch": "--executorch", "executorch_int8": "--executorch --int8"}.get(choice.artifacts[0], "")
     raise ArtifactError(f"no {choice.artifacts[0]!r} artifact for engine {engine!r} at {precision}; "
-                        f"re-export with attn-export {flag}".rstrip())
+                        f"re-export with attn-export {choice.export_flags}".rstrip())
 
 
 def parse_engine_spec(spec: str, default_precision: str | None = None) -> tuple[str, str]:
