@@ -64,7 +64,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
     In a folder, the file (and its companions) is checked against the manifest's size and SHA-256
     before it is opened (``verify=False`` skips the hash, e.g. for a read-only image already checked;
     a single file has no manifest to check against). ``options`` go to the backend
-    (all: ``max_batch``, ``check_finite``; ort/openvino: ``threads``; ort: ``optimization``;
+    (all: ``max_batch``, ``check_finite``, ``spin_wait``; ort/openvino: ``threads``; ort: ``optimization``;
     openvino: ``hint``).
     """
     target = Path(path)

@@ -91,13 +91,15 @@ class Runtime(ABC):
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str | None = None,
                  max_batch: int | None = None, input_specs: Sequence[TensorSpec] | None = None,
                  output_specs: Sequence[TensorSpec] | None = None, check_finite: bool = False,
-                 artifact_record: Mapping[str, Any] | None = None) -> None:
+                 artifact_record: Mapping[str, Any] | None = None, spin_wait: bool = True) -> None:
         """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens).
 
         ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``);
         ``max_batch`` the largest batch one engine call gets (larger inputs are chunked);
         ``artifact_record`` the manifest's record of this artifact where it has one (TensorRT: the version
-        and GPU that built the plan), checked by the backend at open."""
+        and GPU that built the plan), checked by the backend at open; ``spin_wait=False`` for a process whose
+        cores also do other work (a server's front): engines whose worker threads busy-wait between calls
+        (onnxruntime) sleep instead."""
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             raise OptionError(f"max_batch must be a positive integer or None, got {max_batch!r}")
         self.path = Path(path)
@@ -106,6 +108,7 @@ class Runtime(ABC):
         self.precision = self.resolve_precision(normalise_precision(precision, self.engine))
         self.max_batch = max_batch
         self.artifact_record = artifact_record
+        self.spin_wait = spin_wait
         self._input_specs = tuple(input_specs) if input_specs else None
         self._output_specs = tuple(output_specs) if output_specs else None
         self._state = "new"

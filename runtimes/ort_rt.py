@@ -33,7 +33,7 @@ class OrtRuntime(Runtime):
     def _open(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         try:
             self.session = create_session(str(self.path), self.device, threads=self.threads,
-                                          optimization=self.optimization)
+                                          optimization=self.optimization, spin_wait=self.spin_wait)
         except AttnExportError:
             raise
         except Exception as exc:  # onnxruntime raises InvalidProtobuf/Fail/NoSuchFile for bad files

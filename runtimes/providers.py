@@ -28,8 +28,10 @@ def requested_providers(device: str) -> list[str]:
     raise OptionError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
-def session_options(threads: int | None = None, optimization: str = "all") -> ort.SessionOptions:
-    """SessionOptions with ``threads`` intra-op threads and a graph optimisation level."""
+def session_options(threads: int | None = None, optimization: str = "all", spin_wait: bool = True
+                    ) -> ort.SessionOptions:
+    """SessionOptions with ``threads`` intra-op threads, a graph optimisation level, and (``spin_wait=False``)
+    intra-op threads that sleep between calls instead of spinning."""
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -43,15 +45,17 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if not spin_wait:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
 def create_session(
-    path: str, device: str = "cpu", *, threads: int | None = None, optimization: str = "all"
+    path: str, device: str = "cpu", *, threads: int | None = None, optimization: str = "all", spin_wait: bool = True
 ) -> ort.InferenceSession:
     """An InferenceSession on ``device``; asking for CUDA where it cannot load raises."""
     providers = requested_providers(device)
-    session = ort.InferenceSession(path, sess_options=session_options(threads, optimization), providers=providers)
+    session = ort.InferenceSession(path, sess_options=session_options(threads, optimization, spin_wait), providers=providers)
     if device == "cuda" and CUDA not in session.get_providers():
         raise BackendUnavailableError(
             "onnxruntime could not load its CUDA provider (no GPU, or CUDA/cuDNN libraries missing); use device='cpu'"

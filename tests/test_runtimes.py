@@ -230,3 +230,16 @@ def test_attn_bench_missing_folder_error(tmp_path) -> None:
     assert result.exit_code == 2 and "no artifact folder" in result.output
     result = CliRunner().invoke(main, ["nothing_here", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown model 'nothing_here'" in result.output and "exporting" not in result.output
+
+
+def test_spin_wait_off_reaches_the_onnxruntime_session(artifacts_root) -> None:
+    """``spin_wait=False`` (what attn-serve opens with) turns onnxruntime's busy-waiting threads off; the
+    default leaves onnxruntime's own setting alone; the answers are the same."""
+    folder, _ = exported("c2f_ca", artifacts_root)
+    key = "session.intra_op.allow_spinning"
+    arrays = random_inputs(small_model("c2f_ca").input_specs, 2, seed=3)
+    with runtimes.load(folder, spin_wait=False) as sleeping, runtimes.load(folder) as spinning:
+        assert sleeping.session.get_session_options().get_session_config_entry(key) == "0"
+        with pytest.raises(RuntimeError, match="does not have configuration with key"):
+            spinning.session.get_session_options().get_session_config_entry(key)
+        assert np.array_equal(sleeping(arrays)["logits"], spinning(arrays)["logits"])
