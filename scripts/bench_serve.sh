@@ -30,9 +30,9 @@ print(*(s.getsockname()[1] for s in held))")  # two free ports (port + 1 may be 
     trap 'kill -TERM $server 2>/dev/null; wait $server' EXIT
     for _ in $(seq 180); do curl -sf "http://127.0.0.1:$port/v2/models/$m/ready" > /dev/null && break; sleep 1; done
     echo "== $m on attn-serve ($mode)"
-    attn-bench "$m" --url "http://127.0.0.1:$port" --concurrency 1,8,32 --iters 8 \
+    attn-bench "$m" --url "http://127.0.0.1:$port" --concurrency 1,8,32 --iters 16 \
       --json "bench/serve_${m}_${mode}_http.json"
-    attn-bench "$m" --url "http://127.0.0.1:$grpc_port" --protocol grpc --concurrency 1,8,32 --iters 8 \
+    attn-bench "$m" --url "http://127.0.0.1:$grpc_port" --protocol grpc --concurrency 1,8,32 --iters 16 \
       --json "bench/serve_${m}_${mode}_grpc.json"
     kill -TERM "$server"; wait "$server" || true; trap - EXIT  # attn-serve exits 130 when stopped
   done
