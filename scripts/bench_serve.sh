@@ -37,3 +37,4 @@ print(*(s.getsockname()[1] for s in held))")  # two free ports (port + 1 may be 
     kill -TERM "$server"; wait "$server" || true; trap - EXIT  # attn-serve exits 130 when stopped
   done
 done
+python scripts/serve_table.py "${models[@]}"
