@@ -12,6 +12,9 @@ from runtimes.specs import random_inputs
 
 TEST_CLASSES = 10
 ROOT = Path(__file__).parents[1]  # the repository
+# one zoo model per family (VGG16, ResNet-50, C2f, Transformer): the per-family checks; the per-model ones
+# are the shared exports, FP16, OpenVINO BF16, Triton configs and the forward checks
+FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
 
 torch.set_num_threads(2)
 

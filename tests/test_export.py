@@ -19,7 +19,7 @@ from runtimes.errors import ArtifactError
 from runtimes.manifest import BatchProfile
 from runtimes.specs import BATCH, TensorSpec
 
-from .conftest import ROOT, slim_model_args
+from .conftest import FAMILIES, ROOT, slim_model_args
 from .exports import exported, small_options
 
 
@@ -57,10 +57,7 @@ def test_every_model_exports_at_opset_17(model_name, artifacts_root) -> None:
 
 # One model per family through the dynamo exporter (the families share their layers' export paths);
 # ./scripts/export_sweep.sh runs every registered model at opset 18.
-DYNAMO_FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
-
-
-@pytest.mark.parametrize("model_name", DYNAMO_FAMILIES)
+@pytest.mark.parametrize("model_name", FAMILIES)
 def test_family_exports_at_opset_18(model_name, tmp_path) -> None:
     manifest = export(model_name, tmp_path, model_args=slim_model_args(model_name),
                       options=small_options(opset=18, photos=False))

@@ -17,10 +17,9 @@ from exporter.pipeline import export
 from exporter.references import check_file_parity, check_parity, parity_batches, reference_sets
 from runtimes.errors import ArtifactError
 
-from .conftest import small_export_model, small_model
+from .conftest import FAMILIES, small_export_model, small_model
 from .exports import TEST_PROFILE, exported, small_options
 
-FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
 _QUANTIZED: dict[str, tuple] = {}
 
 
