@@ -121,7 +121,7 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
 
     out = tmp_path / "out"
     exported_run = CliRunner().invoke(attn_export, [
-        "c2f_ca", *TRAIN_ARGS, "--num-classes", "10", "--weights", str(run / "weights.pt"), "--batch", "1:8:32",
+        "c2f_ca", *TRAIN_ARGS, "--num-classes", "10", "--weights", str(run / "weights.pt"), "--batch", "1:4:8",
         "--calib", str(run / "digits" / "train"), "--eval", str(run / "digits" / "val"), "--fp16", "--int8",
         "--executorch", "--max-accuracy-drop", str(INT8_GOAL), "--no-photos", "--out", str(out)])
     assert exported_run.exit_code == 0, exported_run.output
