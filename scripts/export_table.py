@@ -16,14 +16,15 @@ def stage_seconds(timings: dict[str, float], *prefixes: str) -> float:
 
 def main(out: Path) -> None:
     manifests = [json.loads(p.read_text()) for p in sorted(out.glob("*/manifest.json"))]
-    machine = machine_info()
+    machine, versions = machine_info(), manifests[0]["versions"]
     print(f"Machine: {machine['cpu']}, {machine['cores']} cores, ISA {' '.join(machine['isa'])}; "
-          f"onnxruntime {machine.get('onnxruntime')}\n")
+          + ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu"))
+          + "\n")
     print("| model | status | ONNX nodes (slim) | ONNX MB | export s | parity s | worst rel | min cosine | top-1 |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for m in manifests:
         worst = m["parity"]["onnx"]["worst"]
-        size = m["files"][m["artifacts"]["onnx"]]["bytes"] / 1e6
+        size = m["files"][m["artifacts"]["onnx"]]["size"] / 1e6
         t = m["timings"]
         print(f"| {m['model']} | {m['status']} | {m['simplify']['nodes_before']}→{m['simplify']['nodes_after']} | "
               f"{size:.0f} | {stage_seconds(t, 'check model', 'torch.export', 'onnx export', 'simplify'):.1f} | "
