@@ -18,6 +18,7 @@ from runtimes.labels import LabelledImages
 
 from .errors import ParityError
 from .export_model import ExportModel
+from .int8 import Calibration
 from .options import ExportOptions
 from .parity import ParityReport, Tolerance
 from .progress import Printer, Stages
@@ -42,6 +43,7 @@ class ExportContext:
     example: tuple[torch.Tensor, ...] = ()
     program: torch.export.ExportedProgram | None = None
     sets: list[ParityInputs] = field(default_factory=list)
+    calibration: Calibration | None = None  # INT8 calibration data, made once for the ONNX and .pte INT8 stages
     fp32_accuracy: Accuracy | None = None  # the FP32 ONNX on --eval's images: what other precisions are held to
 
     @property

@@ -156,13 +156,17 @@ def run_fp16(ctx: ExportContext) -> None:
 
 
 def int8_calibration(ctx: ExportContext) -> int8.Calibration:
-    """--calib (an .npz or a folder of images), else --sample-inputs, else the bundled photos / seeded data."""
-    opts, specs = ctx.options, ctx.model.input_specs
-    if ctx.calib_arrays is not None:
-        return int8.calibration_from_arrays(ctx.calib_arrays, str(opts.calib), opts.calib_size)
-    if opts.calib is None and ctx.samples is not None:
-        return int8.calibration_from_arrays(ctx.samples, str(opts.sample_inputs), opts.calib_size)
-    return int8.calibration_data(specs, opts.seed + 2000, opts.calib_size, opts.calib)
+    """--calib (an .npz or a folder of images), else --sample-inputs, else the bundled photos / seeded data;
+    made once per export and shared by the ONNX and ExecuTorch INT8 stages."""
+    if ctx.calibration is None:
+        opts, specs = ctx.options, ctx.model.input_specs
+        if ctx.calib_arrays is not None:
+            ctx.calibration = int8.calibration_from_arrays(ctx.calib_arrays, str(opts.calib), opts.calib_size)
+        elif opts.calib is None and ctx.samples is not None:
+            ctx.calibration = int8.calibration_from_arrays(ctx.samples, str(opts.sample_inputs), opts.calib_size)
+        else:
+            ctx.calibration = int8.calibration_data(specs, opts.seed + 2000, opts.calib_size, opts.calib)
+    return ctx.calibration
 
 
 def run_int8(ctx: ExportContext) -> None:
