@@ -27,7 +27,6 @@ from .options import ExportOptions
 from .parity import Tolerance
 
 
-
 def _deprecated_rtol(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
     """``--rtol X`` still works for one release: it sets --max-rel-error and says so on stderr."""
     if value is not None:
@@ -37,6 +36,8 @@ def _deprecated_rtol(ctx: click.Context, param: click.Parameter, value: float | 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
 EXPORT_STACK = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "modelopt")
 INSTALL_EXPORT = install_command("export")
 

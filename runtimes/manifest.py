@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .fileio import write_json
 from .dtypes import NUMPY_NAMES
+from .fileio import write_json
 from .errors import ArtifactError
 from .specs import TensorSpec
 

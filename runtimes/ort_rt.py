@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 
 from .base import Runtime
+from .dtypes import convert
 from .errors import AttnExportError
 from .providers import CUDA, create_session
-from .dtypes import convert
 from .specs import TensorSpec
 
 def spec_from_ort(node: Any) -> TensorSpec:

@@ -53,9 +53,10 @@ RUNNERS = ("auto", "in-process", "ray")
 
 
 def choose_runner(runner: str, replicas: int, ray_address: str | None, max_replicas_per_node: int | None) -> str:
-    """``auto`` → ``in-process`` for one replica on one node (Ray's hop to a replica process measured 7.7–13.6
-    ms per lone request on c2f_ca, the in-process call 0.01 ms: README, bench_serve.sh), ``ray`` as soon as
-    replicas, a cluster or placement are asked for; an explicit ``in-process`` with those is a usage error."""
+    """``auto`` → ``in-process`` for one replica on one node (Ray's hop to a replica process measured 4.6–8.5
+    ms per lone c2f_ca request, the in-process call 0.01 ms: docs/benchmarks.md, bench_serve.sh), ``ray`` as
+    soon as replicas, a cluster or placement are asked for; an explicit ``in-process`` with those is a usage
+    error."""
     wants_ray = replicas > 1 or ray_address is not None or max_replicas_per_node is not None
     if runner == "auto":
         return "ray" if wants_ray else "in-process"

@@ -57,7 +57,7 @@ class ReplicaCore:
     def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
                  identity: dict[str, Any]) -> None:
         # the front's event loop shares these cores: engine threads sleep between calls (measured on c2f_ca,
-        # concurrency 8: +5-8 % throughput, README/bench_serve.sh)
+        # concurrency 8: +5-8 % throughput in an A/B of alternating runs, docs/benchmarks.md#serving)
         self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity

@@ -305,12 +305,14 @@ def test_failed_parity_reexport_goes_to_failed_folder(good) -> None:
     result = CliRunner().invoke(attn_export, ["c2f_ca", "--out", str(good), "--num-classes", "10", "--batch",
                                               "1:2:4", "--no-photos", "--rtol", "1e-30", "--min-cosine", "1"])
     assert result.exit_code == 3, result.output
-    assert "--rtol is deprecated; use --max-rel-error" in result.output  # the alias still sets the bound
+    assert "--rtol is deprecated; use --max-rel-error" in result.output
     assert "c2f_ca.failed" in result.output and "still holds the previous good export" in result.output
     assert f"see {good / 'c2f_ca.failed' / 'parity.json'}" in result.output and "staging" not in result.output
     assert snapshot(good / "c2f_ca") == before and still_loads(good / "c2f_ca")
     failed = json.loads((good / "c2f_ca.failed" / "manifest.json").read_text())
     assert failed["status"] == "failed" and failed["parity"]["onnx"]["passed"] is False
+    parity = json.loads((good / "c2f_ca.failed" / "parity.json").read_text())
+    assert parity["onnx"]["tolerance"]["max_rel"] == 1e-30  # the deprecated alias really set the bound
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 130), (signal.SIGINT, 130)])
