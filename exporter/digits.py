@@ -75,9 +75,14 @@ def top1(model: ExportModel, images: np.ndarray, labels: np.ndarray, batch: int 
 
 
 def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float = 3e-3, seed: int = 0,
-          model_args: Mapping[str, Any] | None = None, printer: Callable[[str], None] = print) -> TrainResult:
+          model_args: Mapping[str, Any] | None = None, bf16_autocast: bool = False,
+          printer: Callable[[str], None] = print) -> TrainResult:
     """Train zoo model ``name`` (built with ``model_args``, 10 classes) on the digits; write ``out/weights.pt``
-    and ``out/digits/``."""
+    and ``out/digits/``.
+
+    ``bf16_autocast`` runs forward and backward under ``torch.autocast("cpu", bfloat16)`` on channels-last
+    tensors — 3-4x faster on a CPU with AMX or AVX512-BF16 — while the weights and the optimiser stay FP32;
+    the held-out top-1 is always measured in FP32."""
     torch.manual_seed(seed)
     model = ExportModel.of(create_model(name, num_classes=CLASSES, **dict(model_args or {})))
     image = next((s for s in model.input_specs if is_image_input(s)), None)
@@ -91,12 +96,16 @@ def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float 
     optimiser = torch.optim.AdamW(model.module.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss()
+    layout = torch.channels_last if bf16_autocast else torch.contiguous_format
+    model.module.to(memory_format=layout)
     began = time.perf_counter()
     model.module.train()
     for step in range(steps):
         chosen = rng.choice(len(train_x), size=batch, replace=False)
-        images = torch.from_numpy(train_x[chosen])  # fancy indexing copies: writable
-        loss = loss_fn(model.module(*_feeds(model, images, seed=step)), torch.from_numpy(train_set.labels[chosen]))
+        images = torch.from_numpy(train_x[chosen]).contiguous(memory_format=layout)  # fancy indexing copies
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast):
+            logits = model.module(*_feeds(model, images, seed=step))
+        loss = loss_fn(logits.float(), torch.from_numpy(train_set.labels[chosen]))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -105,9 +114,10 @@ def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float 
             printer(f"train_digits: step {step + 1}/{steps} loss {loss.item():.3f} "
                     f"({time.perf_counter() - began:.0f}s)")
     seconds = time.perf_counter() - began
+    model.module.to(memory_format=torch.contiguous_format)
     result = TrainResult(steps, seconds, top1(model, val_x, val_set.labels))
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.module.state_dict(), out / "weights.pt")
     printer(f"train_digits: {name}: held-out FP32 top-1 {100 * result.val_top1:.2f}% on {len(val_set)} digits "
-            f"after {steps} steps in {seconds:.0f}s → {out / 'weights.pt'}")
+            f"after {steps} steps in {seconds:.0f}s{' (BF16 autocast)' if bf16_autocast else ''} → {out / 'weights.pt'}")
     return result

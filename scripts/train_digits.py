@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a zoo model on scikit-learn's handwritten digits (offline, CPU); see exporter/digits.py.
 
-    python scripts/train_digits.py c2f_ca --out runs/c2f_ca [--steps N] [--seed S]
+    python scripts/train_digits.py c2f_ca --out runs/c2f_ca [--steps N] [--seed S] [--bf16-autocast]
 
 writes runs/c2f_ca/weights.pt and runs/c2f_ca/digits/{train,val}/<class>/*.png, so that
 `attn-export c2f_ca --num-classes 10 --weights runs/c2f_ca/weights.pt --calib runs/c2f_ca/digits/train
@@ -26,15 +26,21 @@ import click
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Builder argument, a Python literal (repeatable), as attn-export --model-arg; give the same "
                    "ones to attn-export.")
+@click.option("--bf16-autocast", is_flag=True,
+              help="Train under BF16 autocast on channels-last tensors (weights and optimiser stay FP32; "
+                   "held-out top-1 is measured in FP32): 3-4x faster where the CPU has AMX or AVX512-BF16, "
+                   "slower where it has neither.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Initial weights and batches.")
-def main(model: str, out: str, steps: int, batch: int, lr: float, model_args: tuple[str, ...], seed: int) -> None:
+def main(model: str, out: str, steps: int, batch: int, lr: float, model_args: tuple[str, ...], bf16_autocast: bool,
+         seed: int) -> None:
     """Train zoo MODEL (10 classes) on the digits and print its held-out FP32 top-1."""
     from exporter.digits import train
     from exporter.model_source import parse_model_args
     from runtimes.errors import AttnExportError
 
     try:
-        train(model, Path(out), steps=steps, batch=batch, lr=lr, seed=seed, model_args=parse_model_args(model_args))
+        train(model, Path(out), steps=steps, batch=batch, lr=lr, seed=seed, model_args=parse_model_args(model_args),
+              bf16_autocast=bf16_autocast)
     except AttnExportError as exc:
         click.echo(f"train_digits: error: {exc}", err=True)
         sys.exit(exc.exit_code)

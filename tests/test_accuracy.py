@@ -137,3 +137,25 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     parity = json.loads((out / "c2f_ca" / "parity.json").read_text())
     assert parity["onnx_int8"]["accuracy"] == accuracy["onnx_int8"]
     assert manifest["int8"]["calibration"]["image"].startswith(f"32 photos from {run / 'digits' / 'train'}")
+
+
+def test_bf16_autocast_training_saves_fp32_weights_that_reproduce_its_top1(tmp_path) -> None:
+    """--bf16-autocast trains in BF16 but keeps FP32, contiguous weights: reloaded into a fresh FP32 model they
+    give exactly the held-out top-1 the run printed."""
+    import torch
+
+    from exporter.digits import CLASSES, train, top1
+    from exporter.export_model import ExportModel
+    from exporter.zoo import create_model
+    from runtimes.labels import image_folder
+
+    widths = {"widths": (16, 32, 64, 128)}
+    result = train("c2f_ca", tmp_path, steps=8, model_args=widths, bf16_autocast=True, printer=lambda _: None)
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    floats = [t for t in state.values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float32 and t.is_contiguous() for t in floats)
+    model = ExportModel.of(create_model("c2f_ca", num_classes=CLASSES, **widths))
+    model.module.load_state_dict(state)
+    val = image_folder(tmp_path / "digits" / "val")
+    size = model.input_specs[0].shape[2:]
+    assert top1(model, load_batch(val.files, *size), val.labels) == result.val_top1
