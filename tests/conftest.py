@@ -21,11 +21,20 @@ torch.set_num_threads(2)
 _MODELS: dict[str, ZooModel] = {}
 
 
+SLIM_MODEL_ARGS = {
+    # VGG16's 4096-wide fc6/fc7 hold 120 M of its 138 M weights: a 256-wide head (same layers, keys and init;
+    # convolutions and attention untouched) makes four VGG exports ~0.5 GB of disk, not ~9 GB
+    "vgg16": {"classifier_width": 256},
+    # six identical encoder layers lower to ExecuTorch in ~160 s (55 XNNPACK subgraphs); two layers prove the
+    # same layer, mask and embedding paths at the same vocabulary and sequence bounds
+    "transformer_encoder": {"num_layers": 2},
+}
+
+
 def slim_model_args(name: str) -> dict[str, int]:
-    """The builder arguments every test instance of ``name`` gets: VGG16's 4096-wide fc6/fc7 hold 120 M of
-    its 138 M weights, so the suite builds a 256-wide head (same layers, keys and init; convolutions and
-    attention untouched) and four VGG exports take ~0.5 GB of disk, not ~9 GB. test_zoo counts full size."""
-    return {"classifier_width": 256} if name.startswith("vgg16") else {}
+    """The builder arguments every test instance of ``name`` gets (``SLIM_MODEL_ARGS``, matched by prefix);
+    test_zoo counts the full-size models."""
+    return next((dict(args) for prefix, args in SLIM_MODEL_ARGS.items() if name.startswith(prefix)), {})
 
 
 def small_model(name: str) -> ZooModel:
