@@ -10,15 +10,21 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from runtimes.optional import require
 
 from .errors import ExportError
 
 
+def require_openvino() -> ModuleType:
+    """The ``openvino`` module; exit 2 naming the extra when it is missing."""
+    return require("openvino", "--openvino", "openvino")
+
+
 def write_ir(onnx_path: Path, xml_path: Path) -> tuple[Path, Path]:
     """Convert ``onnx_path`` and save it as ``xml_path`` and its ``.bin``; returns both paths."""
-    ov = require("openvino", "--openvino", "openvino")
+    ov = require_openvino()
     bin_path = xml_path.with_suffix(".bin")
     try:
         model = ov.convert_model(str(onnx_path))

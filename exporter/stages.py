@@ -254,7 +254,8 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, ctx.batches))}"
                       f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
     Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
-    Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino),
+    Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino,
+          requires=openvino_ir.require_openvino),
     Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.builds_tensorrt, run_fp16),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
           lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),

@@ -1,6 +1,8 @@
 """Shared fixtures: one small (num_classes=10) instance per zoo model per session."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,19 @@ FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
 torch.set_num_threads(2)
 
 _MODELS: dict[str, ZooModel] = {}
+
+_WITHOUT = """
+import sys
+sys.modules[{package!r}] = None  # as if not installed
+from {cli} import main
+main({args!r})
+"""
+
+
+def run_cli_without(package: str, cli: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``cli``'s ``main(args)`` in a fresh interpreter where ``package`` cannot be imported."""
+    return subprocess.run([sys.executable, "-c", _WITHOUT.format(package=package, cli=cli, args=args)],
+                          capture_output=True, text=True)
 
 
 SLIM_MODEL_ARGS = {

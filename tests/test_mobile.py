@@ -18,7 +18,7 @@ import runtimes
 from runtimes.cli import main as attn_bench
 from runtimes.specs import random_inputs
 
-from .conftest import small_model
+from .conftest import run_cli_without, small_model
 from .exports import TEST_PROFILE, exported
 from .slim_envs import slim_python
 
@@ -191,14 +191,6 @@ def test_edge_app_runs_the_pte_equal_to_onnxruntime(artifacts_root, tmp_path) ->
         assert np.abs(np.asarray(a["logits"]) - np.asarray(b["logits"])).max() <= 1e-4 * np.abs(b["logits"]).max()
 
 
-MISSING_EXECUTORCH = """
-import sys
-sys.modules["executorch"] = None  # as if not installed
-from {module} import main
-main({args!r})
-"""
-
-
 def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
     """attn-export fails before any work (nothing written), runtimes.load names the extra too: exit 2 both."""
     folder, _ = exported("c2f_ca", artifacts_root)
@@ -207,8 +199,7 @@ def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
         "bench": ("runtimes.cli", [str(folder), "--engine", "executorch", "--iters", "1"]),
     }
     for what, (module, args) in runs.items():
-        result = subprocess.run([sys.executable, "-c", MISSING_EXECUTORCH.format(module=module, args=args)],
-                                capture_output=True, text=True)
+        result = run_cli_without("executorch", module, args)
         assert result.returncode == 2, (what, result.stderr)
         assert "pip install 'attn-export[executorch]'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ from runtimes.errors import OptionError
 from runtimes.openvino_rt import OpenVinoRuntime, cpu_capabilities, split_rows
 from runtimes.specs import random_inputs
 
-from .conftest import small_export_model, small_model
+from .conftest import run_cli_without, small_export_model, small_model
 from .exports import TEST_PROFILE, exported, small_options
 
 HAS_BF16 = "BF16" in cpu_capabilities()
@@ -166,3 +166,11 @@ def test_attn_bench_reports_precision_and_isa(artifacts_root, tmp_path) -> None:
         assert auto_bf16 == (report["machine"]["openvino_bf16_gemm"]["bf16_speedup"] >= 1.2)
     bad = CliRunner().invoke(main, [str(folder), "--engine", "ort:bf16"])
     assert bad.exit_code == 2 and "no precision 'bf16'" in bad.output
+
+
+def test_missing_openvino_fails_export_before_any_work(tmp_path) -> None:
+    result = run_cli_without("openvino", "exporter.cli", ["c2f_ca", "--num-classes", "10", "--openvino",
+                                                          "--out", str(tmp_path / "out")])
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'attn-export[openvino]'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
