@@ -65,7 +65,8 @@ def test_family_exports_at_opset_18(model_name, tmp_path) -> None:
     assert manifest["exporter"] == "dynamo"
 
 
-@pytest.mark.parametrize("opset", range(13, 21))
+# 17 and 18 are resnet50_sa's shared export and its dynamo export above: the rest of 13..20 here
+@pytest.mark.parametrize("opset", [13, 14, 15, 16, 19, 20])
 def test_opset_matrix_on_resnet(opset: int, tmp_path) -> None:
     manifest = export("resnet50_sa", tmp_path, options=small_options(opset=opset, photos=False))
     assert_export_ok(tmp_path / "resnet50_sa", manifest, opset, photos=False)

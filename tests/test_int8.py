@@ -121,14 +121,15 @@ def test_export_int8_writes_manifest_and_fails_honestly(artifacts_root, tmp_path
     assert manifest["parity"]["onnx_int8"]["passed"]
     with runtimes.load(folder, engine="openvino", precision="int8") as rt:
         assert rt.path.name == "model.int8.onnx"
-    with pytest.raises(ParityError, match="INT8 ONNX disagrees with PyTorch"):
-        export("resnet50_sa", tmp_path / "bad", options=small_options(
+    with pytest.raises(ParityError, match="INT8 ONNX disagrees with PyTorch"):  # a cosine of 1 is unreachable
+        export("c2f_ca", tmp_path / "bad", model_args={"widths": (16, 32, 64, 128)}, options=small_options(
             int8=True, calib_size=2, photos=False,
             int8_tolerance=Tolerance(max_rel=None, min_cosine=1.0, min_top1=1.0)))
-    bad = json.loads((tmp_path / "bad" / "resnet50_sa" / "manifest.json").read_text())
+    bad = json.loads((tmp_path / "bad" / "c2f_ca" / "manifest.json").read_text())
     assert bad["status"] == "failed" and bad["int8"]["step"] == int8.WIDENING_STEPS[-1].name
+    assert [t["step"] for t in bad["int8"]["tries"]] == [step.name for step in int8.WIDENING_STEPS]
     with pytest.raises(ArtifactError, match="status 'failed'"):
-        runtimes.load(tmp_path / "bad" / "resnet50_sa", engine="ort", precision="int8")
+        runtimes.load(tmp_path / "bad" / "c2f_ca", engine="ort", precision="int8")
 
 
 def test_int8_top1_is_pooled_over_all_samples() -> None:
