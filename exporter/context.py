@@ -43,6 +43,7 @@ class ExportContext:
     example: tuple[torch.Tensor, ...] = ()
     program: torch.export.ExportedProgram | None = None
     sets: list[ParityInputs] = field(default_factory=list)
+    labelled_sets: list[ParityInputs] = field(default_factory=list)  # --eval's images: calibrated artifacts' sets
     calibration: Calibration | None = None  # INT8 calibration data, made once for the ONNX and .pte INT8 stages
     fp32_accuracy: Accuracy | None = None  # the FP32 ONNX on --eval's images: what other precisions are held to
 
@@ -64,11 +65,14 @@ class ExportContext:
         self.manifest["artifacts"][key] = path.name
         mf.record_file(self.manifest, self.folder, path.name)
 
-    def check(self, path: Path, engine: str, tolerance: Tolerance, precision: str | None = None) -> ParityReport:
-        """``path`` against the PyTorch references (``sets``) and, with ``--eval``, its accuracy on the labels
-        (the first file checked, the FP32 ONNX, is the accuracy reference)."""
+    def check(self, path: Path, engine: str, tolerance: Tolerance, precision: str | None = None,
+              calibrated: bool = False) -> ParityReport:
+        """``path`` against the PyTorch references and, with ``--eval``, its accuracy on the labels (the first
+        file checked, the FP32 ONNX, is the accuracy reference). A ``calibrated`` artifact (INT8) is compared
+        on ``labelled_sets`` when ``--eval`` gave them (see ``references``), every other one on ``sets``."""
+        sets = self.labelled_sets if calibrated and self.labelled_sets else self.sets
         with open_candidate(path, engine, precision) as candidate:
-            report = check_parity(candidate, self.sets, tolerance)
+            report = check_parity(candidate, sets, tolerance)
             if self.labelled is not None:
                 reference = self.fp32_accuracy.predictions if self.fp32_accuracy else None
                 scored = evaluate(candidate, self.labelled, reference=reference, batch=self.options.batch.max)

@@ -5,6 +5,12 @@ named axes besides batch (``seq``), so a dynamic axis is proven by numbers, not 
 name in the file; the bundled photos where the model takes images; the user's own
 ``--sample-inputs``. PyTorch runs once per set, and every candidate file is checked against
 the same outputs.
+
+Calibrated artifacts (INT8) are checked on :func:`labelled_sets` instead when ``--eval`` gives labelled
+images: their activation ranges come from the data they were calibrated on, and random noise (or photos,
+for a network trained on something else) lies outside them, so a parity failure there says nothing about
+the data the model will see. A trained-on-digits resnet50_axial's INT8 kept 99.17 % top-1 on the digits
+at the first step while random inputs gave cosine 0.88 after every step.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import numpy as np
 
 import runtimes
 from runtimes.base import Runtime
+from runtimes.errors import OptionError
+from runtimes.labels import LabelledImages
 from runtimes.manifest import BatchProfile
 from runtimes.providers import cuda_usable
 from runtimes.selection import default_device
@@ -26,6 +34,7 @@ from .parity import ParityReport, Tolerance
 from .photos import photo_inputs
 
 OTHER_AXIS_GROWTH = 5  # the extra set sizes each named axis (other than batch) this much above its example
+LABELLED_POOL = 64  # labelled images in the in-distribution set of calibrated artifacts (labelled_sets)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,18 @@ def reference_sets(model: ExportModel, batches: Sequence[int], seed: int, photos
     if samples:
         input_sets.append((f"samples b={len(next(iter(samples.values())))}", dict(samples)))
     return [ParityInputs(label, arrays, model.forward_arrays(arrays)) for label, arrays in input_sets]
+
+
+def labelled_sets(model: ExportModel, labelled: LabelledImages, seed: int) -> list[ParityInputs]:
+    """One set of ``LABELLED_POOL`` labelled images (a seeded draw across all classes; fewer when the folder
+    has fewer), chunked at the profile max like any large batch; other inputs get seeded data. One pooled
+    set, not one per batch size: a one-image set turns the cosine into a per-image statistic that one
+    ambiguous digit decides, and the batch axis of every file is proven on the random sets already."""
+    chosen = np.random.default_rng(seed).permutation(len(labelled))[:LABELLED_POOL]
+    arrays = photo_inputs(model.input_specs, seed, [labelled.files[i] for i in chosen])
+    if arrays is None:
+        raise OptionError("the model takes no image input: labelled images cannot be its inputs")
+    return [ParityInputs(f"labelled b={len(chosen)}", arrays, model.forward_arrays(arrays))]
 
 
 def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:

@@ -27,7 +27,7 @@ from .errors import EngineBuildError
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
-from .references import reference_sets
+from .references import labelled_sets, reference_sets
 from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
@@ -97,10 +97,13 @@ def run_graph_checks(ctx: ExportContext) -> None:
 
 
 def run_onnx_parity(ctx: ExportContext) -> None:
-    """PyTorch runs once per input set here; every later check reuses ``ctx.sets``."""
+    """PyTorch runs once per input set here; every later check reuses ``ctx.sets`` (and, with ``--eval``,
+    INT8's ``ctx.labelled_sets``)."""
     ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
+    if ctx.labelled is not None:
+        ctx.labelled_sets = labelled_sets(ctx.model, ctx.labelled, ctx.options.seed)
 
 
 def run_ort_format(ctx: ExportContext) -> None:
@@ -176,7 +179,7 @@ def run_int8(ctx: ExportContext) -> None:
     path = ctx.folder / "model.int8.onnx"
     info, report = int8.quantize_until_parity(
         ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
-        lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance), ctx.accepts)
+        lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance, calibrated=True), ctx.accepts)
     ctx.add_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
     ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
@@ -202,7 +205,8 @@ def run_executorch_int8(ctx: ExportContext) -> None:
     calib = int8_calibration(ctx)
     info, report = executorch_pte.quantize_until_parity(
         model.module, model.input_specs, model.output_specs, ctx.example, opts.batch.max, calib.arrays, path,
-        lambda candidate: ctx.check(candidate, "executorch", opts.int8_tolerance, precision="int8"), ctx.accepts)
+        lambda candidate: ctx.check(candidate, "executorch", opts.int8_tolerance, precision="int8", calibrated=True),
+        ctx.accepts)
     ctx.add_artifact("executorch_int8", path)
     ctx.manifest["executorch_int8"] = {"executorch": executorch_pte.executorch_version(), "bytes": path.stat().st_size,
                                        "calibration": calib.sources, **info}
@@ -232,8 +236,9 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
         ctx.manifest[key]["trtexec"] = " ".join(trtexec.trtexec_command(  # NVIDIA's tool, same engine, in the folder
             Path(source), ctx.manifest[key], opts.batch.max, opts.workspace_gib))
         ctx.add_artifact(key, engine_path)
-        tolerance = opts.int8_tolerance if precision == "int8" else opts.fp16_tolerance
-        report = ctx.check(engine_path, opts.engine, tolerance, precision=precision)
+        calibrated = precision == "int8"
+        report = ctx.check(engine_path, opts.engine, opts.int8_tolerance if calibrated else opts.fp16_tolerance,
+                           precision=precision, calibrated=calibrated)
         ctx.record_parity(key, build.title, report)
 
     return run

@@ -107,15 +107,15 @@ def test_labels_csv_and_its_bad_row(artifacts_root, tmp_path) -> None:
 
 
 def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
-    """c2f_ca (quarter width) trained on the held-out-split digits within ~3 minutes on 2 cores, then
+    """c2f_ca (quarter width) trained on the digits for 250 steps (~135 s on 2 cores), then
     exported with --fp16 --int8 --executorch --eval: the reduced precisions (ONNX FP16 and INT8, and
     ExecuTorch's PT2E INT8 .pte on the same calibration images) within the issue's top-1 goals."""
     from exporter.cli import main as attn_export
     from exporter.digits import train
 
     run = tmp_path / "run"
-    result = train("c2f_ca", run, steps=150, model_args={"widths": (16, 32, 64, 128)}, printer=lambda _: None)
-    assert result.val_top1 >= 0.80, result
+    result = train("c2f_ca", run, steps=250, model_args={"widths": (16, 32, 64, 128)}, printer=lambda _: None)
+    assert result.val_top1 >= 0.90, result  # 98.06 % on the AMX Xeon that wrote this
     assert sorted(p.name for p in (run / "digits" / "val").iterdir()) == [str(c) for c in range(10)]
     assert sum(1 for _ in (run / "digits" / "val").rglob("*.png")) == 360
 
@@ -136,6 +136,11 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     assert accuracy["onnx_fp16"]["agreement_top1"] >= 0.99
     parity = json.loads((out / "c2f_ca" / "parity.json").read_text())
     assert parity["onnx_int8"]["accuracy"] == accuracy["onnx_int8"]
+    # INT8 (calibrated on digits) is compared with PyTorch on 64 held-out digits; FP32 and FP16 on random inputs
+    for key in ("onnx_int8", "executorch_int8"):
+        assert [r["inputs"] for r in parity[key]["rows"]] == ["labelled b=64"]
+    for key in ("onnx", "onnx_fp16"):
+        assert all(r["inputs"].startswith("random") for r in parity[key]["rows"])
     assert manifest["int8"]["calibration"]["image"].startswith(f"32 photos from {run / 'digits' / 'train'}")
 
 
