@@ -81,7 +81,7 @@ def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float 
     and ``out/digits/``.
 
     ``bf16_autocast`` runs forward and backward under ``torch.autocast("cpu", bfloat16)`` on channels-last
-    tensors — 3-4x faster on a CPU with AMX or AVX512-BF16 — while the weights and the optimiser stay FP32;
+    tensors (a resnet50_sa step: 19 s → 5 s on an AMX CPU) while the weights and the optimiser stay FP32;
     the held-out top-1 is always measured in FP32."""
     torch.manual_seed(seed)
     model = ExportModel.of(create_model(name, num_classes=CLASSES, **dict(model_args or {})))
@@ -119,5 +119,6 @@ def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float 
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.module.state_dict(), out / "weights.pt")
     printer(f"train_digits: {name}: held-out FP32 top-1 {100 * result.val_top1:.2f}% on {len(val_set)} digits "
-            f"after {steps} steps in {seconds:.0f}s{' (BF16 autocast)' if bf16_autocast else ''} → {out / 'weights.pt'}")
+            f"after {steps} steps in {seconds:.0f}s{' (BF16 autocast)' if bf16_autocast else ''} "
+            f"→ {out / 'weights.pt'}")
     return result

@@ -28,8 +28,8 @@ import click
                    "ones to attn-export.")
 @click.option("--bf16-autocast", is_flag=True,
               help="Train under BF16 autocast on channels-last tensors (weights and optimiser stay FP32; "
-                   "held-out top-1 is measured in FP32): 3-4x faster where the CPU has AMX or AVX512-BF16, "
-                   "slower where it has neither.")
+                   "held-out top-1 is measured in FP32): a resnet50_sa step took 5 s instead of 19 s on an "
+                   "AMX CPU; not measured on CPUs without BF16 support.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Initial weights and batches.")
 def main(model: str, out: str, steps: int, batch: int, lr: float, model_args: tuple[str, ...], bf16_autocast: bool,
          seed: int) -> None:
