@@ -22,7 +22,7 @@ from .int8 import Calibration
 from .options import ExportOptions
 from .parity import ParityReport, Tolerance
 from .progress import Printer, Stages
-from .references import ParityInputs, check_parity, open_candidate, parity_batches
+from .references import ParityInputs, check_parity, labelled_sets, open_candidate, parity_batches
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ExportContext:
     example: tuple[torch.Tensor, ...] = ()
     program: torch.export.ExportedProgram | None = None
     sets: list[ParityInputs] = field(default_factory=list)
-    labelled_sets: list[ParityInputs] = field(default_factory=list)  # --eval's images: calibrated artifacts' sets
+    labelled_sets: list[ParityInputs] = field(default_factory=list)  # see calibrated_sets
     calibration: Calibration | None = None  # INT8 calibration data, made once for the ONNX and .pte INT8 stages
     fp32_accuracy: Accuracy | None = None  # the FP32 ONNX on --eval's images: what other precisions are held to
 
@@ -69,8 +69,8 @@ class ExportContext:
               calibrated: bool = False) -> ParityReport:
         """``path`` against the PyTorch references and, with ``--eval``, its accuracy on the labels (the first
         file checked, the FP32 ONNX, is the accuracy reference). A ``calibrated`` artifact (INT8) is compared
-        on ``labelled_sets`` when ``--eval`` gave them (see ``references``), every other one on ``sets``."""
-        sets = self.labelled_sets if calibrated and self.labelled_sets else self.sets
+        on ``calibrated_sets()``, every other one on ``sets``."""
+        sets = self.calibrated_sets() if calibrated else self.sets
         with open_candidate(path, engine, precision) as candidate:
             report = check_parity(candidate, sets, tolerance)
             if self.labelled is not None:
@@ -79,6 +79,15 @@ class ExportContext:
                 self.fp32_accuracy = self.fp32_accuracy or scored
                 report.accuracy = {**scored.to_json(), "drop_points": self.accuracy_drop(scored.top1)}
         return report
+
+    def calibrated_sets(self) -> list[ParityInputs]:
+        """``--eval``'s in-distribution set (``references.labelled_sets``), made on the first calibrated check
+        so an export without INT8 never runs PyTorch on it; ``sets`` without ``--eval``."""
+        if self.labelled is None:
+            return self.sets
+        if not self.labelled_sets:
+            self.labelled_sets = labelled_sets(self.model, self.labelled, self.options.seed)
+        return self.labelled_sets
 
     def accuracy_drop(self, top1: float) -> float:
         """Points of top-1 lost against the FP32 ONNX on the labels (0 for the FP32 ONNX itself)."""

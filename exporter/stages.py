@@ -27,7 +27,7 @@ from .errors import EngineBuildError
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
-from .references import labelled_sets, reference_sets
+from .references import reference_sets
 from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
@@ -97,13 +97,11 @@ def run_graph_checks(ctx: ExportContext) -> None:
 
 
 def run_onnx_parity(ctx: ExportContext) -> None:
-    """PyTorch runs once per input set here; every later check reuses ``ctx.sets`` (and, with ``--eval``,
-    INT8's ``ctx.labelled_sets``)."""
+    """PyTorch runs once per input set here; every later check reuses ``ctx.sets`` (INT8 with ``--eval``:
+    ``ctx.calibrated_sets()``)."""
     ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
-    if ctx.labelled is not None:
-        ctx.labelled_sets = labelled_sets(ctx.model, ctx.labelled, ctx.options.seed)
 
 
 def run_ort_format(ctx: ExportContext) -> None:
