@@ -45,6 +45,9 @@ SLIM_MODEL_ARGS = {
     "transformer_encoder": {"num_layers": 2},
 }
 
+# c2f_ca at a quarter width: what the tests that train it or fail it on purpose build (seconds, not minutes)
+QUARTER_C2F_CA = {"widths": (16, 32, 64, 128)}
+
 
 def slim_model_args(name: str) -> dict[str, int]:
     """The builder arguments every test instance of ``name`` gets (``SLIM_MODEL_ARGS``, matched by prefix);

@@ -15,10 +15,11 @@ import runtimes
 from runtimes.cli import main as attn_bench
 from runtimes.images import load_batch, sample_photo_files
 
+from .conftest import QUARTER_C2F_CA
 from .exports import exported
 
 FP16_GOAL, INT8_GOAL = 0.3, 1.0  # points of top-1 a trained network may lose (the goals)
-TRAIN_ARGS = ["--model-arg", "widths=(16, 32, 64, 128)"]  # c2f_ca at a quarter width: trains in the test's budget
+TRAIN_ARGS = ["--model-arg", f"widths={QUARTER_C2F_CA['widths']}"]  # as attn-export --model-arg
 
 
 def _images(tmp_path: Path) -> list[Path]:
@@ -114,7 +115,7 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     from exporter.digits import train
 
     run = tmp_path / "run"
-    result = train("c2f_ca", run, steps=250, model_args={"widths": (16, 32, 64, 128)}, printer=lambda _: None)
+    result = train("c2f_ca", run, steps=250, model_args=QUARTER_C2F_CA, printer=lambda _: None)
     assert result.val_top1 >= 0.90, result  # 98.06 % on the AMX Xeon that wrote this
     assert sorted(p.name for p in (run / "digits" / "val").iterdir()) == [str(c) for c in range(10)]
     assert sum(1 for _ in (run / "digits" / "val").rglob("*.png")) == 360
@@ -154,12 +155,11 @@ def test_bf16_autocast_training_saves_fp32_weights_that_reproduce_its_top1(tmp_p
     from exporter.zoo import create_model
     from runtimes.labels import image_folder
 
-    widths = {"widths": (16, 32, 64, 128)}
-    result = train("c2f_ca", tmp_path, steps=8, model_args=widths, bf16_autocast=True, printer=lambda _: None)
+    result = train("c2f_ca", tmp_path, steps=8, model_args=QUARTER_C2F_CA, bf16_autocast=True, printer=lambda _: None)
     state = torch.load(tmp_path / "weights.pt", weights_only=True)
     floats = [t for t in state.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float32 and t.is_contiguous() for t in floats)
-    model = ExportModel.of(create_model("c2f_ca", num_classes=CLASSES, **widths))
+    model = ExportModel.of(create_model("c2f_ca", num_classes=CLASSES, **QUARTER_C2F_CA))
     model.module.load_state_dict(state)
     val = image_folder(tmp_path / "digits" / "val")
     size = model.input_specs[0].shape[2:]

@@ -17,7 +17,7 @@ from exporter.pipeline import export
 from exporter.references import check_file_parity, check_parity, parity_batches, reference_sets
 from runtimes.errors import ArtifactError
 
-from .conftest import FAMILIES, small_export_model, small_model
+from .conftest import FAMILIES, QUARTER_C2F_CA, small_export_model, small_model
 from .exports import TEST_PROFILE, exported, small_options
 
 _QUANTIZED: dict[str, tuple] = {}
@@ -122,7 +122,7 @@ def test_export_int8_writes_manifest_and_fails_honestly(artifacts_root, tmp_path
     with runtimes.load(folder, engine="openvino", precision="int8") as rt:
         assert rt.path.name == "model.int8.onnx"
     with pytest.raises(ParityError, match="INT8 ONNX disagrees with PyTorch"):  # a cosine of 1 is unreachable
-        export("c2f_ca", tmp_path / "bad", model_args={"widths": (16, 32, 64, 128)}, options=small_options(
+        export("c2f_ca", tmp_path / "bad", model_args=QUARTER_C2F_CA, options=small_options(
             int8=True, calib_size=2, photos=False,
             int8_tolerance=Tolerance(max_rel=None, min_cosine=1.0, min_top1=1.0)))
     bad = json.loads((tmp_path / "bad" / "c2f_ca" / "manifest.json").read_text())
