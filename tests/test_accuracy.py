@@ -164,3 +164,32 @@ def test_bf16_autocast_training_saves_fp32_weights_that_reproduce_its_top1(tmp_p
     val = image_folder(tmp_path / "digits" / "val")
     size = model.input_specs[0].shape[2:]
     assert top1(model, load_batch(val.files, *size), val.labels) == result.val_top1
+
+
+def test_zero_init_residual_starts_resnet50_kv_attention_uniform_not_one_hot(tmp_path) -> None:
+    """Why resnet50_kv trains with --zero-init-residual: from the default init its layer4 tokens give a
+    near one-hot softmax (q and k get no gradient); with every block starting as the identity the attention
+    starts spread over all 49 tokens. A model without ResNet blocks is refused, naming the option."""
+    import torch
+
+    from exporter.digits import train, zero_init_residuals
+    from exporter.zoo import create_model
+    from exporter.zoo.resnet import resnet_trunk, to_tokens
+    from runtimes.errors import OptionError
+
+    def attention_entropy(model: torch.nn.Module) -> float:
+        with torch.inference_mode():
+            tokens = model.proj(to_tokens(resnet_trunk(model.backbone, torch.randn(2, 3, 224, 224)))) + model.pos_embed
+            weights = model.attention.attend(tokens, tokens, tokens)[1]
+        return float(-(weights * weights.clamp_min(1e-12).log()).sum(-1).mean())
+
+    torch.manual_seed(0)
+    default = create_model("resnet50_kv", num_classes=10).eval()
+    zeroed = create_model("resnet50_kv", num_classes=10).eval()
+    assert zero_init_residuals(zeroed) == 16  # ResNet-50: 3 + 4 + 6 + 3 bottlenecks
+    assert all(float(b.bn3.weight.abs().max()) == 0 for b in zeroed.backbone.modules() if hasattr(b, "bn3"))
+    uniform = np.log(49)
+    assert attention_entropy(default) < 0.1 * uniform  # measured 0.06 of 3.89 nats
+    assert attention_entropy(zeroed) > 0.99 * uniform
+    with pytest.raises(OptionError, match="c2f_ca has no ResNet blocks: zero_init_residual applies to the ResNet-50"):
+        train("c2f_ca", tmp_path, steps=1, model_args=QUARTER_C2F_CA, zero_init_residual=True, printer=lambda _: None)
