@@ -174,12 +174,11 @@ def test_zero_init_residual_starts_resnet50_kv_attention_uniform_not_one_hot(tmp
 
     from exporter.digits import train, zero_init_residuals
     from exporter.zoo import create_model
-    from exporter.zoo.resnet import resnet_trunk, to_tokens
     from runtimes.errors import OptionError
 
     def attention_entropy(model: torch.nn.Module) -> float:
         with torch.inference_mode():
-            tokens = model.proj(to_tokens(resnet_trunk(model.backbone, torch.randn(2, 3, 224, 224)))) + model.pos_embed
+            tokens = model.tokens(torch.randn(2, 3, 224, 224))
             weights = model.attention.attend(tokens, tokens, tokens)[1]
         return float(-(weights * weights.clamp_min(1e-12).log()).sum(-1).mean())
 

@@ -74,8 +74,12 @@ class ResNetKeyValueAttention(ZooModel):
         self.attention = KeyValueAttention(embed_dim, num_heads)
         self.fc = nn.Linear(embed_dim, num_classes)
 
+    def tokens(self, image: torch.Tensor) -> torch.Tensor:
+        """The attention's input: the 7×7 layer4 map as 49 tokens, projected, plus the position encoding."""
+        return self.proj(to_tokens(resnet_trunk(self.backbone, image))) + self.pos_embed
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        tokens = self.proj(to_tokens(resnet_trunk(self.backbone, image))) + self.pos_embed
+        tokens = self.tokens(image)
         return self.fc(self.attention(tokens, tokens, tokens).mean(dim=1))
 
 
