@@ -1,13 +1,15 @@
 """Mixed-precision FP16 ONNX with NVIDIA ModelOpt AutoCast, widened until parity holds.
 
-AutoCast keeps nodes in FP32 whose activations exceed ``data_max`` on the
-calibration inputs (random and real photos). On top of that we keep in FP32,
-by rule: reductions that compute std/variance or LayerNorm (ReduceMean,
-ReduceSum, Pow, Sqrt, LayerNormalization) and softmaxes over many keys. When
-FP16 parity still fails, ``WIDENING_STEPS`` keeps more in FP32 — lower
+AutoCast keeps nodes in FP32 whose inputs or outputs exceed ``data_max`` on the
+calibration inputs (random and real photos): each node is decided by its
+measured range, reductions (ReduceMean, ReduceSum) included — a mean may be a
+pooling or a variance, and the operator type does not say which. By rule we
+keep in FP32 only what FP16 gets wrong at any range: the power and square root
+of a std and LayerNorm (``FP32_OPS``), and softmaxes over many keys. When FP16
+parity still fails, ``WIDENING_STEPS`` keeps more in FP32 — lower
 ``data_max``, every attention MatMul/Softmax, then ever lower ``data_max`` —
-until it holds; the report
-says which step was needed and why each FP32 node stayed FP32.
+until it holds; the report says which step was needed and why each FP32 node
+stayed FP32.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from .errors import ExportError
 from .onnx_export import default_opset
 from .widening import widen_until_parity
 
-REDUCTION_OPS = ("ReduceMean", "ReduceSum", "Pow", "Sqrt", "LayerNormalization")
+FP32_OPS = ("Pow", "Sqrt", "LayerNormalization")
+FP32_OPS_REASON = "std/LayerNorm op (Pow, Sqrt, LayerNormalization)"
 LARGE_SOFTMAX_KEYS = 1024
 
 
@@ -98,9 +101,9 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
     """
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    kept = {op: "std/variance/normalisation reduction" for op in REDUCTION_OPS}
+    kept = {op: FP32_OPS_REASON for op in FP32_OPS}
     kept.update({n: f"softmax over > {LARGE_SOFTMAX_KEYS} keys" for n in softmaxes})
-    op_types = list(REDUCTION_OPS)
+    op_types = list(FP32_OPS)
     if step.attention_fp32:
         op_types += ["MatMul", "Softmax"]
         kept.update(MatMul="widened: attention in fp32", Softmax="widened: attention in fp32")
