@@ -19,6 +19,7 @@ from .conftest import QUARTER_C2F_CA
 from .exports import exported
 
 FP16_GOAL, INT8_GOAL = 0.3, 1.0  # points of top-1 a trained network may lose (the goals)
+FP16_NODE_SHARE_GOAL = 0.9  # and the share of compute nodes FP16 must keep
 TRAIN_ARGS = ["--model-arg", f"widths={QUARTER_C2F_CA['widths']}"]  # as attn-export --model-arg
 
 
@@ -135,6 +136,8 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     assert manifest["executorch_int8"]["calibration"] == manifest["int8"]["calibration"]
     assert all(a["images"] == 360 for a in accuracy.values())
     assert accuracy["onnx_fp16"]["agreement_top1"] >= 0.99
+    fp16 = manifest["fp16"]
+    assert fp16["fp16_nodes"] >= FP16_NODE_SHARE_GOAL * (fp16["fp16_nodes"] + fp16["fp32_nodes"]), fp16
     parity = json.loads((out / "c2f_ca" / "parity.json").read_text())
     assert parity["onnx_int8"]["accuracy"] == accuracy["onnx_int8"]
     # INT8 (calibrated on digits) is compared with PyTorch on 61 held-out digits; FP32 and FP16 on random inputs
