@@ -62,3 +62,41 @@ def test_widening_stops_at_the_first_passing_step(tmp_path, monkeypatch) -> None
                                              lambda path: FakeReport(len(calls) == 3))
     assert calls == [s.name for s in fp16.WIDENING_STEPS][:3] and bool(report)
     assert [t["passed"] for t in info["tries"]] == [False, False, True]
+
+
+def pool_and_sum_of_squares_model() -> onnx.ModelProto:
+    """x → Relu → ReduceMean (a pooling) and x → Pow 2 → ReduceSum (a sum of squares) → Add."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r"], ["m"], name="pool", axes=[2]),  # axes an input from opset 18
+             helper.make_node("Pow", ["x", "two"], ["p"], name="square"),
+             helper.make_node("ReduceSum", ["p", "axes"], ["s"], name="sumsq"),
+             helper.make_node("Add", ["m", "s"], ["y"], name="add")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 1])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [2]), helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_reductions_are_kept_fp32_by_measured_range_not_by_type(tmp_path) -> None:
+    """The same ReduceSum is FP16 when its calibrated sums are small and FP32 when they exceed data_max (512);
+    the pooling ReduceMean stays FP16 and the Pow stays FP32 by rule."""
+    import numpy as np
+
+    src = tmp_path / "m.onnx"
+    onnx.save(pool_and_sum_of_squares_model(), str(src))
+    x = np.random.default_rng(0).standard_normal((2, 4, 64)).astype(np.float32)
+    reports = {}
+    for scale in (0.5, 4.0):  # sums of squares ~16 and ~1,000 (64 values of std 0.5 and 4)
+        calib = tmp_path / f"calib{scale}"
+        calib.mkdir()
+        np.savez(calib / "c.npz", x=scale * x)
+        reports[scale] = fp16.convert(src, tmp_path / f"{scale}.onnx", str(calib), [], fp16.WIDENING_STEPS[0], 17)
+    small, large = reports[0.5], reports[4.0]
+    assert float(np.square(4.0 * x).sum(axis=2).max()) > fp16.WIDENING_STEPS[0].data_max
+    assert small["fp32_node_names"] == ["square"] and small["fp16_nodes"] == 4
+    assert small["fp32_reasons"] == {fp16.FP32_OPS_REASON: 1}
+    assert "sumsq" in large["fp32_node_names"] and "pool" not in large["fp32_node_names"]
+    assert large["fp32_reasons"][fp16.FP32_OPS_REASON] == 1 and large["fp32_reasons"]["AutoCast: activation range"] >= 1
