@@ -6,11 +6,10 @@ measured range, reductions (ReduceMean, ReduceSum) included — a mean may be a
 pooling or a variance, and the operator type does not say which. By rule we
 keep in FP32 only the power and square root of a std and LayerNorm
 (``FP32_OPS``: a square overflows FP16 from 256 up, and a normalisation divides
-by their result), and softmaxes over many keys. When FP16
-parity still fails, ``WIDENING_STEPS`` keeps more in FP32 — lower
-``data_max``, every attention MatMul/Softmax, then ever lower ``data_max`` —
-until it holds; the report says which step was needed and why each FP32 node
-stayed FP32.
+by their result), and softmaxes over many keys. When FP16 parity still fails,
+``WIDENING_STEPS`` keeps more in FP32 — lower ``data_max``, every attention
+MatMul/Softmax, then ever lower ``data_max`` — until it holds; the report says
+which step was needed and why each FP32 node stayed FP32.
 """
 from __future__ import annotations
 
