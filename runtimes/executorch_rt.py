@@ -17,6 +17,7 @@ from .base import Runtime
 from .errors import ArtifactError, BackendUnavailableError
 from .optional import require
 from .specs import TensorSpec
+from .torch_rt import from_numpy
 
 IO_METHOD = "attn_export_io"  # constant method in the .pte: JSON {"inputs": [...], "outputs": [...]} as uint8
 
@@ -60,7 +61,7 @@ class ExecutorchRuntime(Runtime):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         specs, outputs = self._opened_specs()
-        results = self.method.execute([self._torch.from_numpy(feeds[s.name]) for s in specs])
+        results = self.method.execute([from_numpy(self._torch, feeds[s.name]) for s in specs])
         return {spec.name: out.numpy().copy() for spec, out in zip(outputs, results)}
 
     def _close(self) -> None:

@@ -25,6 +25,12 @@ def _spec(name: str, val: Any) -> TensorSpec:
     return TensorSpec(name, shape, str(val.dtype).removeprefix("torch."))
 
 
+def from_numpy(torch: Any, array: np.ndarray) -> Any:
+    """``torch.from_numpy`` without its "not writable" warning: a read-only array (``np.frombuffer``'s, a
+    served request's) is copied, a writable one shared (the torch and ExecuTorch backends)."""
+    return torch.from_numpy(np.require(array, requirements="W"))
+
+
 class TorchRuntime(Runtime):
     """``engine="torch"``: the exported program under ``inference_mode`` on CPU or CUDA."""
 
@@ -59,7 +65,7 @@ class TorchRuntime(Runtime):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = _torch()
         with torch.inference_mode():
-            out = self.module(*(torch.from_numpy(feeds[n]).to(self.device) for n in self._order))
+            out = self.module(*(from_numpy(torch, feeds[n]).to(self.device) for n in self._order))
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return {spec.name: o.cpu().numpy() for spec, o in zip(self._output_specs or (), outs)}
 

@@ -4,4 +4,7 @@
 source "$(dirname "$0")/_venv.sh"
 echo "==> mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
-exec python -m pytest "$@"
+# two pytest-xdist workers (TEST_WORKERS=0 runs in this process): export, ONNX serialisation and graph passes
+# are single-threaded, so a second worker uses the second core; a test file stays on one worker, and what
+# tests share (exports, slim venvs) is built once per run for all workers (tests/run_shared.py)
+exec python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

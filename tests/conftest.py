@@ -1,6 +1,7 @@
 """Shared fixtures: one small (num_classes=10) instance per zoo model per session."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,16 @@ from exporter.export_model import ExportModel
 from exporter.zoo import ZooModel, create_model, list_models
 from runtimes.specs import random_inputs
 
+from .run_shared import run_dir
+
 TEST_CLASSES = 10
 ROOT = Path(__file__).parents[1]  # the repository
 # one zoo model per family (VGG16, ResNet-50, C2f, Transformer): the per-family checks; the per-model ones
 # are the shared exports, FP16, OpenVINO BF16, Triton configs and the forward checks
 FAMILIES = ["vgg16_cross", "resnet50_sa", "c2f_ca", "transformer_encoder"]
 
-torch.set_num_threads(2)
+# two cores: both for one process, one each for two pytest-xdist workers (scripts/test.sh)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 _MODELS: dict[str, ZooModel] = {}
 
@@ -99,5 +103,8 @@ def model_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def artifacts_root(tmp_path_factory: pytest.TempPathFactory):
-    return tmp_path_factory.mktemp("artifacts")
+def artifacts_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the run's shared exports live (``exports.exported``), one folder for every worker."""
+    root = run_dir(tmp_path_factory) / "artifacts"
+    root.mkdir(exist_ok=True)
+    return root

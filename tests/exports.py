@@ -1,15 +1,16 @@
-"""Session-wide exports: each zoo model exported once (opset 17 + FP16, 10 classes, batch 1:2:4)
-and shared by the export, runtime and FP16 tests; the models the engine suites run also carry the
-files of the other engines (``EXTRA_ARTIFACTS``)."""
+"""Run-wide exports: each zoo model exported once (opset 17 + FP16, 10 classes, batch 1:2:4) by the first
+test worker that needs it and shared by the export, runtime and FP16 tests of every worker; the models the
+engine suites run also carry the files of the other engines (``EXTRA_ARTIFACTS``)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from exporter.pipeline import ExportOptions, export
-from runtimes.manifest import BatchProfile
+from runtimes.manifest import BatchProfile, read_manifest
 
 from .conftest import slim_model_args
+from .run_shared import build_once
 
 TEST_PROFILE = BatchProfile(1, 2, 4)
 _DONE: dict[str, dict[str, Any]] = {}
@@ -28,10 +29,11 @@ def small_options(opset: int = 17, **kw: Any) -> ExportOptions:
 
 
 def exported(name: str, root: Path) -> tuple[Path, dict[str, Any]]:
-    """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per session."""
+    """(folder, manifest) of ``name`` exported at opset 17 under ``root``, once per run."""
     if name not in _DONE:
-        _DONE[name] = export(name, root, model_args=slim_model_args(name),
-                             options=small_options(fp16=True, **EXTRA_ARTIFACTS.get(name, {})))
+        _DONE[name] = build_once(root / f"{name}.exported", lambda: export(
+            name, root, model_args=slim_model_args(name),
+            options=small_options(fp16=True, **EXTRA_ARTIFACTS.get(name, {}))), lambda: read_manifest(root / name))
     return root / name, _DONE[name]
 
 
@@ -40,15 +42,17 @@ def sample_inputs_file(folder: Path) -> Path:
     import numpy as np
 
     path = folder / "samples.npz"
-    if not path.is_file():
+
+    def write() -> None:
         rng = np.random.default_rng(11)
         np.savez(path, image=rng.standard_normal((3, 3, 64, 64)).astype(np.float32),
                  ids=rng.integers(0, 1000, size=(3, 9)).astype(np.int64))
-    return path
+
+    return build_once(path.with_suffix(".written"), write, lambda: path)
 
 
 def exported_own_model(root: Path) -> tuple[Path, dict[str, Any]]:
-    """(folder, manifest) of the two-input user model (image + int64 ids), exported once per session through
+    """(folder, manifest) of the two-input user model (image + int64 ids), exported once per run through
     the Python API with --sample-inputs, FP16 and INT8 (shared by the own-model and serving tests)."""
     import torch
 
@@ -57,10 +61,14 @@ def exported_own_model(root: Path) -> tuple[Path, dict[str, Any]]:
 
     from .user_models.two_input import VOCAB, ImageText
 
-    if "image_text" not in _DONE:
+    def export_it() -> dict[str, Any]:
         torch.manual_seed(0)
         inputs = [TensorSpec("image", ("batch", 3, 64, 64)), TensorSpec("ids", ("batch", "seq"), "int64", (0, VOCAB))]
-        _DONE["image_text"] = export_module(
+        return export_module(
             ImageText(), root, inputs=inputs, outputs=["logits"], name="image_text", max_dims={"seq": 32},
             options=small_options(fp16=True, int8=True, sample_inputs=str(sample_inputs_file(root))))
+
+    if "image_text" not in _DONE:
+        _DONE["image_text"] = build_once(root / "image_text.exported", export_it,
+                                         lambda: read_manifest(root / "image_text"))
     return root / "image_text", _DONE["image_text"]

@@ -81,7 +81,7 @@ def test_attn_bench_accuracy_runs_in_the_torch_free_ort_install(artifacts_root, 
     for i, path in enumerate(_images(tmp_path)[:4]):
         (data / str(i % 2)).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, data / str(i % 2) / path.name)
-    bench = slim_python("ort", tmp_path_factory.getbasetemp()).parent / "attn-bench"
+    bench = slim_python("ort", tmp_path_factory).parent / "attn-bench"
     result = subprocess.run([str(bench), str(folder), "--batch", "2", "--iters", "1", "--warmup", "0", "--data",
                              str(data), "--json", str(tmp_path / "b.json")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

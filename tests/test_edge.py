@@ -20,7 +20,7 @@ EXTRAS = {"ort": "onnxruntime", "openvino": "openvino"}
 
 @pytest.fixture(scope="module", params=sorted(EXTRAS))
 def slim(request, tmp_path_factory) -> tuple[str, Path]:
-    return request.param, slim_python(request.param, tmp_path_factory.getbasetemp())
+    return request.param, slim_python(request.param, tmp_path_factory)
 
 
 def _run(python: Path | str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -86,7 +86,7 @@ assert "torch" not in sys.modules
 
 def test_ort_file_runs_in_the_torch_free_ort_install(ort_exports, tmp_path_factory, tmp_path) -> None:
     folder, _ = ort_exports["c2f_ca"]
-    python = slim_python("ort", tmp_path_factory.getbasetemp())
+    python = slim_python("ort", tmp_path_factory)
     image = np.random.default_rng(4).standard_normal((2, 3, 224, 224)).astype(np.float32)
     np.save(tmp_path / "image.npy", image)
     result = subprocess.run([str(python), "-c", SLIM_SCRIPT, str(folder / "model.ort"), str(tmp_path / "image.npy"),
@@ -149,6 +149,24 @@ def test_pte_equals_pytorch_at_every_batch(name, precision, batch, artifacts_roo
     else:
         cosine = (got * want).sum() / (np.linalg.norm(got) * np.linalg.norm(want))
         assert cosine >= 0.99
+
+
+@pytest.mark.parametrize("engine", ["torch", "executorch"])
+def test_read_only_input_is_copied_for_torch_and_answers_the_same(engine, artifacts_root) -> None:
+    """A served request's tensor is a read-only np.frombuffer view: torch.from_numpy would warn ("not
+    writable", once per process), so the torch-based engines copy exactly those and share the rest."""
+    import torch
+
+    from runtimes.torch_rt import from_numpy
+
+    image = random_inputs(small_model("c2f_ca").input_specs, 2, seed=3)["image"]
+    read_only = np.frombuffer(image.tobytes(), np.float32).reshape(image.shape)
+    assert not read_only.flags.writeable
+    assert from_numpy(torch, read_only).data_ptr() != read_only.ctypes.data  # copied
+    assert from_numpy(torch, image).data_ptr() == image.ctypes.data  # shared
+    folder, _ = exported("c2f_ca", artifacts_root)
+    with runtimes.load(folder, engine=engine) as rt:
+        np.testing.assert_array_equal(rt({"image": read_only})["logits"], rt({"image": image})["logits"])
 
 
 def test_lone_pte_opens_with_its_own_specs_and_bound(artifacts_root) -> None:

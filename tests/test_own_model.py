@@ -25,6 +25,7 @@ from exporter.model_source import parse_model_args
 from runtimes.specs import TensorSpec, random_inputs
 
 from .exports import TEST_PROFILE, exported_own_model, sample_inputs_file
+from .run_shared import build_once
 from .user_models.mobilenet import build as build_mobilenet
 from .user_models.two_input import ImageText
 from .user_models.vit import tiny_vit
@@ -42,19 +43,19 @@ CLI_MODELS: dict[str, tuple[list[str], Callable[[], nn.Module]]] = {
              "--max-dim", "seq=64", "--output", "logits", "--output", "tokens", "--fp16"], lambda: tiny_vit(depth=2)),
 }
 OWN_MODELS = [*CLI_MODELS, "image_text"]
-_FOLDERS: dict[str, Path] = {}
 
 
 def own_export(key: str, root: Path) -> Path:
-    """The folder of ``key``, exported once per session (CLI for the first two, Python API for image_text)."""
+    """The folder of ``key``, exported once per run (CLI for the first two, Python API for image_text)."""
     if key == "image_text":
         return exported_own_model(root)[0]
-    if key not in _FOLDERS:
+
+    def export_it() -> None:
         args, _ = CLI_MODELS[key]
         result = CliRunner().invoke(cli.main, [*args, "--name", key, "--batch", PROFILE, "--out", str(root)])
         assert result.exit_code == 0, result.output
-        _FOLDERS[key] = root / key
-    return _FOLDERS[key]
+
+    return build_once(root / f"{key}.exported", export_it, lambda: root / key)
 
 
 def pytorch_module(key: str, folder: Path) -> nn.Module:

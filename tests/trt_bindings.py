@@ -19,6 +19,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 ROOT = Path(__file__).parents[1]
 CACHE = Path(sys.prefix) / "trt-bindings"
 PROBE = Path(__file__).parent / "trt_probe.py"
@@ -56,20 +58,23 @@ def _build_stubs(binding: Path, stubs: Path) -> None:
 
 
 def prepare(version: str) -> Path:
-    """The folder holding ``tensorrt_bindings`` of ``version`` and its ``stubs/`` (made once)."""
+    """The folder holding ``tensorrt_bindings`` of ``version`` and its ``stubs/`` (made once per venv, by one
+    test worker at a time)."""
     target = CACHE / version
-    if (target / "ready").is_file():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-d", tmp, VERSIONS[version]], check=True,
-                       capture_output=True, text=True)
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(target)
-    _build_stubs(next(target.glob("tensorrt_bindings/tensorrt*.so")), target / "stubs")
-    (target / "ready").write_text(version)
+    CACHE.mkdir(exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if (target / "ready").is_file():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                            "--disable-pip-version-check", "-d", tmp, VERSIONS[version]], check=True,
+                           capture_output=True, text=True)
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(target)
+        _build_stubs(next(target.glob("tensorrt_bindings/tensorrt*.so")), target / "stubs")
+        (target / "ready").write_text(version)
     return target
 
 
