@@ -19,6 +19,7 @@ passed and which node types stayed in float.
 from __future__ import annotations
 
 import collections
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,10 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
 
     with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work, atomic_path(out_path) as tmp:
         staged = Path(work) / "model.int8.onnx"
+        source = Path(work) / "model.onnx"  # ModelOpt rewrites its input in place (shape inference): a copy
+        shutil.copyfile(onnx_path, source)
         try:
-            modelopt_quantize(str(onnx_path), quantize_mode="int8", calibration_data=calib.arrays,
+            modelopt_quantize(str(source), quantize_mode="int8", calibration_data=calib.arrays,
                               calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
                               high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
                               opset=int8_opset(opset),

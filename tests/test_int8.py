@@ -3,6 +3,7 @@ tolerances, the widening path, calibration data, and the engines that run the fi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -80,6 +81,24 @@ def test_widening_keeps_attention_in_float_when_asked(artifacts_root, tmp_path) 
     assert seen[0] > 0 and seen[1] == 0 and len(seen) == 2
     assert info["step"] == "attention in float" and info["excluded_op_types"] == ["MatMul"]
     assert report and "MatMul" in info["float_op_types"]
+
+
+def test_quantize_leaves_the_file_it_reads_untouched(artifacts_root, tmp_path) -> None:
+    """ModelOpt's quantize rewrites the file it is given (shape inference in place): a reader of that file
+    saw it 0 bytes long meanwhile. It is given a copy; the export's own file keeps its bytes and mtime."""
+    import hashlib
+    import os
+    import shutil
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    source = Path(shutil.copyfile(folder / "model.onnx", tmp_path / "model.onnx"))
+    os.utime(source, ns=(0, 0))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    calib = int8.calibration_data(small_model("c2f_ca").input_specs, seed=1, size=2)
+    info = int8.quantize(source, tmp_path / "model.int8.onnx", calib, "max", 17, int8.WIDENING_STEPS[0])
+    assert info["quantized_nodes"] > 0 and (tmp_path / "model.int8.onnx").stat().st_size > 0
+    assert source.stat().st_mtime_ns == 0 and hashlib.sha256(source.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx", "model.onnx"]  # no work files left
 
 
 def test_calibration_data_sources(tmp_path) -> None:
