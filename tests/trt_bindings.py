@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from .run_shared import build_once
 
 ROOT = Path(__file__).parents[1]
 CACHE = Path(sys.prefix) / "trt-bindings"
@@ -61,11 +61,9 @@ def prepare(version: str) -> Path:
     """The folder holding ``tensorrt_bindings`` of ``version`` and its ``stubs/`` (made once per venv, by one
     test worker at a time)."""
     target = CACHE / version
-    CACHE.mkdir(exist_ok=True)
-    with FileLock(f"{target}.lock"):
-        if (target / "ready").is_file():
-            return target
-        shutil.rmtree(target, ignore_errors=True)
+
+    def fetch() -> None:
+        shutil.rmtree(target, ignore_errors=True)  # a half-made folder of an interrupted run
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                             "--disable-pip-version-check", "-d", tmp, VERSIONS[version]], check=True,
@@ -74,8 +72,9 @@ def prepare(version: str) -> Path:
             with zipfile.ZipFile(wheel) as zf:
                 zf.extractall(target)
         _build_stubs(next(target.glob("tensorrt_bindings/tensorrt*.so")), target / "stubs")
-        (target / "ready").write_text(version)
-    return target
+
+    CACHE.mkdir(exist_ok=True)
+    return build_once(CACHE / f"{version}.ready", fetch, lambda: target)
 
 
 def probe(version: str, request: dict[str, Any]) -> dict[str, Any]:
