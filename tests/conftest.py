@@ -33,6 +33,13 @@ LONGEST_FILES_FIRST = ("test_accuracy.py", "test_runtimes.py", "test_serving.py"
                        "test_mobile.py", "test_readme.py", "test_zoo.py", "test_own_model.py")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to start where ``LONGEST_FILES_FIRST`` names a file that is gone: renamed, it would start last."""
+    missing = [name for name in LONGEST_FILES_FIRST if not (Path(__file__).parent / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FILES_FIRST names no such test file: {missing}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put ``LONGEST_FILES_FIRST`` first, in that order; a file's own tests keep their order."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
