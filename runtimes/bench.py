@@ -143,6 +143,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def machine_summary(info: dict[str, Any]) -> str:
+    """One line for a table's caption or a log: CPU model, cores and ISA flags from ``machine_info()``."""
+    return f"{info['cpu']}, {info['cores']} cores, ISA {' '.join(info['isa']) or '(none of ' + ' '.join(ISA_FLAGS) + ')'}"
+
+
 def speedups(results: list[BenchResult]) -> dict[tuple[str, int], float]:
     """Speed-up of each result against the first engine's result at the same batch (mean latency)."""
     first = results[0].engine if results else ""

@@ -17,7 +17,7 @@ import numpy as np
 
 import runtimes
 from runtimes import manifest as mf
-from runtimes.bench import machine_info, time_calls
+from runtimes.bench import machine_info, machine_summary, time_calls
 from runtimes.specs import random_inputs
 
 # (row label, how runtimes opens it, manifest artifact key, parity key)
@@ -63,7 +63,7 @@ def bench_folder(folder: Path, batch: int, rounds: int, iters: int) -> dict[str,
 
 
 def table(reports: list[dict[str, Any]], machine: dict[str, Any]) -> str:
-    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, ISA {' '.join(machine['isa'])}; batch "
+    lines = [f"Machine: {machine_summary(machine)}; batch "
              f"{reports[0]['batch']}; p50 ratio = the format's p50 / onnxruntime FP32's, same run", "",
              "| model | format | MB | parity (worst rel / cosine) | p50 ms | × ONNX p50 |", "|---|---|---:|---|---:|---:|"]
     for rep in reports:

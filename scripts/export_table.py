@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from runtimes.bench import machine_info
+from runtimes.bench import machine_info, machine_summary
 
 
 def stage_seconds(timings: dict[str, float], *prefixes: str) -> float:
@@ -17,7 +17,7 @@ def stage_seconds(timings: dict[str, float], *prefixes: str) -> float:
 def main(out: Path) -> None:
     manifests = [json.loads(p.read_text()) for p in sorted(out.glob("*/manifest.json"))]
     machine, versions = machine_info(), manifests[0]["versions"]
-    print(f"Machine: {machine['cpu']}, {machine['cores']} cores, ISA {' '.join(machine['isa'])}; "
+    print(f"Machine: {machine_summary(machine)}; "
           + ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu"))
           + "\n")
     print("| model | status | ONNX nodes (slim) | ONNX MB | export s | parity s | worst rel | min cosine | top-1 |")

@@ -202,6 +202,14 @@ def test_bench_statistics_and_speedups() -> None:
     assert bench.speedups([r, fast])[("torch", 8)] == pytest.approx(2.0)
 
 
+def test_machine_line_names_the_cpu_and_only_the_isa_flags_that_matter() -> None:
+    cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+    cpu, flags = bench.cpu_model_and_flags(cpuinfo)
+    assert (cpu, flags) == ("AMD EPYC 7B13", ["avx2"])
+    assert bench.machine_summary({"cpu": cpu, "cores": 2, "isa": flags}) == "AMD EPYC 7B13, 2 cores, ISA avx2"
+    assert bench.machine_summary({"cpu": "x", "cores": 1, "isa": []}).startswith("x, 1 cores, ISA (none of avx2 ")
+
+
 def test_attn_bench_json_and_plot(artifacts_root, tmp_path) -> None:
     from click.testing import CliRunner
 
