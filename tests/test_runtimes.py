@@ -210,6 +210,25 @@ def test_machine_line_names_the_cpu_and_only_the_isa_flags_that_matter() -> None
     assert bench.machine_summary({"cpu": "x", "cores": 1, "isa": []}).startswith("x, 1 cores, ISA (none of avx2 ")
 
 
+def test_emulated_cpu_parity_compares_per_sample_and_says_how_to_get_qemu(tmp_path) -> None:
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "emulated_cpu_parity.py"
+    spec = importlib.util.spec_from_file_location("emulated_cpu_parity", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    native = np.array([[1.0, 2.0, 3.0], [3.0, 0.0, 4.0]], dtype=np.float32)
+    flipped = native.copy()
+    flipped[1] = [4.0, 0.0, 3.0]  # second sample: cosine 24/25, argmax moves, max error 1 of max|native| 4
+    assert module.compare({"out.logits": native}, {"out.logits": native}) == \
+        ["logits: worst cosine 1.000000, max rel 0.000e+00, top-1 agreement 2/2"]
+    assert module.compare({"out.logits": native}, {"out.logits": flipped}) == \
+        ["logits: worst cosine 0.960000, max rel 2.500e-01, top-1 agreement 1/2"]
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                          env={"PATH": str(tmp_path)})  # no qemu-x86_64 on this PATH
+    assert done.returncode == 1 and "apt-get install qemu-user" in done.stderr
+
+
 def test_attn_bench_json_and_plot(artifacts_root, tmp_path) -> None:
     from click.testing import CliRunner
 
