@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import runtimes
+from exporter import parity
 from runtimes.specs import random_inputs
 
 
@@ -38,14 +39,15 @@ def run_child(folder: Path, engine: str, precision: str | None, batch: int, io: 
 
 
 def compare(native: dict[str, np.ndarray], emulated: dict[str, np.ndarray]) -> list[str]:
-    """One line per output: worst per-sample cosine, max error / max|native|, top-1 agreement."""
+    """One line per output, in ``exporter.parity``'s metrics: worst per-sample cosine, max error relative
+    to max|native| over the batch and, for [B, classes] logits, top-1 agreement."""
     lines = []
     for key in sorted(k for k in native if k.startswith("out.")):
-        a, b = (x.astype(np.float64).reshape(len(native[key]), -1) for x in (native[key], emulated[key]))
-        cosine = min(float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v))) for u, v in zip(a, b))
-        rel = float(np.abs(a - b).max() / np.abs(a).max())
-        agree = int((a.argmax(1) == b.argmax(1)).sum())
-        lines.append(f"{key[4:]}: worst cosine {cosine:.6f}, max rel {rel:.3e}, top-1 agreement {agree}/{len(a)}")
+        a, b = native[key], emulated[key]
+        batch = parity.compare(key[4:], "batch", a, b)
+        cosine = min(parity.compare(key[4:], f"sample {i}", a[i:i + 1], b[i:i + 1]).cosine for i in range(len(a)))
+        top1 = "" if batch.top1 is None else f", top-1 agreement {round(batch.top1 * len(a))}/{len(a)}"
+        lines.append(f"{batch.output}: worst cosine {cosine:.6f}, max rel {batch.max_rel:.3e}{top1}")
     return lines
 
 
