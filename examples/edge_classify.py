@@ -4,8 +4,9 @@
     python examples/edge_classify.py artifacts/resnet50_sa --engine openvino --precision auto
     python examples/edge_classify.py artifacts/resnet50_sa --images ~/photos --top 5 --json out.json
 
-Every image is preprocessed by ``runtimes.images`` (the same resize and
-normalisation the exporter's parity check used) and run one at a time, as a
+Every image is preprocessed by ``runtimes.images`` as the model's manifest
+records it (size, resize and crop, interpolation, mean and std: a timm model's
+own data config, the same preprocessing the exporter's parity check used) and run one at a time, as a
 camera loop would; the latency printed is that one call. Without ``--images``
 the five photos bundled with ``runtimes`` are classified. Models must take a
 single image input. Exit codes: 0 ok, 2 bad input (folder, model, engine).
@@ -23,7 +24,7 @@ import numpy as np
 
 import runtimes
 from runtimes.errors import AttnExportError
-from runtimes.images import image_files, is_image_input, preprocess, sample_photo_files
+from runtimes.images import image_files, is_image_input, sample_photo_files
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -38,12 +39,12 @@ def classify(folder: Path, images: list[Path], engine: str, precision: str | Non
         if len(specs) != 1 or not is_image_input(specs[0]):
             raise AttnExportError(f"{folder.name} takes {[s.name for s in specs]}; this example needs a model "
                                   "with one [batch, 3, H, W] image input")
-        height, width = int(specs[0].shape[2]), int(specs[0].shape[3])
+        preprocess = rt.image_preprocess(specs[0])
         output = rt.outputs[0].name
-        rt(preprocess(images[0], height, width)[None])  # warm-up: first-call allocations are not latency
+        rt(preprocess(images[0])[None])  # warm-up: first-call allocations are not latency
         rows = []
         for path in images:
-            pixels = preprocess(path, height, width)[None]
+            pixels = preprocess(path)[None]
             start = time.perf_counter()
             logits = rt(pixels)[output][0]
             latency_ms = (time.perf_counter() - start) * 1e3

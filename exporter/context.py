@@ -14,6 +14,7 @@ import torch
 from runtimes import manifest as mf
 from runtimes.fileio import write_json
 from runtimes.accuracy import Accuracy, evaluate
+from runtimes.errors import ArtifactError, AttnExportError
 from runtimes.labels import LabelledImages
 
 from .errors import ParityError
@@ -22,7 +23,8 @@ from .int8 import Calibration
 from .options import ExportOptions
 from .parity import ParityReport, Tolerance
 from .progress import Printer, Stages
-from .references import ParityInputs, check_parity, labelled_sets, open_candidate, parity_batches
+from .references import (ParityInputs, check_parity, labelled_sets, open_candidate, parity_batches,
+                         unopenable_report)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ExportContext:
     manifest: dict[str, Any]
     printer: Printer
     timer: Stages
+    exporters: tuple[str, ...] = ()  # the exporters the FP32 ONNX stage tries, in order (``exporter`` is the current)
     samples: dict[str, np.ndarray] | None = None  # the user's --sample-inputs
     calib_arrays: dict[str, np.ndarray] | None = None  # --calib FILE.npz
     labelled: LabelledImages | None = None  # --eval DIR
@@ -71,7 +74,15 @@ class ExportContext:
         file checked, the FP32 ONNX, is the accuracy reference). A ``calibrated`` artifact (INT8) is compared
         on ``calibrated_sets()``, every other one on ``sets``."""
         sets = self.calibrated_sets() if calibrated else self.sets
-        with open_candidate(path, engine, precision) as candidate:
+        try:
+            opened = open_candidate(path, engine, precision)
+        except AttnExportError as exc:
+            if not isinstance(exc, ArtifactError):
+                raise  # a missing engine or a bad option is the user's to fix, not this file's
+            return unopenable_report(path, engine, exc, sets, tolerance)
+        except Exception as exc:  # an engine's own exception type while compiling our file
+            return unopenable_report(path, engine, exc, sets, tolerance)
+        with opened as candidate:
             report = check_parity(candidate, sets, tolerance)
             if self.labelled is not None:
                 reference = self.fp32_accuracy.predictions if self.fp32_accuracy else None
@@ -114,6 +125,10 @@ class ExportContext:
             self.printer(f"{what} on {self.labelled.source}: top-1 "
                          f"{100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}%, agreement with FP32 "
                          f"{100 * acc['agreement_top1']:.2f}%, drop {acc['drop_points']:.2f} points")
+        if not report and required and report.errors:
+            self.fail(f"{what} parity failed: the engine raised",
+                      f"{what}: the engine raised during the parity check: {report.errors[0]}; see "
+                      f"{self.folder / 'parity.json'}")
         if not report and required:
             self.fail(f"{what} parity failed",
                       f"{what} disagrees with PyTorch beyond tolerance (worst rel {report.worst['max_rel']:.2e}, "
@@ -123,6 +138,16 @@ class ExportContext:
                       f"{what} loses {report.accuracy['drop_points']:.2f} points of top-1 against FP32 on "  # type: ignore[index]
                       f"{self.labelled.source if self.labelled else 'the labels'}, more than --max-accuracy-drop "
                       f"{self.options.max_accuracy_drop:g}; see {self.folder / 'parity.json'}")
+
+    def reset_after_failed_attempt(self, key: str) -> None:
+        """Forget a discarded exporter attempt's parity row and failed status, so the next attempt starts clean
+        (the PyTorch references in ``sets`` stay: they do not depend on the exporter)."""
+        self.reports.pop(key, None)
+        self.manifest["parity"].pop(key, None)
+        self.manifest.pop("error", None)
+        self.manifest["status"] = mf.STATUS_RUNNING
+        self.fp32_accuracy = None
+        mf.write_manifest(self.folder, self.manifest)
 
     def fail(self, status_error: str, message: str) -> NoReturn:
         """Write the manifest with status "failed" and ``status_error``, then raise ``ParityError`` (exit 3)."""

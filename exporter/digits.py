@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from runtimes.errors import OptionError
-from runtimes.images import is_image_input, load_batch
+from runtimes.images import Preprocess, is_image_input, load_batch
 from runtimes.labels import LabelledImages, image_folder
 from runtimes.specs import random_inputs
 
@@ -107,7 +107,8 @@ def train(name: str, out: Path, *, steps: int = 300, batch: int = 32, lr: float 
     train_set, val_set = write_digits(out / "digits")
     height, width = int(image.shape[2]), int(image.shape[3])
     printer(f"train_digits: {name}, {len(train_set)} train / {len(val_set)} held-out digits at {height}x{width}")
-    train_x, val_x = load_batch(train_set.files, height, width), load_batch(val_set.files, height, width)
+    config = Preprocess.default(height, width)
+    train_x, val_x = load_batch(train_set.files, config), load_batch(val_set.files, config)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.AdamW(model.module.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.2)

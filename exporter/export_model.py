@@ -19,9 +19,11 @@ import torch
 from torch import nn
 
 from runtimes.dtypes import NUMPY_NAMES
+from runtimes.images import Preprocess
 from runtimes.specs import BATCH, TensorSpec, default_output_name, random_inputs
 
 from .errors import ModelSourceError
+from .photos import model_preprocess
 from .tracing import trace_program
 
 DEFAULT_EXAMPLE_DIM = 16  # size of a named axis other than batch in example inputs, unless max_dims is smaller
@@ -178,19 +180,22 @@ def infer_output_specs(module: nn.Module, input_specs: Sequence[TensorSpec], nam
 
 @dataclass(frozen=True)
 class ExportModel:
-    """What the pipeline exports: an eval-mode module and its input/output specs, checked."""
+    """What the pipeline exports: an eval-mode module, its input/output specs, checked, and how image files
+    become its image input (``None`` when it takes no images)."""
 
     module: nn.Module
     input_specs: tuple[TensorSpec, ...]
     output_specs: tuple[TensorSpec, ...]
+    preprocess: Preprocess | None = None
 
     @classmethod
     def of(cls, module: nn.Module, inputs: Sequence[TensorSpec] | None = None,
-           outputs: Sequence[TensorSpec | str] | None = None, max_dims: Mapping[str, int] | None = None
-           ) -> "ExportModel":
+           outputs: Sequence[TensorSpec | str] | None = None, max_dims: Mapping[str, int] | None = None,
+           preprocess: Preprocess | None = None) -> "ExportModel":
         """Take specs from the arguments, else from the module's attributes; check them against ``forward``.
 
-        ``outputs`` are specs (used as given, count checked) or names (shapes read by running ``forward``).
+        ``outputs`` are specs (used as given, count checked) or names (shapes read by running ``forward``);
+        ``preprocess`` is the source's (a timm data config), else the default resize to the image input's size.
         """
         given = inputs or getattr(module, "input_specs", None)
         if not given:
@@ -207,7 +212,7 @@ class ExportModel:
             output_specs = tuple(declared)  # type: ignore[arg-type]
         else:
             output_specs = infer_output_specs(module, input_specs, [str(o) for o in declared] if declared else None)
-        return cls(module.eval(), input_specs, output_specs)
+        return cls(module.eval(), input_specs, output_specs, model_preprocess(input_specs, preprocess))
 
     def forward_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``forward`` on numpy inputs, outputs by name (the parity reference)."""

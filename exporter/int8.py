@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 
 from runtimes.fileio import atomic_path
-from runtimes.images import image_files, is_image_input
+from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
 from .errors import ExportError
@@ -79,14 +79,16 @@ def spread(files: Sequence[Path], size: int, seed: int) -> list[Path]:
     return [files[i] for i in sorted(chosen)]
 
 
-def calibration_data(specs: Sequence[TensorSpec], seed: int, size: int, folder: str | None = None) -> Calibration:
-    """Photos (the user's ``folder`` or the bundled ones) for image inputs, seeded data elsewhere."""
+def calibration_data(specs: Sequence[TensorSpec], seed: int, size: int, folder: str | None = None,
+                     preprocess: Preprocess | None = None) -> Calibration:
+    """Photos (the user's ``folder`` or the bundled ones, through the model's ``preprocess``) for image inputs,
+    seeded data elsewhere."""
     files = spread(image_files(folder), size, seed) if folder else None
     hw = image_size(specs)
     if hw is None:
         arrays = random_inputs(specs, size, seed=seed)
         return Calibration(arrays, {s.name: "seeded random" for s in specs}, size)
-    photos = photo_inputs(specs, seed, files)
+    photos = photo_inputs(specs, seed, files, preprocess)
     assert photos is not None  # the model has an image input
     first_image = next(s.name for s in specs if is_image_input(s))
     real = photos[first_image][:size]

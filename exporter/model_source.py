@@ -1,9 +1,11 @@
-"""MODEL on the command line → a built ``nn.Module`` and the folder name it exports under.
+"""MODEL on the command line → a built ``nn.Module`` (with what its source knows of its inputs and
+preprocessing) and the folder name it exports under.
 
-MODEL is a zoo or plugin name (``exporter.zoo``'s registry), ``path/to/file.py:callable``
-or ``package.module:callable``. The callable gets ``--model-arg KEY=VALUE`` keyword arguments
-(values parsed as Python literals) and must return an ``nn.Module``; registered builders also get
-``num_classes``. Weights are loaded later, by the pipeline, for every kind of source alike.
+MODEL is a zoo or plugin name (``exporter.zoo``'s registry), ``timm:NAME``, ``torchvision:NAME``
+(``exporter.model_hubs``; these two prefixes win over a module of that name),
+``path/to/file.py:callable`` or ``package.module:callable``. The builder gets ``--model-arg KEY=VALUE``
+keyword arguments (values parsed as Python literals) and must return an ``nn.Module``; registered builders
+also get ``num_classes``. Weights are loaded later, by the pipeline, for every kind of source alike.
 Everything wrong here is a ``ModelSourceError`` (exit 2) that says what to change.
 """
 from __future__ import annotations
@@ -19,13 +21,16 @@ from typing import Any, Callable, Sequence
 from torch import nn
 
 from .errors import ModelSourceError
+from .model_hubs import SourceModel, build_hub_model, hub_reference
 from .zoo import create_model, get_entry
 
-MODEL_FORMS = "a zoo or plugin name (attn-export --list), path/to/file.py:callable or package.module:callable"
+MODEL_FORMS = ("a zoo or plugin name (attn-export --list), timm:NAME, torchvision:NAME, path/to/file.py:callable "
+               "or package.module:callable")
 
 
 def is_callable_reference(model: str) -> bool:
-    """``file.py:fn`` or ``pkg.mod:fn`` (anything with a ``:``), as opposed to a registered name."""
+    """``file.py:fn``, ``pkg.mod:fn``, ``timm:NAME`` or ``torchvision:NAME`` (anything with a ``:``), as opposed
+    to a registered name."""
     return ":" in model
 
 
@@ -96,12 +101,26 @@ def load_callable(reference: str) -> Callable[..., Any]:
 
 
 def default_name(model: str) -> str:
-    """The folder name for ``model``: the registered name, or the callable's last name part."""
+    """The folder name for ``model``: the registered name, a timm/torchvision model's name, or the callable's
+    last name part."""
+    hub = hub_reference(model)
+    if hub:
+        return hub[1]
     return model.rpartition(":")[2].rpartition(".")[2] if is_callable_reference(model) else model
 
 
+def build_source(model: str, model_args: dict[str, Any] | None = None, num_classes: int = 1000) -> SourceModel:
+    """Build ``model`` in eval mode without weights (the pipeline loads ``--weights``), with the input specs
+    and preprocessing a timm or torchvision model's configuration gives."""
+    if hub_reference(model):
+        source = build_hub_model(model, dict(model_args or {}))
+        source.module.eval()
+        return source
+    return SourceModel(build_module(model, model_args, num_classes))
+
+
 def build_module(model: str, model_args: dict[str, Any] | None = None, num_classes: int = 1000) -> nn.Module:
-    """Build ``model`` in eval mode without weights (the pipeline loads ``--weights``)."""
+    """Build a zoo, plugin or callable ``model`` in eval mode without weights."""
     kwargs = dict(model_args or {})
     if not is_callable_reference(model):
         get_entry(model)  # unknown names raise listing the valid ones

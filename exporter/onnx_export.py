@@ -1,18 +1,23 @@
 """torch → ONNX at exactly the requested opset, with a symbolic batch axis read back
 from the written file.
 
-The dynamo exporter writes opset 18 natively; the TorchScript exporter writes
-13…20 natively. ``auto`` therefore picks dynamo for 18 and TorchScript for the
-rest, and every path verifies the written opset instead of trusting it.
+Two exporters, each native for some opsets: dynamo (from the torch.export program)
+writes 18…24, TorchScript (tracing the module) 13…20. ``auto`` tries both, in the
+order that suits the opset (``exporter_order``: the native one first); the pipeline
+discards a candidate that raises or fails parity and tries the next. Below 18 dynamo's
+file is written at 18 and taken down with onnx's version converter (constants folded
+first), recorded as converted. Every path verifies the written opset instead of
+trusting it.
 """
 from __future__ import annotations
 
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import onnx
+import onnx.version_converter
 import torch
 
 from runtimes.fileio import atomic_path
@@ -21,22 +26,45 @@ from runtimes.specs import TensorSpec
 
 from .errors import ExportError
 
-SUPPORTED_OPSETS = range(13, 21)
-DYNAMO_NATIVE_OPSET = 18
+SUPPORTED_OPSETS = range(13, 25)
+DYNAMO_OPSETS = range(18, 25)  # written natively by torch 2.14's dynamo exporter
+TORCHSCRIPT_OPSETS = range(13, 21)
 EXPORTERS = ("auto", "dynamo", "torchscript")
+ATTENTION_OPS = ("Attention", "MultiHeadAttention", "GroupQueryAttention")  # fused attention operators
 
 
-def choose_exporter(opset: int, exporter: str = "auto") -> str:
-    """The exporter for ``opset``: ``auto`` → dynamo at its native 18, TorchScript elsewhere."""
+def exporter_order(opset: int, exporter: str = "auto") -> tuple[str, ...]:
+    """The exporters to try for ``opset``, in order: ``auto`` → the one native at ``opset`` first (dynamo for
+    18…24, TorchScript for 13…17), then the other where it can reach ``opset``; a named one alone."""
     if opset not in SUPPORTED_OPSETS:
         raise AttnExportError(
             f"opset {opset} is not supported: choose {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}"
         )
     if exporter not in EXPORTERS:
         raise AttnExportError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
-    if exporter == "auto":
-        return "dynamo" if opset == DYNAMO_NATIVE_OPSET else "torchscript"
-    return exporter
+    if exporter == "torchscript" and opset not in TORCHSCRIPT_OPSETS:
+        raise AttnExportError(f"the TorchScript exporter writes opsets {TORCHSCRIPT_OPSETS.start}.."
+                              f"{TORCHSCRIPT_OPSETS.stop - 1}, not {opset}: use --exporter dynamo or auto")
+    if exporter != "auto":
+        return (exporter,)
+    order = ("dynamo", "torchscript") if opset in DYNAMO_OPSETS else ("torchscript", "dynamo")
+    return tuple(e for e in order if e == "dynamo" or opset in TORCHSCRIPT_OPSETS)
+
+
+def conversion_record(exporter: str, opset: int) -> dict[str, Any]:
+    """How the file reached ``opset``: written natively, or written by dynamo at 18 and converted down."""
+    if exporter == "dynamo" and opset < DYNAMO_OPSETS.start:
+        return {"written_at": DYNAMO_OPSETS.start, "converted_to": opset, "converter": "onnx.version_converter"}
+    return {"written_at": opset}
+
+
+def attention_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Fused attention operators in the graph (``Attention`` from opset 23, contrib ones), by type."""
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in ATTENTION_OPS:
+            found[node.op_type] = found.get(node.op_type, 0) + 1
+    return found
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -127,8 +155,9 @@ def export_onnx(
 ) -> dict[str, list[int | str]]:
     """Write ``path`` at exactly ``opset``; check opset, symbolic axes and ``full_check``.
 
-    ``exporter`` is ``dynamo`` (from the torch.export ``program``) or ``torchscript``
-    (traces ``module``). Returns the tensor shapes read back from the file.
+    ``exporter`` is ``dynamo`` (from the torch.export ``program``; below its native 18 written at 18 and
+    converted down, see :func:`convert_opset`) or ``torchscript`` (traces ``module``). Returns the tensor
+    shapes read back from the file.
     """
     input_names = [s.name for s in input_specs]
     output_names = [s.name for s in output_specs]
@@ -139,7 +168,8 @@ def export_onnx(
                 if exporter == "dynamo":
                     torch.onnx.export(
                         program, example_inputs, str(tmp), input_names=input_names, output_names=output_names,
-                        opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
+                        opset_version=max(opset, DYNAMO_OPSETS.start), dynamo=True, external_data=False,
+                        optimize=True, verbose=False,
                     )
                 else:
                     axes = {s.name: s.dynamic_axes for s in [*input_specs, *output_specs]}
@@ -150,6 +180,8 @@ def export_onnx(
         except Exception as exc:  # exporters raise many types; name the op and opset
             raise _explain_export_failure(exc, opset) from exc
         model = onnx.load(str(tmp))
+        if exporter == "dynamo" and opset < DYNAMO_OPSETS.start:
+            model = convert_opset(model, opset)
         written = default_opset(model)
         if written != opset:
             raise ExportError(
@@ -164,6 +196,23 @@ def export_onnx(
         except onnx.checker.ValidationError as exc:
             raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from exc
     return shapes
+
+
+def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """``model`` taken down to ``opset`` by onnx's version converter. Opset 18 made reduction axes an input;
+    the converter needs them constant, so constants are folded first (onnxslim)."""
+    import onnxslim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folded = onnxslim.slim(model)
+    try:
+        converted = onnx.version_converter.convert_version(folded, opset)
+    except Exception as exc:  # the converter raises RuntimeError/ValueError/its own errors per adapter
+        first = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ExportError(f"onnx's version converter could not take the dynamo file from opset "
+                          f"{default_opset(model)} to {opset}: {first}") from exc
+    return converted
 
 
 def simplify(path: Path) -> tuple[int, int]:

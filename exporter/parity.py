@@ -53,10 +53,12 @@ class ParityRow:
     max_rel: float
     cosine: float
     top1: float | None  # None when the output is not [B, classes] logits
+    error: str | None = None  # the engine's one-line message when it raised instead of answering
 
     def passed(self, tol: Tolerance) -> bool:
         return (
-            np.isfinite(self.max_abs)
+            self.error is None
+            and np.isfinite(self.max_abs)
             and (tol.max_abs is None or self.max_abs <= tol.max_abs)
             and (tol.max_rel is None or self.max_rel <= tol.max_rel)
             and self.cosine >= tol.min_cosine
@@ -96,6 +98,17 @@ class ParityReport:
     def add(self, inputs: str, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> None:
         for name, ref in reference.items():
             self.rows.append(compare(name, inputs, ref, candidate[name]))
+
+    def add_error(self, inputs: str, reference: Mapping[str, np.ndarray], message: str) -> None:
+        """The engine raised on this input set: one failed row per output, carrying its message."""
+        for name, ref in reference.items():
+            batch = int(ref.shape[0]) if ref.ndim else 1
+            self.rows.append(ParityRow(name, inputs, batch, float("inf"), float("inf"), 0.0, None, message))
+
+    @property
+    def errors(self) -> list[str]:
+        """The engine messages of rows where it raised (deduplicated, in order)."""
+        return list(dict.fromkeys(r.error for r in self.rows if r.error))
 
     def __bool__(self) -> bool:
         return (bool(self.rows) and all(r.passed(self.tolerance) for r in self.rows)
@@ -137,6 +150,9 @@ class ParityReport:
         for r in self.rows:
             top1 = "-" if r.top1 is None else f"{100 * r.top1:.0f}%"
             ok = "yes" if r.passed(self.tolerance) else "NO"
+            if r.error:
+                lines.append(f"{r.output:<8} {r.inputs:<18} {'engine error: ' + r.error}  NO")
+                continue
             lines.append(
                 f"{r.output:<8} {r.inputs:<18} {r.max_abs:>10.2e} {r.max_rel:>10.2e} {r.cosine:>10.6f} {top1:>6}  {ok}"
             )

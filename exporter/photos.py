@@ -13,20 +13,26 @@ from typing import Sequence
 
 import numpy as np
 
-from runtimes.images import is_image_input, load_batch, sample_photo_files
+from runtimes.images import Preprocess, image_preprocess, is_image_input, load_batch, sample_photo_files
 from runtimes.specs import TensorSpec, random_inputs
 
 
 @functools.lru_cache(maxsize=4)
-def sample_photos(height: int = 224, width: int = 224) -> np.ndarray:
-    """[5, 3, H, W] float32 of the bundled photographs (cached, read-only)."""
-    return load_batch(sample_photo_files(), height, width)
+def sample_photos(preprocess: Preprocess) -> np.ndarray:
+    """[5, 3, H, W] float32 of the bundled photographs through ``preprocess`` (cached, read-only)."""
+    return load_batch(sample_photo_files(), preprocess)
 
 
 def image_size(specs: Sequence[TensorSpec]) -> tuple[int, int] | None:
     """(H, W) of the model's first image input, or ``None`` when it takes no images."""
     image = next((s for s in specs if is_image_input(s)), None)
     return (int(image.shape[2]), int(image.shape[3])) if image else None
+
+
+def model_preprocess(specs: Sequence[TensorSpec], recorded: Preprocess | None) -> Preprocess | None:
+    """The preprocessing of the model's first image input (``recorded`` where it fits), ``None`` without one."""
+    image = next((s for s in specs if is_image_input(s)), None)
+    return image_preprocess(image, recorded) if image else None
 
 
 def with_images(specs: Sequence[TensorSpec], images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -37,11 +43,12 @@ def with_images(specs: Sequence[TensorSpec], images: np.ndarray, seed: int) -> d
     return arrays
 
 
-def photo_inputs(specs: Sequence[TensorSpec], seed: int, files: Sequence[Path] | None = None
-                 ) -> dict[str, np.ndarray] | None:
-    """The bundled photos (or ``files``) as inputs; ``None`` when the model takes no images."""
-    size = image_size(specs)
-    if size is None:
+def photo_inputs(specs: Sequence[TensorSpec], seed: int, files: Sequence[Path] | None = None,
+                 preprocess: Preprocess | None = None) -> dict[str, np.ndarray] | None:
+    """The bundled photos (or ``files``) as inputs, through the model's ``preprocess`` (default: a resize to
+    the input size); ``None`` when the model takes no images."""
+    config = model_preprocess(specs, preprocess)
+    if config is None:
         return None
-    images = load_batch(files, *size) if files is not None else sample_photos(*size)
+    images = load_batch(files, config) if files is not None else sample_photos(config)
     return with_images(specs, images, seed)

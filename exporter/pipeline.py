@@ -21,13 +21,14 @@ from torch import nn
 
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
+from runtimes.images import Preprocess
 from runtimes.labels import image_folder
 from runtimes.specs import TensorSpec
 
 from . import onnx_export, staging
 from .context import ExportContext
 from .export_model import ExportModel
-from .model_source import build_module, default_name
+from .model_source import build_source, default_name
 from .options import ExportOptions
 from .progress import Printer, Stages, silent
 from .sample_inputs import read_npz
@@ -71,16 +72,19 @@ def export(
     outputs: Sequence[TensorSpec | str] | None = None,
     max_dims: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Export ``model`` — a zoo or plugin name, ``file.py:callable``, ``package.module:callable`` (called
-    with ``model_args``), or a built module — into ``out_dir/NAME/``; see :func:`export_module`."""
+    """Export ``model`` — a zoo or plugin name, ``timm:NAME``, ``torchvision:NAME``, ``file.py:callable``,
+    ``package.module:callable`` (built with ``model_args``), or a built module — into ``out_dir/NAME/``; see
+    :func:`export_module`. A timm or torchvision model needs no ``inputs``: its configuration gives the image
+    size and the preprocessing (``inputs`` still overrides the size)."""
     opts = options or ExportOptions()
-    module = model
-    if isinstance(model, str):
-        torch.manual_seed(opts.seed)  # the initial weights of a model without --weights
-        name = name or default_name(model)
-        module = build_module(model, dict(model_args or {}), opts.num_classes)
-    return export_module(module, out_dir, inputs=inputs, outputs=outputs, name=name, options=opts,
-                         printer=printer, max_dims=max_dims)
+    if not isinstance(model, str):
+        return export_module(model, out_dir, inputs=inputs, outputs=outputs, name=name, options=opts,
+                             printer=printer, max_dims=max_dims)
+    torch.manual_seed(opts.seed)  # the initial weights of a model without --weights
+    source = build_source(model, dict(model_args or {}), opts.num_classes)
+    return export_module(source.module, out_dir, inputs=inputs or source.input_specs, outputs=outputs,
+                         name=name or default_name(model), options=opts, printer=printer, max_dims=max_dims,
+                         preprocess=source.preprocess)
 
 
 def export_module(
@@ -93,13 +97,15 @@ def export_module(
     options: ExportOptions | None = None,
     printer: Printer = silent,
     max_dims: Mapping[str, int] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> dict[str, Any]:
     """Export ``module`` into ``out_dir/NAME/`` and return the manifest.
 
     ``inputs`` (``TensorSpec`` per ``forward`` argument, in order; default: ``module.input_specs``)
     name their dynamic axes (``"batch"`` first, then e.g. ``"seq"``, bounded by ``max_dims``);
     ``outputs`` are specs or names (default: ``module.output_specs``, else ``output0..N``, shapes read
-    by running ``forward``). ``options.weights`` loads a state_dict strictly. Everything is built in a
+    by running ``forward``); ``preprocess`` how image files become the image input (recorded as the manifest's
+    ``preprocess``; default: a resize to the input size). ``options.weights`` loads a state_dict strictly. Everything is built in a
     staging folder (``exporter.staging``) and swapped in only when every check passed. Raises
     ``ModelSourceError`` (exit 2) for specs that do not fit the module, ``ExportError`` (exit 4) when
     export breaks a promise, ``ParityError`` (exit 3) when an artifact disagrees with PyTorch — after
@@ -107,7 +113,7 @@ def export_module(
     when ``NAME/`` holds a good export, which stays untouched). Ctrl-C/SIGTERM discards the staging folder.
     """
     opts = options or ExportOptions()
-    exporter = onnx_export.choose_exporter(opts.opset, opts.exporter)
+    exporters = onnx_export.exporter_order(opts.opset, opts.exporter)
     label = name or type(module).__name__.lower()
     out, target = Path(out_dir), Path(out_dir) / label
     check_requirements(opts)  # fail before any work when TensorRT, the GPU or ExecuTorch is missing
@@ -115,7 +121,7 @@ def export_module(
     with timer.stage("check model"):  # weights, specs and sample files are checked before the folder is touched
         if opts.weights:
             load_weights(module, opts.weights)
-        model = ExportModel.of(module.eval(), inputs, outputs, max_dims)
+        model = ExportModel.of(module.eval(), inputs, outputs, max_dims, preprocess)
         samples = read_npz(opts.sample_inputs, model.input_specs) if opts.sample_inputs else None
         calib_arrays = read_npz(opts.calib, model.input_specs, "--calib") \
             if opts.calib and Path(opts.calib).suffix == ".npz" else None
@@ -125,12 +131,14 @@ def export_module(
         printer(f"[{label}] removed {stale.name}, left by a killed export")
     folder = staging.make_staging(out, label)
     manifest: dict[str, Any] = {
-        "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporter,
+        "model": label, "status": mf.STATUS_RUNNING, "opset": opts.opset, "exporter": exporters[0],
         "inputs": [s.to_json() for s in model.input_specs], "outputs": [s.to_json() for s in model.output_specs],
         "batch": opts.batch.to_json(), "artifacts": {}, "files": {}, "parity": {}, "versions": versions(),
         "seed": opts.seed, "parameters": sum(p.numel() for p in module.parameters()), "timings": timer.timings,
+        **({"preprocess": model.preprocess.to_json()} if model.preprocess else {}),
     }
-    context = ExportContext(folder, model, opts, exporter, manifest, printer, timer, samples, calib_arrays, labelled)
+    context = ExportContext(folder, model, opts, exporters[0], manifest, printer, timer, exporters, samples,
+                            calib_arrays, labelled)
     try:
         mf.write_manifest(folder, manifest)
         run_stages(context)

@@ -22,7 +22,7 @@ import numpy as np
 
 import runtimes
 from runtimes.base import Runtime
-from runtimes.errors import OptionError
+from runtimes.errors import InputSpecError, OptionError
 from runtimes.labels import LabelledImages
 from runtimes.manifest import BatchProfile
 from runtimes.providers import cuda_usable
@@ -74,7 +74,7 @@ def reference_sets(model: ExportModel, batches: Sequence[int], seed: int, photos
         batch = min(max(batches), 2)
         label = " ".join(f"{a}={n}" for a, n in sorted(other.items()))
         input_sets.append((f"random b={batch} {label}", random_inputs(model.input_specs, batch, seed=seed, dims=other)))
-    photo_set = photo_inputs(model.input_specs, seed) if photos else None
+    photo_set = photo_inputs(model.input_specs, seed, preprocess=model.preprocess) if photos else None
     if photo_set is not None:
         input_sets.append((f"photos b={len(next(iter(photo_set.values())))}", photo_set))
     if samples:
@@ -88,17 +88,43 @@ def labelled_sets(model: ExportModel, labelled: LabelledImages, seed: int) -> li
     remainder; other inputs get seeded data. One pooled set, not one per batch size: a one-image set turns
     the cosine into a per-image statistic that one ambiguous digit decides."""
     chosen = np.random.default_rng(seed).permutation(len(labelled))[:LABELLED_POOL]
-    arrays = photo_inputs(model.input_specs, seed, [labelled.files[i] for i in chosen])
+    arrays = photo_inputs(model.input_specs, seed, [labelled.files[i] for i in chosen], model.preprocess)
     if arrays is None:
         raise OptionError("the model takes no image input: labelled images cannot be its inputs")
     return [ParityInputs(f"labelled b={len(chosen)}", arrays, model.forward_arrays(arrays))]
 
 
+def engine_message(exc: BaseException, arrays: Mapping[str, np.ndarray] | None = None) -> str:
+    """An engine's exception in one line (its first line, 300 characters), with the input sizes it ran on."""
+    text = " ".join(str(exc).split())  # onnxruntime puts node and shape on several lines
+    sizes = "; inputs " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()) if arrays else ""
+    return f"{type(exc).__name__}: {text[:300] or type(exc).__name__}{sizes}"
+
+
 def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
-    """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set."""
+    """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set. An engine that
+    raises on a set gives failed rows carrying its message (a parity failure, exit 3), never a traceback."""
     report = ParityReport(candidate=f"{candidate.label}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
     for inputs in sets:
-        report.add(inputs.label, inputs.reference, candidate(inputs.arrays))
+        try:
+            outputs = candidate(inputs.arrays)
+        except InputSpecError:
+            raise  # our own input checks: a bug in the reference sets, not the file
+        except Exception as exc:  # onnxruntime, OpenVINO, ExecuTorch and TensorRT raise their own types
+            report.add_error(inputs.label, inputs.reference, engine_message(exc, inputs.arrays))
+            continue
+        report.add(inputs.label, inputs.reference, outputs)
+    return report
+
+
+def unopenable_report(path: Path, engine: str, exc: BaseException, sets: Sequence[ParityInputs],
+                      tolerance: Tolerance) -> ParityReport:
+    """A file one of our stages wrote that ``engine`` refuses to open: a failed check (the stage widens further
+    or fails), not a corrupt-file error."""
+    report = ParityReport(candidate=f"{engine}:{path.name}", tolerance=tolerance)
+    message = f"{engine} cannot open the file: {engine_message(exc)}"
+    for inputs in sets[:1]:
+        report.add_error(inputs.label, inputs.reference, message)
     return report
 
 

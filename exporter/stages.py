@@ -16,6 +16,7 @@ import onnx
 import torch
 
 from runtimes import torch_rt
+from runtimes.errors import AttnExportError
 from runtimes.fileio import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
@@ -23,7 +24,7 @@ from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from . import bf16_floor, executorch_pte, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
 from .context import ExportContext
-from .errors import EngineBuildError
+from .errors import EngineBuildError, ExportError, ParityError
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
@@ -43,6 +44,7 @@ class Stage:
     run: Callable[[ExportContext], None]
     title: Callable[[ExportContext], str] | None = None
     requires: Callable[[], object] | None = None
+    timed: bool = True  # False for a stage that times its own sub-stages (the exporter attempts)
 
     def describe(self, context: ExportContext) -> str:
         return self.title(context) if self.title else self.name
@@ -75,6 +77,7 @@ def run_onnx_export(ctx: ExportContext) -> None:
     onnx_export.export_onnx(ctx.model.module, ctx.program, ctx.example, path, opset=ctx.options.opset,
                             exporter=ctx.exporter, input_specs=ctx.model.input_specs,
                             output_specs=ctx.model.output_specs)
+    ctx.manifest["onnx_conversion"] = onnx_export.conversion_record(ctx.exporter, ctx.options.opset)
     ctx.add_artifact("onnx", path)
 
 
@@ -89,6 +92,7 @@ def run_graph_checks(ctx: ExportContext) -> None:
     graph = onnx.load(str(ctx.path("onnx")), load_external_data=False)
     onnx_export.check_dynamic_axes(graph, ctx.model.input_specs, ctx.model.output_specs)
     ctx.manifest["onnx_nodes"] = len(graph.graph.node)
+    ctx.manifest["attention_ops"] = onnx_export.attention_ops(graph)
     readiness = ctx.manifest["trt_readiness"] = trt_readiness.check(graph)
     for warning in readiness["warnings"]:
         ctx.printer(f"[{ctx.label}] TensorRT readiness: warning: {warning}")
@@ -99,7 +103,8 @@ def run_graph_checks(ctx: ExportContext) -> None:
 def run_onnx_parity(ctx: ExportContext) -> None:
     """PyTorch runs once per input set here; every later check reuses ``ctx.sets`` (INT8 with ``--eval``:
     ``ctx.calibrated_sets()``)."""
-    ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
+    if not ctx.sets:  # a later exporter attempt reuses them
+        ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
 
@@ -142,7 +147,7 @@ def run_fp16(ctx: ExportContext) -> None:
     """AutoCast calibrates on random inputs, the photos (even with --no-photos) and the user's samples."""
     model, opts = ctx.model, ctx.options
     calibration = [random_inputs(model.input_specs, EXAMPLE_BATCH, seed=opts.seed + 1000)]
-    photo_set = photo_inputs(model.input_specs, opts.seed)
+    photo_set = photo_inputs(model.input_specs, opts.seed, preprocess=model.preprocess)
     calibration += [photo_set] if photo_set is not None else []
     calibration += [ctx.samples] if ctx.samples else []
     path = ctx.folder / "model.fp16.onnx"
@@ -166,7 +171,8 @@ def int8_calibration(ctx: ExportContext) -> int8.Calibration:
         elif opts.calib is None and ctx.samples is not None:
             ctx.calibration = int8.calibration_from_arrays(ctx.samples, str(opts.sample_inputs), opts.calib_size)
         else:
-            ctx.calibration = int8.calibration_data(specs, opts.seed + 2000, opts.calib_size, opts.calib)
+            ctx.calibration = int8.calibration_data(specs, opts.seed + 2000, opts.calib_size, opts.calib,
+                                                     ctx.model.preprocess)
     return ctx.calibration
 
 
@@ -242,13 +248,47 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
     return run
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's first line, 300 characters at most: what an attempt's reason shows."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def run_fp32_onnx(ctx: ExportContext) -> None:
+    """The FP32 ONNX through each exporter of ``ctx.exporters`` in turn (``onnx_export.exporter_order``): export,
+    simplify, graph checks and parity. A candidate that raises or fails parity is discarded and the next
+    tried; every attempt goes into the manifest's ``exporter_attempts`` with its one-line reason. When all
+    fail: ``ParityError`` (exit 3) if some file was written and failed parity, else ``ExportError`` (exit 4),
+    with one line per exporter."""
+    attempts: list[dict[str, Any]] = ctx.manifest.setdefault("exporter_attempts", [])
+    failures: list[AttnExportError] = []
+    for exporter in ctx.exporters:
+        ctx.exporter = ctx.manifest["exporter"] = exporter
+        try:
+            run_stages(ctx, FP32_ONNX_STAGES)
+        except (ExportError, ParityError) as exc:
+            failures.append(exc)
+            attempts.append({"exporter": exporter, "passed": False, "reason": one_line(exc),
+                             "failed_at": "parity" if isinstance(exc, ParityError) else "export"})
+            if exporter != ctx.exporters[-1]:
+                ctx.printer(f"[{ctx.label}] {exporter} exporter discarded: {one_line(exc)}; trying the next")
+                ctx.reset_after_failed_attempt("onnx")
+            continue
+        attempts.append({"exporter": exporter, "passed": True, **ctx.manifest.get("onnx_conversion", {})})
+        return
+    lines = "".join(f"\n  - {a['exporter']}: {a['reason']}" for a in attempts)
+    error_type = ParityError if any(isinstance(f, ParityError) for f in failures) else ExportError
+    if len(failures) == 1:
+        raise failures[0]
+    raise error_type(f"{ctx.label}: every exporter failed at opset {ctx.options.opset}:{lines}")
+
+
 def _tensorrt_and_gpu() -> None:
     import_tensorrt()
     cuda_device_info()
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("torch.export", _always, run_torch_export),
+FP32_ONNX_STAGES: tuple[Stage, ...] = (
     Stage("onnx export", _always, run_onnx_export,
           lambda ctx: f"onnx export (opset {ctx.options.opset}, {ctx.exporter})"),
     Stage("simplify (onnxslim)", lambda o: o.simplify, run_simplify),
@@ -256,6 +296,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("parity vs onnxruntime", _always, run_onnx_parity,
           lambda ctx: f"parity vs onnxruntime (batches {','.join(map(str, ctx.batches))}"
                       f"{' + photos' if ctx.options.photos else ''}{' + samples' if ctx.samples else ''})"),
+)
+
+STAGES: tuple[Stage, ...] = (
+    Stage("torch.export", _always, run_torch_export),
+    Stage("fp32 onnx (each exporter until one passes parity)", _always, run_fp32_onnx, timed=False),
     Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino,
           requires=openvino_ir.require_openvino),
@@ -283,6 +328,10 @@ def check_requirements(options: ExportOptions, stages: Sequence[Stage] = STAGES)
 def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:
     """Every enabled stage, in order, each timed into the manifest's ``timings``."""
     for stage in stages:
-        if stage.enabled(ctx.options):
-            with ctx.timer.stage(stage.describe(ctx)):
-                stage.run(ctx)
+        if not stage.enabled(ctx.options):
+            continue
+        if not stage.timed:
+            stage.run(ctx)
+            continue
+        with ctx.timer.stage(stage.describe(ctx)):
+            stage.run(ctx)

@@ -78,6 +78,7 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
         file = mf.artifact(target, manifest, key, verify=verify)
         options.setdefault("max_batch", manifest["batch"]["max"])
         options.setdefault("artifact_record", manifest.get(key))
+        options.setdefault("preprocess", mf.preprocess(manifest))
         runtime = cls(file, device=device, precision=wanted, input_specs=mf.input_specs(manifest),
                       output_specs=mf.output_specs(manifest), **options)
     elif target.is_file():

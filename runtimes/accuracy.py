@@ -54,11 +54,11 @@ def evaluate(runtime: Runtime, data: LabelledImages, *, batch: int = 32, seed: i
     top1 = top5 = 0
     predictions = []
     seconds = 0.0
-    height, width = int(image.shape[2]), int(image.shape[3])
+    preprocess = runtime.image_preprocess(image)
     for start in range(0, len(data), batch):
         files = data.files[start:start + batch]
         feeds = random_inputs(specs, len(files), seed=seed + start)
-        feeds[image.name] = load_batch(files, height, width)
+        feeds[image.name] = load_batch(files, preprocess)
         began = time.perf_counter()
         logits = runtime(feeds)[logits_name]
         seconds += time.perf_counter() - began

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError
+from .images import Preprocess, image_preprocess
 from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
 from .specs import BATCH, TensorSpec, is_default_output_name, random_inputs
 
@@ -91,7 +92,8 @@ class Runtime(ABC):
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str | None = None,
                  max_batch: int | None = None, input_specs: Sequence[TensorSpec] | None = None,
                  output_specs: Sequence[TensorSpec] | None = None, check_finite: bool = False,
-                 artifact_record: Mapping[str, Any] | None = None, spin_wait: bool = True) -> None:
+                 artifact_record: Mapping[str, Any] | None = None, spin_wait: bool = True,
+                 preprocess: Preprocess | None = None) -> None:
         """Record what to load; nothing heavy happens until :meth:`open` (``runtimes.load`` opens).
 
         ``precision`` is the resolved precision this runtime runs at (``runtimes.selection``);
@@ -99,7 +101,8 @@ class Runtime(ABC):
         ``artifact_record`` the manifest's record of this artifact where it has one (TensorRT: the version
         and GPU that built the plan), checked by the backend at open; ``spin_wait=False`` for a process whose
         cores also do other work (a server's front): engines whose worker threads busy-wait between calls
-        (onnxruntime) sleep instead."""
+        (onnxruntime) sleep instead; ``preprocess`` how image files become the image input (the manifest's
+        record; ``runtimes.images.Preprocess.default`` when ``None``)."""
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             raise OptionError(f"max_batch must be a positive integer or None, got {max_batch!r}")
         self.path = Path(path)
@@ -109,6 +112,7 @@ class Runtime(ABC):
         self.max_batch = max_batch
         self.artifact_record = artifact_record
         self.spin_wait = spin_wait
+        self.recorded_preprocess = preprocess
         self._input_specs = tuple(input_specs) if input_specs else None
         self._output_specs = tuple(output_specs) if output_specs else None
         self._state = "new"
@@ -171,6 +175,11 @@ class Runtime(ABC):
     def output_specs(self) -> tuple[TensorSpec, ...]:
         """Output specs, named as the manifest (or the file) names them."""
         return self._opened_specs()[1]
+
+    def image_preprocess(self, spec: TensorSpec) -> Preprocess:
+        """How an image file becomes input ``spec`` ([batch, 3, H, W]): the model's recorded preprocessing
+        where the folder has one, else the default resize to H×W (``runtimes.images.image_preprocess``)."""
+        return image_preprocess(spec, self.recorded_preprocess)
 
     @property
     def inputs(self) -> list[TensorInfo]:

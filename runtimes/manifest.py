@@ -6,7 +6,8 @@ dynamic batch dim written ``"batch"``), ``batch`` (``{min, opt, max}``),
 ``artifacts`` (file names relative to the folder: ``weights``, ``torch``,
 ``onnx``, ``onnx_fp16``, ``onnx_int8``, ``openvino``, ``engine`` …), ``files``
 (``{name: {size, sha256}}`` of every artifact, written as each is finished),
-``parity``, ``versions``, ``timings``.
+``parity``, ``versions``, ``timings``, ``preprocess`` (how an image file becomes the image input:
+``runtimes.images.Preprocess``; absent in manifests written before it, which then get the default).
 
 A manifest is untrusted input: :func:`validate` checks types, ranges, a
 consistent batch profile and that every artifact path is a plain relative
@@ -26,6 +27,7 @@ from typing import Any, Mapping
 from .dtypes import NUMPY_NAMES
 from .fileio import write_json
 from .errors import ArtifactError
+from .images import Preprocess
 from .specs import TensorSpec
 
 HASH_CHUNK = 1 << 22
@@ -206,6 +208,12 @@ def input_specs(manifest: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
 
 def output_specs(manifest: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec.from_json(s) for s in manifest["outputs"])
+
+
+def preprocess(manifest: Mapping[str, Any]) -> Preprocess | None:
+    """The model's recorded image preprocessing, or ``None`` (no image input, or an older manifest)."""
+    record = manifest.get("preprocess")
+    return Preprocess.from_json(record) if record else None
 
 
 COMPANIONS = {"openvino": ("openvino_weights",)}  # files an artifact opens beside itself

@@ -13,7 +13,7 @@ from PIL import Image
 
 import runtimes
 from runtimes.cli import main as attn_bench
-from runtimes.images import load_batch, sample_photo_files
+from runtimes.images import Preprocess, load_batch, sample_photo_files
 
 from .conftest import QUARTER_C2F_CA
 from .exports import exported
@@ -38,7 +38,7 @@ def test_attn_bench_accuracy_equals_an_independent_count(artifacts_root, tmp_pat
     folder, _ = exported("c2f_ca", artifacts_root)
     files = _images(tmp_path)
     with runtimes.load(folder) as rt:
-        logits = rt({"image": load_batch(files, 224, 224)})["logits"]
+        logits = rt({"image": load_batch(files, Preprocess.default(224, 224))})["logits"]
     ranked = np.argsort(-logits, axis=1)
     # labels: even images labelled with their top-1 class, odd ones with their 3rd choice (wrong for top-1,
     # right for top-5), image 1 with a class no image is predicted as: a class with no correct prediction
@@ -88,7 +88,7 @@ def test_attn_bench_accuracy_runs_in_the_torch_free_ort_install(artifacts_root, 
     acc = json.loads((tmp_path / "b.json").read_text())["results"][0]["accuracy"]
     with runtimes.load(folder) as rt:
         files = sorted(data.rglob("*.*"), key=lambda p: (p.parent.name, p.name))
-        predicted = rt({"image": load_batch(files, 224, 224)})["logits"].argmax(1)
+        predicted = rt({"image": load_batch(files, Preprocess.default(224, 224))})["logits"].argmax(1)
     labels = np.array([int(p.parent.name) for p in files])
     assert acc["images"] == 4 and acc["top1"] == pytest.approx(float((predicted == labels).mean()))
 
@@ -166,7 +166,7 @@ def test_bf16_autocast_training_saves_fp32_weights_that_reproduce_its_top1(tmp_p
     model.module.load_state_dict(state)
     val = image_folder(tmp_path / "digits" / "val")
     size = model.input_specs[0].shape[2:]
-    assert top1(model, load_batch(val.files, *size), val.labels) == result.val_top1
+    assert top1(model, load_batch(val.files, Preprocess.default(*size)), val.labels) == result.val_top1
 
 
 def test_zero_init_residual_starts_resnet50_kv_attention_uniform_not_one_hot(tmp_path) -> None:

@@ -203,8 +203,9 @@ def test_list_prints_the_zoo_with_seed_parameter_counts(monkeypatch) -> None:
 
 def test_sample_photos_are_real_normalised_images() -> None:
     from exporter.photos import sample_photos
+    from runtimes.images import Preprocess
 
-    photos = sample_photos(224, 224)
+    photos = sample_photos(Preprocess.default(224, 224))
     assert photos.shape == (5, 3, 224, 224) and photos.dtype == np.float32
     assert -2.2 < photos.min() < -1.0 and 1.5 < photos.max() < 2.7  # ImageNet-normalised [0, 1] pixels
     flat = photos.reshape(5, -1)

@@ -22,11 +22,18 @@ def _short(keys: list[str]) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from ``path`` (plain, or under 'state_dict'/'model' in a checkpoint)."""
+    """A state_dict from ``path``: ``.safetensors``, or a torch file (``.pt``/``.pth``/``.bin``: plain, or under
+    'state_dict'/'model' in a checkpoint), read without executing code."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for corrupt/unsafe files
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights file {path}: {first}") from exc
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -108,7 +115,7 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> None:
     path = Path(weights)
     if path.is_file():
         load_state_dict_strict(model, read_state_dict(path), str(path))
-    elif path.suffix in {".pt", ".pth", ".bin", ".ckpt"} or os.sep in str(weights):
+    elif path.suffix in {".pt", ".pth", ".bin", ".ckpt", ".safetensors"} or os.sep in str(weights):
         raise WeightsError(f"weights file {path} does not exist")
     else:
         load_backbone_weights(model, str(weights))
