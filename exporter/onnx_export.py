@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import onnx
 import onnx.version_converter
 import torch
@@ -206,13 +207,91 @@ def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folded = onnxslim.slim(model)
+    hidden = _hide_unchanged_ops(folded) if opset < 18 else []
     try:
         converted = onnx.version_converter.convert_version(folded, opset)
+        _restore_hidden_ops(converted, hidden)
     except Exception as exc:  # the converter raises RuntimeError/ValueError/its own errors per adapter
         first = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ExportError(f"onnx's version converter could not take the dynamo file from opset "
                           f"{default_opset(model)} to {opset}: {first}") from exc
+    if opset < 18:
+        _drop_reduce_noop_attribute(converted)
     return converted
+
+
+_HIDDEN_DOMAIN = "attn_export.unchanged"
+
+
+def _split_sizes_as_input(model: onnx.ModelProto, node: onnx.NodeProto, dims: dict[str, list[int]]) -> bool:
+    """Split-18's ``num_outputs`` → an explicit ``split`` input (the only form opset 13…17 has), where the split
+    axis has a static size; ``False`` where it does not."""
+    count = next((a.i for a in node.attribute if a.name == "num_outputs"), None)
+    if count is None:
+        return True
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    shape = dims.get(node.input[0], [])
+    if not shape or not -len(shape) <= axis < len(shape) or shape[axis] <= 0:
+        return False
+    size = shape[axis]
+    chunk = -(-size // count)
+    sizes = [chunk] * (count - 1) + [size - chunk * (count - 1)]
+    name = f"{node.name or node.output[0]}_split_sizes"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(sizes, np.int64), name))
+    kept = [a for a in node.attribute if a.name != "num_outputs"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    node.input.append(name)
+    return True
+
+
+def _hide_unchanged_ops(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Ops that onnx's converter has no 18 → 17 adapter for, but whose opset-13 form is the same node here
+    (Split with sizes as an input, Pad without ``axes``, LpPool without ``ceil_mode``), moved to a private
+    domain so the converter leaves them alone; :func:`_restore_hidden_ops` puts them back."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    hidden = []
+    for node in model.graph.node:
+        same = (node.op_type == "Split" and _split_sizes_as_input(model, node, dims)) or \
+               (node.op_type == "Pad" and len(node.input) <= 3) or \
+               (node.op_type == "LpPool" and not any(a.name == "ceil_mode" and a.i for a in node.attribute))
+        if node.domain in ("", "ai.onnx") and same:
+            node.domain = _HIDDEN_DOMAIN
+            hidden.append(node)
+    if hidden:
+        model.opset_import.append(onnx.helper.make_opsetid(_HIDDEN_DOMAIN, 1))
+    return hidden
+
+
+def _restore_hidden_ops(model: onnx.ModelProto, hidden: list[onnx.NodeProto]) -> None:
+    if not hidden:
+        return
+    for node in model.graph.node:
+        if node.domain == _HIDDEN_DOMAIN:
+            node.domain = ""
+            if node.op_type == "LpPool":
+                kept = [a for a in node.attribute if a.name != "ceil_mode"]
+                del node.attribute[:]
+                node.attribute.extend(kept)
+    kept_imports = [o for o in model.opset_import if o.domain != _HIDDEN_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept_imports)
+
+
+def _drop_reduce_noop_attribute(model: onnx.ModelProto) -> None:
+    """The converter's 18 → 17 Reduce* adapter keeps ``noop_with_empty_axes`` (new in 18 for most reductions),
+    which the checker then rejects. With axes given, or the flag 0, dropping it changes nothing."""
+    for node in model.graph.node:
+        if not node.op_type.startswith("Reduce") or node.op_type == "ReduceSum":  # ReduceSum has it since 13
+            continue
+        kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+        flag = next((a.i for a in node.attribute if a.name == "noop_with_empty_axes"), 0)
+        has_axes = any(a.name == "axes" and a.ints for a in node.attribute)
+        if len(kept) != len(node.attribute) and (flag == 0 or has_axes):
+            del node.attribute[:]
+            node.attribute.extend(kept)
 
 
 def simplify(path: Path) -> tuple[int, int]:

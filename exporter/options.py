@@ -37,6 +37,8 @@ class ExportOptions:
     engine: str | None = None  # "trt" (--engine): also build model.engine (implies fp16); with int8 model.int8.engine
     workspace_gib: float = 4.0
     timing_cache: str | None = None
+    keep_going: bool = False  # a failed artifact stage is recorded (manifest "failures"), the others still run
+    verbose: bool = False  # third-party output (ModelOpt, onnxslim, torch, OpenVINO) on the console, not export.log
 
     @property
     def builds_tensorrt(self) -> bool:

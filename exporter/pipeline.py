@@ -25,7 +25,7 @@ from runtimes.images import Preprocess
 from runtimes.labels import image_folder
 from runtimes.specs import TensorSpec
 
-from . import onnx_export, staging
+from . import onnx_export, quiet, staging
 from .context import ExportContext
 from .export_model import ExportModel
 from .model_source import build_source, default_name
@@ -141,7 +141,8 @@ def export_module(
                             calib_arrays, labelled)
     try:
         mf.write_manifest(folder, manifest)
-        run_stages(context)
+        with quiet.maybe_quiet(folder, opts.verbose):
+            run_stages(context)
         manifest["status"] = mf.STATUS_OK
         mf.write_manifest(folder, manifest)
     except KeyboardInterrupt:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 Printer = Callable[[str], None]
+console: IO[str] | None = None  # set by exporter.quiet while third-party output goes to export.log
 
 
 def stderr_printer(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """Our own lines: to the console (stderr), even while third-party output is sent to export.log."""
+    print(message, file=console or sys.stderr, flush=True)
 
 
 def silent(message: str) -> None:

@@ -14,6 +14,7 @@ at the first step while random inputs gave cosine 0.88 after every step.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -94,9 +95,14 @@ def labelled_sets(model: ExportModel, labelled: LabelledImages, seed: int) -> li
     return [ParityInputs(f"labelled b={len(chosen)}", arrays, model.forward_arrays(arrays))]
 
 
+_ENGINE_NOISE = re.compile(r"/onnxruntime_src/\S+:\d+ |onnxruntime::[\w:]+\([^)]*\)\s*(const\s*)?|"
+                           r"\[ONNXRuntimeError\] : \d+ : \w+ : ")
+
+
 def engine_message(exc: BaseException, arrays: Mapping[str, np.ndarray] | None = None) -> str:
-    """An engine's exception in one line (its first line, 300 characters), with the input sizes it ran on."""
-    text = " ".join(str(exc).split())  # onnxruntime puts node and shape on several lines
+    """An engine's exception in one line (300 characters, source paths and C++ signatures dropped, so the node
+    and the shapes fit), with the input sizes it ran on."""
+    text = _ENGINE_NOISE.sub("", " ".join(str(exc).split()))  # onnxruntime's message spans several lines
     sizes = "; inputs " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()) if arrays else ""
     return f"{type(exc).__name__}: {text[:300] or type(exc).__name__}{sizes}"
 
