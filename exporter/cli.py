@@ -4,7 +4,8 @@ INT8, OpenVINO IR, TensorRT).
 Exit codes: 0 success · 2 bad input (unknown model, missing file/module/callable, bad --input/--output/
 --model-arg, names that do not match forward, option, weights) or environment
 (folder not writable, disk full) · 3 parity failed (files kept in MODEL/ or, when
-MODEL/ holds a good export, MODEL.failed/) · 4 export or engine build failed ·
+MODEL/ holds a good export, MODEL.failed/), or with --keep-going some artifact stage failed (the rest is
+published) · 4 export failed with every exporter, a tool crashed, or an engine build failed ·
 130 interrupted (Ctrl-C or SIGTERM; nothing published changes).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
 from runtimes.optional import install_command
 
+from .errors import ParityError
 from .options import ExportOptions
 from .parity import Tolerance
 
@@ -74,7 +76,8 @@ def _profile_text(batch: BatchProfile) -> str:
               help="Keyword argument for the model's builder or callable, a Python literal (repeatable), "
                    "e.g. --model-arg num_classes=10 --model-arg depth=\"'small'\".")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE[:LOW..HIGH]]",
-              help="One input of forward, in order (repeatable), when the module has no input_specs: named dims "
+              help="One input of forward, in order (repeatable), when the module has no input_specs (timm: and "
+                   "torchvision: models take theirs from their configuration; --input overrides it): named dims "
                    "are dynamic axes (batch first), LOW..HIGH is the half-open range of integer values, e.g. "
                    "--input image:batch,3,224,224 --input ids:batch,seq:int64:0..30522.")
 @click.option("--max-dim", "max_dims", multiple=True, metavar="AXIS=SIZE",
@@ -84,7 +87,8 @@ def _profile_text(batch: BatchProfile) -> str:
                    "else output0..N). Their count is checked against what forward returns.")
 @click.option("--name", default=None, help="Folder name under --out (default: the model or callable name).")
 @click.option("--opset", default=DEFAULTS.opset, show_default=True, type=int,
-              help="ONNX opset to write, exactly (13..20); the written file is checked.")
+              help="ONNX opset to write, exactly (13..24); the written file is checked. 23 and 24 hold ONNX "
+                   "Attention where the model calls scaled_dot_product_attention.")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
 @click.option("--batch", default=_profile_text(DEFAULTS.batch), show_default=True, callback=_batch,
@@ -92,8 +96,9 @@ def _profile_text(batch: BatchProfile) -> str:
 @click.option("--num-classes", default=DEFAULTS.num_classes, show_default=True, type=click.IntRange(min=1),
               help="Classifier width of a zoo or plugin model (a callable takes --model-arg num_classes=N).")
 @click.option("--weights", default=None,
-              help="A state_dict/checkpoint file, loaded strictly into any model, or a torchvision weights name "
-                   "(e.g. IMAGENET1K_V1) for a zoo backbone.")
+              help="A state_dict/checkpoint file (.safetensors, .pth, .pt or .bin; read offline, no code run), "
+                   "loaded strictly into any model, or a torchvision weights name (e.g. IMAGENET1K_V1) for a zoo "
+                   "backbone.")
 @click.option("--seed", default=DEFAULTS.seed, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
 @click.option("--max-rel-error", "max_rel_error", default=FP32.max_rel, show_default=True,
               type=FiniteFloatRange(min=0, min_open=True),
@@ -110,7 +115,9 @@ def _profile_text(batch: BatchProfile) -> str:
               help="An .npz of your own inputs (arrays by input name, one batch): one more parity set, and the "
                    "FP16/INT8 calibration data unless --calib is given.")
 @click.option("--exporter", default=DEFAULTS.exporter, show_default=True, type=click.Choice(["auto", "dynamo", "torchscript"]),
-              help="auto: dynamo at its native opset 18, TorchScript for the other opsets.")
+              help="auto: try both, the one native at --opset first (dynamo 18..24, TorchScript 13..17); a candidate "
+                   "that raises or fails parity is discarded and the next tried. Dynamo below 18 is converted "
+                   "down by onnx's version converter.")
 @click.option("--fp16", is_flag=True,
               help="Also write model.fp16.onnx (ModelOpt AutoCast, FP32 I/O) and check it: error <= "
                    f"{FP16.max_rel:g} of max|reference|, cosine >= {FP16.min_cosine}, top-1 >= {FP16.min_top1:.0%}.")
@@ -146,8 +153,14 @@ def _profile_text(batch: BatchProfile) -> str:
               help="TensorRT timing cache file: loaded if present, saved after the build.")
 @click.option("--triton-repo", default=None, type=click.Path(file_okay=False),
               help="Also write a Triton model repository here (config.pbtxt + 1/model.* per servable artifact).")
+@click.option("--keep-going", is_flag=True,
+              help="A failed artifact stage (FP16, INT8, OpenVINO, .ort, ExecuTorch, TensorRT) is recorded in the "
+                   "manifest's failures and the other stages still run; the folder is published with what "
+                   "passed, and the exit code is 3 naming what failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest(s) as JSON on stdout.")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show third-party output (ModelOpt, onnxslim, torch, OpenVINO; otherwise in MODEL/export.log) "
+                   "and tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
          max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str,
          batch: BatchProfile, num_classes: int, weights: str | None, seed: int, max_rel_error: float,
@@ -155,12 +168,15 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
          min_cosine: float, no_simplify: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
          fp16: bool, int8: bool, eval_data: str | None, max_accuracy_drop: float | None, calib: str | None,
          calib_method: str, calib_size: int, ort_format: bool, executorch: bool, openvino: bool, engine: str | None,
-         workspace: float, timing_cache: str | None, triton_repo: str | None, as_json: bool, verbose: bool) -> None:
+         workspace: float, timing_cache: str | None, triton_repo: str | None, keep_going: bool, as_json: bool,
+         verbose: bool) -> None:
     """Export MODEL to ONNX with dynamic axes at exactly --opset, verify it against PyTorch with
     onnxruntime, and write OUT/MODEL/manifest.json.
 
-    MODEL is a zoo or plugin name (see --list), `all` (every registered model), path/to/file.py:callable or
-    package.module:callable (the callable returns an nn.Module; --model-arg gives its arguments).
+    MODEL is a zoo or plugin name (see --list), `all` (every registered model), timm:NAME
+    (timm.create_model), torchvision:NAME (torchvision.models.get_model), path/to/file.py:callable or
+    package.module:callable (the callable returns an nn.Module; --model-arg gives its arguments). The timm:
+    and torchvision: prefixes win over a module of that name: reach such a module as path/to/timm.py:fn.
     """
     from .progress import stderr_printer
 
@@ -200,7 +216,8 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
             fp16=fp16, ort_format=ort_format, executorch=executorch, openvino=openvino, int8=int8, eval_data=eval_data,
             max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
-            engine=engine, workspace_gib=workspace, timing_cache=timing_cache,
+            engine=engine, workspace_gib=workspace, timing_cache=timing_cache, keep_going=keep_going,
+            verbose=verbose,
         )
         manifests: list[dict[str, Any]] = []
         failures: list[AttnExportError] = []
@@ -216,6 +233,8 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
             click.echo(json.dumps(manifests[0] if len(names) == 1 else manifests, indent=2))
         for m in manifests:
             click.echo(f"{m['model']}: ok → {out}/{m['model']}/ ({', '.join(m['artifacts'].values())})", err=True)
+            for failed in m.get("failures", []):
+                click.echo(f"{m['model']}: {failed['stage']}: FAILED ({failed['class']}): {failed['reason']}", err=True)
         if triton_repo and manifests:
             from serving.triton_repo import write_repository
 
@@ -223,6 +242,8 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
                 click.echo(f"triton repository entry: {entry}", err=True)
         if failures:
             sys.exit(max(f.exit_code for f in failures))
+        if any(m.get("failures") for m in manifests):
+            sys.exit(ParityError.exit_code)  # --keep-going: published, but not every artifact
 
 
 if __name__ == "__main__":

@@ -139,6 +139,24 @@ class ExportContext:
                       f"{self.labelled.source if self.labelled else 'the labels'}, more than --max-accuracy-drop "
                       f"{self.options.max_accuracy_drop:g}; see {self.folder / 'parity.json'}")
 
+    def discard_stage_artifacts(self, before: dict[str, str]) -> None:
+        """Remove the files a failed stage added since ``before`` (the manifest's artifacts then), so only
+        artifacts that passed are published; its parity rows stay, as the record of why."""
+        for key in set(self.manifest["artifacts"]) - set(before):
+            name = self.manifest["artifacts"].pop(key)
+            self.manifest["files"].pop(name, None)
+            (self.folder / name).unlink(missing_ok=True)
+        self.manifest.pop("error", None)
+        self.manifest["status"] = mf.STATUS_RUNNING
+        mf.write_manifest(self.folder, self.manifest)
+
+    def record_failure(self, stage: str, failure_class: str, reason: str) -> None:
+        """A stage that failed (or was skipped) under ``--keep-going``: into the manifest's ``failures``."""
+        self.manifest.setdefault("failures", []).append({"stage": stage, "class": failure_class, "reason": reason})
+        mf.write_manifest(self.folder, self.manifest)
+        self.printer(f"[{self.label}] {stage}: FAILED ({failure_class}): {reason}; --keep-going: the other stages "
+                     "still run")
+
     def reset_after_failed_attempt(self, key: str) -> None:
         """Forget a discarded exporter attempt's parity row and failed status, so the next attempt starts clean
         (the PyTorch references in ``sets`` stay: they do not depend on the exporter)."""

@@ -1,25 +1,50 @@
-"""Exporter errors; each carries the CLI exit code scripts can rely on."""
+"""Exporter errors; each carries the CLI exit code scripts can rely on and a failure class that the manifest,
+the coverage sweep and the console report (``failure_class``)."""
 from __future__ import annotations
 
 from runtimes.errors import AttnExportError
+
+FAILURE_CLASSES = ("exporter", "baked size", "unsupported operator", "parity", "tool crash", "timeout", "memory",
+                   "model source")
 
 
 class ExportError(AttnExportError):
     """torch → ONNX failed, or the written file breaks a promise (opset, symbolic batch)."""
 
     exit_code = 4
+    failure_class = "exporter"
+
+    def __init__(self, message: str, failure_class: str | None = None) -> None:
+        super().__init__(message)
+        if failure_class is not None:
+            self.failure_class = failure_class
+
+
+class ToolCrashError(ExportError):
+    """A third-party stage (onnxslim, ModelOpt, OpenVINO, ExecuTorch, onnxruntime's .ort converter) raised
+    something that is not one of our errors: reported as that stage failing, in one line."""
+
+    failure_class = "tool crash"
+
+
+class MemoryBudgetError(ExportError):
+    """A stage whose estimated peak memory exceeds what this machine has: refused before the kernel kills it."""
+
+    failure_class = "memory"
 
 
 class ParityError(AttnExportError):
     """An artifact computes something else than PyTorch beyond tolerance."""
 
     exit_code = 3
+    failure_class = "parity"
 
 
 class EngineBuildError(AttnExportError):
     """TensorRT could not parse or build; carries every parser error."""
 
     exit_code = 4
+    failure_class = "tool crash"
 
     def __init__(self, message: str, parser_errors: list[str] | None = None) -> None:
         self.parser_errors = list(parser_errors or [])
@@ -33,3 +58,9 @@ class ModelSourceError(AttnExportError):
     ``forward``, or an output count that differs from what ``forward`` returns."""
 
     exit_code = 2
+    failure_class = "model source"
+
+
+def failure_class(exc: BaseException) -> str:
+    """The class a failure is reported under (``FAILURE_CLASSES``); ``tool crash`` for anything foreign."""
+    return str(getattr(exc, "failure_class", "tool crash"))

@@ -119,7 +119,7 @@ def check_dynamic_axes(
                 raise ExportError(
                     f"{spec.name!r}: dim {axis} should be symbolic {name!r} but the file has {got!r}; the model "
                     "bakes that size into the graph (e.g. .view(batch_size, ...) with a Python int) — use -1, "
-                    "flatten or unflatten"
+                    "flatten or unflatten", "baked size"
                 )
     return shapes
 
@@ -138,9 +138,19 @@ def _explain_export_failure(exc: Exception, opset: int) -> ExportError:
         else:
             fix = f"no ONNX opset up to {SUPPORTED_OPSETS.stop - 1} has a conversion for it; replace it in the " \
                   "model, or try --exporter dynamo"
-        return ExportError(f"operator {match.group(1)} has no ONNX conversion at opset {opset}: {fix}")
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return ExportError(f"ONNX export at opset {opset} failed: {first}")
+        return ExportError(f"operator {match.group(1)} has no ONNX conversion at opset {opset}: {fix}",
+                           "unsupported operator")
+    dispatch = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+    if dispatch:
+        return ExportError(f"operator {dispatch.group(1)} has no ONNX function in the dynamo exporter at opset "
+                           f"{opset} (no ONNX opset up to {SUPPORTED_OPSETS.stop - 1} has one there); replace it "
+                           "in the model", "unsupported operator")
+    summary = re.search(r"## Exception summary\s+(.+)", text)  # the dynamo exporter's first line is generic
+    first = summary.group(1) if summary else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = re.sub(r"<class '[\w.]+\.(\w+)'>", r"\1", re.sub(r"\x1b\[\d+m", "", first))
+    unsupported = "not implemented" in first or "not supported" in first or "No decomposition" in first
+    return ExportError(f"ONNX export at opset {opset} failed: {first[:300]}",
+                       "unsupported operator" if unsupported else None)
 
 
 def export_onnx(

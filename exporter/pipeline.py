@@ -27,6 +27,7 @@ from runtimes.specs import TensorSpec
 
 from . import onnx_export, quiet, staging
 from .context import ExportContext
+from .errors import failure_class
 from .export_model import ExportModel
 from .model_source import build_source, default_name
 from .options import ExportOptions
@@ -111,6 +112,10 @@ def export_module(
     export breaks a promise, ``ParityError`` (exit 3) when an artifact disagrees with PyTorch — after
     writing a manifest with status "failed" and the full report into ``NAME/`` (or ``NAME.failed/``
     when ``NAME/`` holds a good export, which stays untouched). Ctrl-C/SIGTERM discards the staging folder.
+    With ``options.keep_going`` a failed artifact stage (FP16, INT8, OpenVINO, .ort, ExecuTorch, TensorRT) does
+    not stop the export: the folder is published with the artifacts that passed and the manifest's
+    ``failures`` lists the others (the CLI then exits 3). Third-party output goes to ``NAME/export.log``
+    unless ``options.verbose``.
     """
     opts = options or ExportOptions()
     exporters = onnx_export.exporter_order(opts.opset, opts.exporter)
@@ -135,6 +140,7 @@ def export_module(
         "inputs": [s.to_json() for s in model.input_specs], "outputs": [s.to_json() for s in model.output_specs],
         "batch": opts.batch.to_json(), "artifacts": {}, "files": {}, "parity": {}, "versions": versions(),
         "seed": opts.seed, "parameters": sum(p.numel() for p in module.parameters()), "timings": timer.timings,
+        "peak_rss_mb": timer.peak_rss_mb,
         **({"preprocess": model.preprocess.to_json()} if model.preprocess else {}),
     }
     context = ExportContext(folder, model, opts, exporters[0], manifest, printer, timer, exporters, samples,
@@ -143,6 +149,8 @@ def export_module(
         mf.write_manifest(folder, manifest)
         with quiet.maybe_quiet(folder, opts.verbose):
             run_stages(context)
+        for failed in manifest.get("failures", []):  # reasons may name the staging folder, about to be renamed
+            failed["reason"] = failed["reason"].replace(str(folder), str(target))
         manifest["status"] = mf.STATUS_OK
         mf.write_manifest(folder, manifest)
     except KeyboardInterrupt:
@@ -162,7 +170,9 @@ def export_module(
 
 def _mark_failed(folder: Path, manifest: dict[str, Any], exc: BaseException) -> None:
     """Write status "failed" with the error (a parity failure already did); never mask ``exc``."""
+    manifest["failure_class"] = failure_class(exc)
     if manifest["status"] == mf.STATUS_FAILED:
+        mf.write_manifest(folder, manifest)
         return
     manifest.update(status=mf.STATUS_FAILED, error=str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__)
     try:

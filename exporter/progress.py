@@ -19,12 +19,21 @@ def silent(message: str) -> None:
     """A printer that drops everything (library use, tests)."""
 
 
+def rss_high_water_mb() -> float:
+    """The process's peak resident memory so far, in MB (``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 class Stages:
-    """Times named stages into ``timings`` and reports ``[model] stage … 1.2s``."""
+    """Times named stages into ``timings``, records the process's peak RSS after each in ``peak_rss_mb`` (a
+    high-water mark: the stage that raised it is the one that needed it), and reports ``[model] stage … 1.2s``."""
 
     def __init__(self, label: str, printer: Printer = silent) -> None:
         self.label, self.printer = label, printer
         self.timings: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -34,4 +43,5 @@ class Stages:
             yield
         finally:
             self.timings[name] = round(time.perf_counter() - start, 3)
+            self.peak_rss_mb[name] = rss_high_water_mb()
         self.printer(f"[{self.label}] {name} done in {self.timings[name]:.1f}s")

@@ -24,7 +24,8 @@ from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from . import bf16_floor, executorch_pte, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
 from .context import ExportContext
-from .errors import EngineBuildError, ExportError, ParityError
+from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
+                     failure_class)
 from .options import ExportOptions
 from .parity import Tolerance
 from .photos import photo_inputs
@@ -45,6 +46,8 @@ class Stage:
     title: Callable[[ExportContext], str] | None = None
     requires: Callable[[], object] | None = None
     timed: bool = True  # False for a stage that times its own sub-stages (the exporter attempts)
+    optional: bool = False  # an artifact stage that --keep-going may record as failed and go past
+    needs: tuple[str, ...] = ()  # artifact keys an earlier optional stage must have written
 
     def describe(self, context: ExportContext) -> str:
         return self.title(context) if self.title else self.name
@@ -301,20 +304,21 @@ FP32_ONNX_STAGES: tuple[Stage, ...] = (
 STAGES: tuple[Stage, ...] = (
     Stage("torch.export", _always, run_torch_export),
     Stage("fp32 onnx (each exporter until one passes parity)", _always, run_fp32_onnx, timed=False),
-    Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format),
+    Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format, optional=True),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino,
-          requires=openvino_ir.require_openvino),
-    Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.builds_tensorrt, run_fp16),
+          requires=openvino_ir.require_openvino, optional=True),
+    Stage("fp16 (AutoCast, widened until parity holds)", lambda o: o.fp16 or o.builds_tensorrt, run_fp16,
+          optional=True),
     Stage("int8 (ModelOpt PTQ)", lambda o: o.int8, run_int8,
-          lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)"),
+          lambda ctx: f"int8 (ModelOpt PTQ, {ctx.options.calib_method}, widened until parity)", optional=True),
     Stage("executorch .pte (XNNPACK) + parity", lambda o: o.executorch, run_executorch,
-          requires=executorch_pte.executorch_version),
+          requires=executorch_pte.executorch_version, optional=True),
     Stage("executorch int8 .pte (PT2E XNNPACKQuantizer) + parity", lambda o: o.executorch and o.int8,
-          run_executorch_int8, requires=executorch_pte.executorch_version),
+          run_executorch_int8, requires=executorch_pte.executorch_version, optional=True),
     Stage("tensorrt fp16 build + parity", lambda o: o.builds_tensorrt, tensorrt_stage("fp16"),
-          requires=_tensorrt_and_gpu),
+          requires=_tensorrt_and_gpu, optional=True, needs=("onnx_fp16",)),
     Stage("tensorrt int8 build + parity", lambda o: o.builds_tensorrt and o.int8, tensorrt_stage("int8"),
-          requires=_tensorrt_and_gpu),
+          requires=_tensorrt_and_gpu, optional=True, needs=("onnx_int8",)),
 )
 
 
@@ -325,13 +329,41 @@ def check_requirements(options: ExportOptions, stages: Sequence[Stage] = STAGES)
             stage.requires()
 
 
+def run_stage(ctx: ExportContext, stage: Stage) -> None:
+    """Run one stage (timed unless it times itself). An exception that is not one of ours — a third-party tool
+    crashing inside the stage — becomes ``ToolCrashError`` naming the stage, in one line; ``MemoryError``
+    becomes ``MemoryBudgetError``."""
+    try:
+        if not stage.timed:
+            stage.run(ctx)
+            return
+        with ctx.timer.stage(stage.describe(ctx)):
+            stage.run(ctx)
+    except AttnExportError:
+        raise
+    except MemoryError as exc:
+        raise MemoryBudgetError(f"{stage.name}: out of memory ({one_line(exc)})") from exc
+    except Exception as exc:  # onnxslim, ModelOpt, OpenVINO, ExecuTorch and onnxruntime raise their own types
+        raise ToolCrashError(f"{stage.name} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+
+
 def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:
-    """Every enabled stage, in order, each timed into the manifest's ``timings``."""
+    """Every enabled stage, in order, each timed into the manifest's ``timings``. With ``--keep-going`` an
+    optional (artifact) stage that fails is recorded in the manifest's ``failures`` and its files removed, and
+    the stages after it still run (those that need its artifact are recorded as skipped)."""
     for stage in stages:
         if not stage.enabled(ctx.options):
             continue
-        if not stage.timed:
-            stage.run(ctx)
+        missing = [k for k in stage.needs if k not in ctx.manifest["artifacts"]]
+        if missing:  # only under --keep-going: the stage that writes them failed
+            ctx.record_failure(stage.name, "skipped", f"needs {', '.join(missing)}, which failed")
             continue
-        with ctx.timer.stage(stage.describe(ctx)):
-            stage.run(ctx)
+        if not (ctx.options.keep_going and stage.optional):
+            run_stage(ctx, stage)
+            continue
+        before = dict(ctx.manifest["artifacts"])
+        try:
+            run_stage(ctx, stage)
+        except (ExportError, ParityError, EngineBuildError) as exc:
+            ctx.discard_stage_artifacts(before)
+            ctx.record_failure(stage.name, failure_class(exc), one_line(exc))

@@ -88,6 +88,6 @@ def explain_trace_failure(exc: Exception, module: nn.Module, specs: Sequence[Ten
         where = f" at {line}" if line else ""
         return ExportError(
             f"input {name!r}: the model fixes the {axis!r} dimension to the example size{where} "
-            "(e.g. .view(batch_size, ...) with a Python int); use -1, flatten or unflatten"
+            "(e.g. .view(batch_size, ...) with a Python int); use -1, flatten or unflatten", "baked size"
         )
     return ExportError(f"torch.export failed: {first}")
