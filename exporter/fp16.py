@@ -13,19 +13,22 @@ which step was needed and why each FP32 node stayed FP32.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from runtimes.fileio import atomic_path
+from runtimes.specs import TensorSpec
 
-from .errors import ExportError
+from . import activation_memory
+from .errors import ToolCrashError
 from .onnx_export import default_opset
 from .widening import widen_until_parity
 
@@ -107,7 +110,7 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
     if step.attention_fp32:
         op_types += ["MatMul", "Softmax"]
         kept.update(MatMul="widened: attention in fp32", Softmax="widened: attention in fp32")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), streaming_reference_run():
         warnings.simplefilter("ignore")
         logging.getLogger("modelopt").setLevel(logging.ERROR)
         model = convert_to_mixed_precision(
@@ -123,11 +126,28 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
             **precision_report(model, kept)}
 
 
+@contextlib.contextmanager
+def streaming_reference_run() -> Iterator[None]:
+    """AutoCast's reference run one sample at a time (``activation_memory.streaming_runner_class``): the same
+    ranges, one sample's activations in memory instead of every calibration batch's."""
+    from modelopt.onnx.autocast import convert as autocast_convert
+
+    original = autocast_convert.ReferenceRunner
+    autocast_convert.ReferenceRunner = activation_memory.streaming_runner_class()
+    try:
+        yield
+    finally:
+        autocast_convert.ReferenceRunner = original
+
+
 def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]],
-                         opset: int, check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool
-                         ) -> tuple[dict[str, Any], Any]:
+                         opset: int, check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool,
+                         input_specs: Sequence[TensorSpec] = ()) -> tuple[dict[str, Any], Any]:
     """Convert with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
-    (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets."""
+    (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets. Refused first
+    (``MemoryBudgetError``) when one sample's activations would not fit in memory; the estimate is returned
+    in ``info["memory"]``."""
+    memory = activation_memory.check_fits("FP16 conversion (AutoCast's reference run)", onnx_path, input_specs, 1)
     softmaxes = large_softmaxes(onnx.load(str(onnx_path)))
     with tempfile.TemporaryDirectory() as autocast_inputs:
         for i, arrays in enumerate(calibration):
@@ -137,6 +157,8 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
             try:
                 return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset)
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
-                raise ExportError(f"FP16 conversion ({step.name}) failed: {str(exc).splitlines()[0]}") from exc
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise ToolCrashError(f"FP16 conversion ({step.name}) failed: {type(exc).__name__}: {first}") from exc
 
-        return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
+        info, report = widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
+    return {**info, "memory": memory}, report

@@ -32,7 +32,7 @@ from runtimes.fileio import atomic_path
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
-from .errors import ExportError
+from .errors import ExportError, ToolCrashError
 from .onnx_export import default_opset
 from .photos import image_size, photo_inputs, with_images
 from .widening import widen_until_parity
@@ -135,8 +135,8 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
                               opset=int8_opset(opset),
                               log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
         except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
-            raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).strip().splitlines()[0][:300]}") \
-                from exc
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ToolCrashError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: {first}") from exc
         model = onnx.load(str(staged))
         written = default_opset(model)
         if written != int8_opset(opset):

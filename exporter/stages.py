@@ -156,7 +156,7 @@ def run_fp16(ctx: ExportContext) -> None:
     path = ctx.folder / "model.fp16.onnx"
     info, report = fp16.convert_until_parity(
         ctx.path("onnx"), path, calibration, opts.opset,
-        lambda candidate: ctx.check(candidate, "ort", opts.fp16_tolerance), ctx.accepts)
+        lambda candidate: ctx.check(candidate, "ort", opts.fp16_tolerance), ctx.accepts, model.input_specs)
     ctx.add_artifact("onnx_fp16", path)
     ctx.manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
     ctx.printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "

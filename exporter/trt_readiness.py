@@ -3,6 +3,7 @@
 Errors: ops TensorRT's ONNX parser does not implement (from onnx-tensorrt's
 operator support list) and data-dependent output shapes it cannot build.
 Warnings: int64/double tensors TensorRT casts down to int32/float32.
+``parsed_by`` says which TensorRT parsers take the file's opset (onnx-tensorrt's operators.md per release).
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ UNSUPPORTED_OPS = frozenset({
     "Unique", "ImageDecoder", "Col2Im",
 })
 DATA_DEPENDENT_OPS = frozenset({"NonZero", "NonMaxSuppression", "Compress", "Unique"})
+# The opsets each TensorRT release's ONNX parser takes, inclusive, from onnx-tensorrt's docs/operators.md
+# ("TensorRT 10.15 supports operators in the inclusive range of opset 9 to opset 24"; 11.2: 9-24; 11.5: 9-25).
+# Unverified on GPU here.
+PARSER_OPSETS = {"TensorRT 10.15": (9, 24), "TensorRT 11.2": (9, 24), "TensorRT 11.5": (9, 25)}
 NARROWED_TYPES = {onnx.TensorProto.INT64: "int64 → int32", onnx.TensorProto.DOUBLE: "double → float32"}
 
 
@@ -44,4 +49,13 @@ def check(model: onnx.ModelProto) -> dict[str, Any]:
             narrowed.setdefault(kind, []).append(init.name)
     for kind, names in narrowed.items():
         warnings.append(f"{len(names)} {kind.split()[0]} tensors (e.g. {names[0]!r}) will be cast {kind}")
-    return {"errors": errors, "warnings": warnings}
+    return {"errors": errors, "warnings": warnings, "parsed_by": parsed_by(_opset(model))}
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def parsed_by(opset: int) -> dict[str, bool]:
+    """``{release: True}`` for each TensorRT release whose ONNX parser documents ``opset`` (``PARSER_OPSETS``)."""
+    return {release: low <= opset <= high for release, (low, high) in PARSER_OPSETS.items()}

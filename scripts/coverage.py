@@ -81,11 +81,15 @@ def read_folder(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without: list[str]
+                  ) -> dict[str, dict[str, Any]]:
     """Per artifact: passed, worst errors, and for a failure its class and one-line reason."""
     rows: dict[str, dict[str, Any]] = {}
     failures = (manifest or {}).get("failures", [])
     for key in ARTIFACTS:
+        if any(key.startswith(stage) for stage in without):
+            rows[key] = {"passed": None, "class": "not run", "reason": "left out of this sweep (--without)"}
+            continue
         parity = (manifest or {}).get("parity", {}).get(key)
         published = key in (manifest or {}).get("artifacts", {})
         if parity and parity["passed"] and published and (manifest or {}).get("status") == "ok":
@@ -111,11 +115,12 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any]) -> dict[
     return rows
 
 
-def sweep_one(model: str, out: Path, timeout: float, opset: int | None) -> dict[str, Any]:
+def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without: list[str]) -> dict[str, Any]:
     name = folder_name(model)
     exports, kept = out / "exports", out / "results" / name
     opset_args = ["--opset", str(opset)] if opset else []
-    run = run_export(model, exports, name, [*PIPELINE, *opset_args], timeout)
+    pipeline = [flag for flag in PIPELINE if flag.removeprefix("--") not in without]
+    run = run_export(model, exports, name, [*pipeline, *opset_args], timeout)
     manifest = read_folder(exports / name)
     kept.mkdir(parents=True, exist_ok=True)
     for file in ("manifest.json", "parity.json", "export.log"):
@@ -124,7 +129,7 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None) -> dict[
     shutil.rmtree(exports / name, ignore_errors=True)
     shutil.rmtree(exports / f"{name}.failed", ignore_errors=True)
     row: dict[str, Any] = {
-        "model": model, "run": run, "artifacts": artifact_rows(manifest, run),
+        "model": model, "run": run, "artifacts": artifact_rows(manifest, run, without),
         "parameters": (manifest or {}).get("parameters"), "opset": (manifest or {}).get("opset"),
         "exporter": (manifest or {}).get("exporter"), "exporter_attempts": (manifest or {}).get("exporter_attempts"),
         "timings": (manifest or {}).get("timings", {}), "peak_rss_mb": (manifest or {}).get("peak_rss_mb", {}),
@@ -146,7 +151,13 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None) -> dict[
 
 def cell(row: dict[str, Any], key: str) -> str:
     entry = row["artifacts"][key]
-    return "pass" if entry["passed"] else f"FAIL ({entry['class']})"
+    return "pass" if entry["passed"] else "not run" if entry["passed"] is None else f"FAIL ({entry['class']})"
+
+
+def rate(results: list[bool | None]) -> str:
+    """Passes over the models where the artifact was attempted ('not run' when none was)."""
+    tried = [r for r in results if r is not None]
+    return f"{100 * sum(tried) / len(tried):.1f} % ({sum(tried)}/{len(tried)})" if tried else "not run"
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
@@ -166,7 +177,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
                      + f" | {'opset ' + str(some['opset']) if some else 'FAIL'} | {timings[slowest]:.0f} ({slowest}) "
                        f"| {rss:.0f} |")
     total = len(rows)
-    rates = [f"{100 * sum(r['artifacts'][k]['passed'] for r in rows) / total:.1f} %" for k in ARTIFACTS]
+    rates = [rate([r["artifacts"][k]["passed"] for r in rows]) for k in ARTIFACTS]
     some_rate = f"{100 * sum(bool(r['fp32_some_opset']) for r in rows) / total:.1f} %"
     lines.append(f"| **pass rate ({total} models)** | | " + " | ".join(rates) + f" | {some_rate} | | |")
     tracebacks = [r["model"] for r in rows if r["run"]["traceback"]]
@@ -174,7 +185,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
               "Failures, one line each:", ""]
     for row in rows:
         for key, entry in row["artifacts"].items():
-            if not entry["passed"] and entry["class"] != "not reached":
+            if entry["passed"] is False and entry["class"] != "not reached":
                 lines.append(f"- {row['model']}, {ARTIFACTS[key]} ({entry['class']}): {entry['reason']}")
     return "\n".join(lines) + "\n"
 
@@ -187,6 +198,8 @@ def main() -> int:
     parser.add_argument("--timeout", default=1800.0, type=float, help="seconds per model (default 1800)")
     parser.add_argument("--opset", default=None, type=int, help="opset for the full pipeline (default: attn-export's)")
     parser.add_argument("--markdown", default=None, type=Path, help="also write the Markdown table here")
+    parser.add_argument("--without", action="append", default=[], choices=["executorch"],
+                        help="leave a stage out of the pipeline (repeatable; its columns then read 'not run')")
     args = parser.parse_args()
     models = read_models(args.models, args.list_file)
     if not models:
@@ -199,7 +212,7 @@ def main() -> int:
             rows.append(json.loads(result.read_text()))
             continue
         print(f"[{index}/{len(models)}] {model} …", file=sys.stderr, flush=True)
-        row = sweep_one(model, args.out, args.timeout, args.opset)
+        row = sweep_one(model, args.out, args.timeout, args.opset, args.without)
         result.write_text(json.dumps(row, indent=2))
         passed = [ARTIFACTS[k] for k, v in row["artifacts"].items() if v["passed"]]
         print(f"[{index}/{len(models)}] {model}: {row['run']['seconds']:.0f} s, passed {passed}", file=sys.stderr,

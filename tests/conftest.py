@@ -29,7 +29,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 # which started the 390 s test_accuracy.py last and left the other worker idle for 280 s. Seconds on one
 # worker (AMX Xeon, 2026-11-30): 390 340 340 300 200 140 110, then 75 65 64 56; every other file under 45.
 LONGEST_FILES_FIRST = ("test_accuracy.py", "test_runtimes.py", "test_serving.py", "test_export.py",
-                       "test_hostile.py", "test_openvino.py", "test_int8.py",
+                       "test_hostile.py", "test_openvino.py", "test_int8.py", "test_sources.py",
                        "test_mobile.py", "test_readme.py", "test_zoo.py", "test_own_model.py")
 
 

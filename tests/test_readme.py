@@ -60,7 +60,10 @@ def test_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
     script = bash_script(blocks, free_port(), free_port())
     done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["c2f_ca", "mobilenet"]
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["c2f_ca", "mobilenet",
+                                                                          "vit_tiny_patch16_224"]
+    vit = json.loads((tmp_path / "artifacts" / "vit_tiny_patch16_224" / "manifest.json").read_text())
+    assert vit["preprocess"]["interpolation"] == "bicubic" and vit["inputs"][0]["shape"] == ["batch", 3, 224, 224]
     assert {"model.onnx", "model.fp16.onnx", "model.xml"} <= {
         p.name for p in (tmp_path / "artifacts" / "c2f_ca").iterdir()}
     results = json.loads((tmp_path / "bench.json").read_text())["results"]

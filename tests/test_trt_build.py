@@ -59,6 +59,8 @@ def test_readiness_of_zoo_exports_and_of_a_bad_graph(artifacts_root) -> None:
     assert any("NonZero" in e and "data-dependent" in e for e in report["errors"])
     assert any("Unique" in e and "not supported" in e for e in report["errors"])
     assert any("double" in w for w in report["warnings"]) and any("int64" in w for w in report["warnings"])
+    assert report["parsed_by"] == {"TensorRT 10.15": True, "TensorRT 11.2": True, "TensorRT 11.5": True}
+    assert trt_readiness.parsed_by(25) == {"TensorRT 10.15": False, "TensorRT 11.2": False, "TensorRT 11.5": True}
 
 
 def test_engine_trt_without_tensorrt_is_one_line_exit_2(tmp_path, monkeypatch) -> None:
