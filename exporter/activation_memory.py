@@ -80,9 +80,10 @@ def _rows(arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 
 def streaming_runner_class() -> type:
-    """A ``ReferenceRunner`` whose ``run`` streams: one sample through onnxruntime at a time (every tensor
-    marked as an output, as AutoCast's own run does), each reduced at once to ``TensorStats`` (absmax, min,
-    max, shape), so AutoCast classifies nodes on the same ranges without holding them all."""
+    """A ``ReferenceRunner`` whose ``run`` streams: one sample through onnxruntime at a time (one batch where
+    the graph fixes the batch size; every tensor marked as an output, as AutoCast's own run does), each reduced
+    at once to ``TensorStats`` (absmax, min, max, shape), so AutoCast classifies nodes on the same ranges
+    without holding them all."""
     from modelopt.onnx.autocast.referencerunner import ReferenceRunner, TensorStats
 
     class StreamingReferenceRunner(ReferenceRunner):  # type: ignore[misc]
@@ -97,10 +98,13 @@ def streaming_runner_class() -> type:
             onnx_utils.clear_stale_value_info(model)
             runners, temp_dir = self._get_ort_runner(ModifyOutputs(model, outputs=constants.MARK_ALL))
             stats: OrderedDict = OrderedDict()
+            sliceable = all(i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param
+                            for i in model.graph.input)  # a fixed batch size must be fed whole
             try:
                 with runners[0] as runner:
                     for batch in self._load_inputs(inputs):
-                        for feed in _rows({k: batch[k] for k in batch}):
+                        arrays = {k: batch[k] for k in batch}
+                        for feed in _rows(arrays) if sliceable else [arrays]:
                             for name, value in [*feed.items(), *runner.infer(feed).items()]:
                                 _update(stats, name, np.asarray(value), TensorStats)
             finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -271,19 +272,22 @@ def run_fp32_onnx(ctx: ExportContext) -> None:
             run_stages(ctx, FP32_ONNX_STAGES)
         except (ExportError, ParityError) as exc:
             failures.append(exc)
-            attempts.append({"exporter": exporter, "passed": False, "reason": one_line(exc),
+            reason = re.sub(r"; see \S+parity\.json", "", one_line(exc))  # the next attempt rewrites that file
+            attempts.append({"exporter": exporter, "passed": False, "reason": reason,
                              "failed_at": "parity" if isinstance(exc, ParityError) else "export"})
             if exporter != ctx.exporters[-1]:
-                ctx.printer(f"[{ctx.label}] {exporter} exporter discarded: {one_line(exc)}; trying the next")
+                ctx.printer(f"[{ctx.label}] {exporter} exporter discarded: {reason}; trying the next")
                 ctx.reset_after_failed_attempt("onnx")
             continue
         attempts.append({"exporter": exporter, "passed": True, **ctx.manifest.get("onnx_conversion", {})})
         return
     lines = "".join(f"\n  - {a['exporter']}: {a['reason']}" for a in attempts)
-    error_type = ParityError if any(isinstance(f, ParityError) for f in failures) else ExportError
     if len(failures) == 1:
         raise failures[0]
-    raise error_type(f"{ctx.label}: every exporter failed at opset {ctx.options.opset}:{lines}")
+    if any(isinstance(f, ParityError) for f in failures):  # a file was written: its report says by how much
+        raise ParityError(f"{ctx.label}: every exporter failed at opset {ctx.options.opset} (the last file's "
+                          f"report: see {ctx.folder / 'parity.json'}):{lines}")
+    raise ExportError(f"{ctx.label}: every exporter failed at opset {ctx.options.opset}:{lines}")
 
 
 def _tensorrt_and_gpu() -> None:
@@ -339,8 +343,8 @@ def run_stage(ctx: ExportContext, stage: Stage) -> None:
             return
         with ctx.timer.stage(stage.describe(ctx)):
             stage.run(ctx)
-    except AttnExportError:
-        raise
+    except (AttnExportError, OSError):
+        raise  # ours, or the environment's (a full disk: exit 2 naming the file)
     except MemoryError as exc:
         raise MemoryBudgetError(f"{stage.name}: out of memory ({one_line(exc)})") from exc
     except Exception as exc:  # onnxslim, ModelOpt, OpenVINO, ExecuTorch and onnxruntime raise their own types

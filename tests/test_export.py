@@ -152,7 +152,7 @@ def test_interrupted_export_leaves_the_previous_export_untouched(tmp_path, monke
     "args,message",
     [
         (["vgg17"], "unknown model 'vgg17'; valid names: c2f_ca"),
-        (["c2f_ca", "--opset", "12"], "opset 12 is not supported: choose 13..20"),
+        (["c2f_ca", "--opset", "12"], "opset 12 is not supported: choose 13..24"),
         (["c2f_ca", "--weights", "/nonexistent/w.pt"], "weights file /nonexistent/w.pt does not exist"),
         (["c2f_ca", "--batch", "8:2:4"], "batch profile needs 1 <= min <= opt <= max"),
     ],
