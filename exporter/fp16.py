@@ -118,6 +118,7 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
             op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
             calibration_data=autocast_npz_dir, opset=opset, providers=["cpu"],
         )
+    del model.graph.value_info[:]  # AutoCast's shapes are its calibration run's, not the dynamic ones
     with atomic_path(out_path) as tmp:
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)

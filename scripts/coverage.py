@@ -198,6 +198,9 @@ def main() -> int:
     parser.add_argument("--timeout", default=1800.0, type=float, help="seconds per model (default 1800)")
     parser.add_argument("--opset", default=None, type=int, help="opset for the full pipeline (default: attn-export's)")
     parser.add_argument("--markdown", default=None, type=Path, help="also write the Markdown table here")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write coverage.json and --markdown from the results already in OUT "
+                             "(models of the list without a result are left out, and counted)")
     parser.add_argument("--without", action="append", default=[], choices=["executorch"],
                         help="leave a stage out of the pipeline (repeatable; its columns then read 'not run')")
     args = parser.parse_args()
@@ -211,6 +214,8 @@ def main() -> int:
         if result.is_file():
             rows.append(json.loads(result.read_text()))
             continue
+        if args.report_only:
+            continue
         print(f"[{index}/{len(models)}] {model} …", file=sys.stderr, flush=True)
         row = sweep_one(model, args.out, args.timeout, args.opset, args.without)
         result.write_text(json.dumps(row, indent=2))
@@ -220,8 +225,11 @@ def main() -> int:
         rows.append(row)
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2))
     if args.markdown:
-        command = "python scripts/coverage.py " + " ".join(sys.argv[1:])
-        args.markdown.write_text(markdown(rows, command))
+        command = "python scripts/coverage.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
+        table = markdown(rows, command)
+        if len(rows) < len(models):
+            table += f"\nNot run yet: {len(models) - len(rows)} of the list's {len(models)} models.\n"
+        args.markdown.write_text(table)
     return 0
 
 

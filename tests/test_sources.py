@@ -298,3 +298,17 @@ def test_verbose_differs_only_in_third_party_lines(tmp_path) -> None:
     assert not (tmp_path / "GroupedQueryAttention" / "export.log").exists()  # -v: nothing withheld
     console([], tmp_path)
     assert "Torch IR graph at exception" in (tmp_path / "GroupedQueryAttention" / "export.log").read_text()
+
+
+def test_fp16_file_runs_at_every_batch_size(tmp_path) -> None:
+    """AutoCast writes the shapes of its calibration run into the FP16 file (value_info); onnxruntime then
+    re-used a LayerNormalization buffer of the wrong size at other batch sizes and raised. A one-block DeiT-3 at
+    64 px: every FP16 parity row now has numbers, no engine error (at random init its FP16 error may still
+    exceed the tolerance: that is a parity verdict, recorded with --keep-going)."""
+    code, output = run_cli(["timm:deit3_small_patch16_224", "--model-arg", "depth=1", "--model-arg", "img_size=64",
+                            "--model-arg", "num_classes=10", "--batch", PROFILE, "--no-photos", "--fp16",
+                            "--keep-going", "--out", str(tmp_path)])
+    assert code in (0, 3), output
+    rows = json.loads((tmp_path / "deit3_small_patch16_224" / "parity.json").read_text())["onnx_fp16"]["rows"]
+    assert {r["batch"] for r in rows} == {1, 2, 3, 4}
+    assert all(r["error"] is None and r["cosine"] > 0.999 for r in rows), [r["error"] for r in rows]
