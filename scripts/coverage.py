@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -92,8 +94,10 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without:
             continue
         parity = (manifest or {}).get("parity", {}).get(key)
         published = key in (manifest or {}).get("artifacts", {})
+        worst = {"max_rel": parity["worst"]["max_rel"], "cosine": parity["worst"]["min_cosine"],
+                 "top1": parity["worst"]["min_top1"]} if parity else {}
         if parity and parity["passed"] and published and (manifest or {}).get("status") == "ok":
-            rows[key] = {"passed": True, "max_rel": parity["worst"]["max_rel"], "cosine": parity["worst"]["min_cosine"]}
+            rows[key] = {"passed": True, "checked": True, **worst}
             continue
         failed = next((f for f in failures if key in STAGE_OF and f["stage"].startswith(STAGE_OF[key])), None)
         if failed:
@@ -109,9 +113,9 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without:
                 cls, reason = "not reached", f"the FP32 ONNX failed ({cls})"
         else:
             cls, reason = ("not reached" if key != "onnx" else "exporter"), run["last_line"]
+        reason = re.sub(r"; see \S+parity\.json", "", reason).removeprefix(f"{(manifest or {}).get('model')}: ")
         rows[key] = {"passed": False, "class": cls, "reason": reason[:300],
-                     **({"max_rel": parity["worst"]["max_rel"], "cosine": parity["worst"]["min_cosine"]}
-                        if parity else {})}
+                     "checked": bool(parity) and math.isfinite(parity["worst"]["max_rel"]), **worst}
     return rows
 
 
@@ -151,7 +155,13 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without:
 
 def cell(row: dict[str, Any], key: str) -> str:
     entry = row["artifacts"][key]
-    return "pass" if entry["passed"] else "not run" if entry["passed"] is None else f"FAIL ({entry['class']})"
+    if entry["passed"] is None:
+        return "not run"
+    if entry["passed"]:
+        return "pass"
+    if entry["class"] == "parity" and entry.get("checked"):
+        return f"FAIL (parity: cos {entry['cosine']:.4f}, top-1 {100 * entry['top1']:.0f} %)"
+    return f"FAIL ({entry['class']})"
 
 
 def rate(results: list[bool | None]) -> str:
@@ -180,6 +190,9 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
     rates = [rate([r["artifacts"][k]["passed"] for r in rows]) for k in ARTIFACTS]
     some_rate = f"{100 * sum(bool(r['fp32_some_opset']) for r in rows) / total:.1f} %"
     lines.append(f"| **pass rate ({total} models)** | | " + " | ".join(rates) + f" | {some_rate} | | |")
+    checked = [rate([r["artifacts"][k].get("checked") if r["artifacts"][k]["passed"] is not None else None
+                     for r in rows]) for k in ARTIFACTS]
+    lines.append(f"| **written and checked** | | " + " | ".join(checked) + " | | | |")
     tracebacks = [r["model"] for r in rows if r["run"]["traceback"]]
     lines += ["", f"Tracebacks: {len(tracebacks)}{' (' + ', '.join(tracebacks) + ')' if tracebacks else ''}.", "",
               "Failures, one line each:", ""]
@@ -211,8 +224,12 @@ def main() -> int:
     rows = []
     for index, model in enumerate(models, 1):
         result = args.out / "results" / f"{folder_name(model)}.json"
-        if result.is_file():
-            rows.append(json.loads(result.read_text()))
+        if result.is_file():  # its artifact cells are re-read from the kept manifest: one rule for every row
+            row = json.loads(result.read_text())
+            kept = read_folder(args.out / "results" / folder_name(model))
+            if kept is not None:
+                row["artifacts"] = artifact_rows(kept, row["run"], args.without)
+            rows.append(row)
             continue
         if args.report_only:
             continue
