@@ -108,13 +108,15 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without:
             cls, reason = "memory", "killed by the kernel (SIGKILL): out of memory"
         elif manifest and manifest.get("status") == "failed":
             cls = manifest.get("failure_class", "exporter")
-            reason = manifest.get("error", run["last_line"])
+            attempts = [a for a in manifest.get("exporter_attempts", []) if not a["passed"]]
+            reason = "; ".join(f"{a['exporter']}: {a['reason']}" for a in attempts) if attempts and key == "onnx" \
+                else manifest.get("error", run["last_line"])
             if key != "onnx":
                 cls, reason = "not reached", f"the FP32 ONNX failed ({cls})"
         else:
             cls, reason = ("not reached" if key != "onnx" else "exporter"), run["last_line"]
         reason = re.sub(r"; see \S+parity\.json", "", reason).removeprefix(f"{(manifest or {}).get('model')}: ")
-        rows[key] = {"passed": False, "class": cls, "reason": reason[:300],
+        rows[key] = {"passed": False, "class": cls, "reason": reason[:500],
                      "checked": bool(parity) and math.isfinite(parity["worst"]["max_rel"]), **worst}
     return rows
 
