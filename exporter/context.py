@@ -76,11 +76,9 @@ class ExportContext:
         sets = self.calibrated_sets() if calibrated else self.sets
         try:
             opened = open_candidate(path, engine, precision)
-        except AttnExportError as exc:
-            if not isinstance(exc, ArtifactError):
+        except Exception as exc:  # ArtifactError, or an engine's own exception type while compiling our file
+            if isinstance(exc, AttnExportError) and not isinstance(exc, ArtifactError):
                 raise  # a missing engine or a bad option is the user's to fix, not this file's
-            return unopenable_report(path, engine, exc, sets, tolerance)
-        except Exception as exc:  # an engine's own exception type while compiling our file
             return unopenable_report(path, engine, exc, sets, tolerance)
         with opened as candidate:
             report = check_parity(candidate, sets, tolerance)
@@ -146,9 +144,7 @@ class ExportContext:
             name = self.manifest["artifacts"].pop(key)
             self.manifest["files"].pop(name, None)
             (self.folder / name).unlink(missing_ok=True)
-        self.manifest.pop("error", None)
-        self.manifest["status"] = mf.STATUS_RUNNING
-        mf.write_manifest(self.folder, self.manifest)
+        self._clear_failed_status()
 
     def record_failure(self, stage: str, failure_class: str, reason: str) -> None:
         """A stage that failed (or was skipped) under ``--keep-going``: into the manifest's ``failures``."""
@@ -162,9 +158,13 @@ class ExportContext:
         (the PyTorch references in ``sets`` stay: they do not depend on the exporter)."""
         self.reports.pop(key, None)
         self.manifest["parity"].pop(key, None)
+        self.fp32_accuracy = None
+        self._clear_failed_status()
+
+    def _clear_failed_status(self) -> None:
+        """Undo what ``fail`` wrote (status "failed" and its error): the export goes on."""
         self.manifest.pop("error", None)
         self.manifest["status"] = mf.STATUS_RUNNING
-        self.fp32_accuracy = None
         mf.write_manifest(self.folder, self.manifest)
 
     def fail(self, status_error: str, message: str) -> NoReturn:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtimes.errors import first_line
 from runtimes.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
@@ -97,7 +98,7 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         report = delegation(edge)
         buffer = edge.to_executorch().buffer
     except Exception as exc:  # ExecuTorch raises many types (export, lowering, memory planning)
-        raise ExportError(f"ExecuTorch lowering failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+        raise ExportError(f"ExecuTorch lowering failed: {first_line(exc)}") from exc
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(buffer)
     return report

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 
+from runtimes.errors import first_line
 from runtimes.fileio import atomic_path
 from runtimes.specs import TensorSpec
 
@@ -158,8 +159,8 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
             try:
                 return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset)
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise ToolCrashError(f"FP16 conversion ({step.name}) failed: {type(exc).__name__}: {first}") from exc
+                raise ToolCrashError(f"FP16 conversion ({step.name}) failed: {type(exc).__name__}: "
+                                     f"{first_line(exc)}") from exc
 
         info, report = widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
     return {**info, "memory": memory}, report

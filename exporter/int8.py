@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
+from runtimes.errors import first_line
 from runtimes.fileio import atomic_path
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
@@ -135,8 +136,8 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
                               opset=int8_opset(opset),
                               log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
         except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ToolCrashError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: {first}") from exc
+            raise ToolCrashError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: {first_line(exc)}") \
+                from exc
         model = onnx.load(str(staged))
         written = default_opset(model)
         if written != int8_opset(opset):

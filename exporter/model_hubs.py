@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from runtimes.errors import first_line
 from runtimes.images import CROP_MODES, INTERPOLATIONS, Preprocess
 from runtimes.specs import BATCH, TensorSpec
 
@@ -40,19 +41,16 @@ def image_spec(module: nn.Module, height: int, width: int, channels: int = 3) ->
     return (TensorSpec(first, (BATCH, channels, height, width)),)
 
 
-def _call(builder: Callable[..., Any], reference: str, shown: dict[str, Any]) -> nn.Module:
-    """``builder(**kwargs)`` (``shown`` minus its first entry, the model name), every failure one
-    ``ModelSourceError`` line naming the call as ``shown``."""
-    kwargs = dict(list(shown.items())[1:])
+def _call(builder: Callable[..., Any], call: str, arguments: dict[str, Any]) -> nn.Module:
+    """``builder(**arguments)``, every failure one ``ModelSourceError`` line that shows the call as ``call(...)``."""
     try:
-        module = builder(**kwargs)
+        module = builder(**arguments)
     except Exception as exc:  # unknown names, bad kwargs, a hub that cannot be reached: one line each
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        call = f"{reference}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
-        raise ModelSourceError(f"{call} failed: {type(exc).__name__}: {first[:300]}; check the name and "
+        shown = f"{call}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
+        raise ModelSourceError(f"{shown} failed: {type(exc).__name__}: {first_line(exc)}; check the name and "
                                "--model-arg") from exc
     if not isinstance(module, nn.Module):
-        raise ModelSourceError(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
+        raise ModelSourceError(f"{call} returned {type(module).__name__}, not a torch.nn.Module")
     return module
 
 
@@ -69,11 +67,11 @@ def build_timm(name: str, kwargs: dict[str, Any]) -> SourceModel:
         from timm.data import resolve_data_config
     except ImportError as exc:
         raise ModelSourceError(f"timm:{name} needs timm: pip install 'attn-export[export]' ({exc})") from exc
-    if name not in timm.list_models(pretrained=False) and name.partition(".")[0] not in timm.list_models():
+    if name.partition(".")[0] not in timm.list_models():  # NAME or NAME.pretrained_tag
         close = timm.list_models(f"*{name.partition('.')[0][:6]}*")[:8]
         raise ModelSourceError(f"timm has no model {name!r}{f' (similar: {close})' if close else ''}; "
                                "timm.list_models() lists them")
-    module = _call(lambda **kw: timm.create_model(name, **kw), "timm.create_model", {"model_name": name, **kwargs})
+    module = _call(timm.create_model, "timm.create_model", {"model_name": name, **kwargs})
     config = resolve_data_config({}, model=module)
     channels, height, width = (int(v) for v in config["input_size"])
     size = kwargs.get("img_size")  # create_model(img_size=…) does not update the pretrained_cfg
@@ -111,8 +109,7 @@ def build_torchvision(name: str, kwargs: dict[str, Any]) -> SourceModel:
         raise ModelSourceError(f"torchvision has no model {name!r}; torchvision.models.list_models() lists them")
     if kwargs.pop("pretrained", False):
         kwargs.setdefault("weights", "DEFAULT")
-    module = _call(lambda **kw: torchvision.models.get_model(name, **kw), "torchvision.models.get_model",
-                   {"name": name, **kwargs})
+    module = _call(torchvision.models.get_model, "torchvision.models.get_model", {"name": name, **kwargs})
     weights = _torchvision_weights(name, kwargs)
     keywords = dict(getattr(getattr(weights, "transforms", None), "keywords", {}) or {})
     crop = int(keywords.get("crop_size", TORCHVISION_DEFAULT_SIZE))

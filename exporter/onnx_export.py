@@ -210,23 +210,22 @@ def export_onnx(
 
 
 def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
-    """``model`` taken down to ``opset`` by onnx's version converter. Opset 18 made reduction axes an input;
-    the converter needs them constant, so constants are folded first (onnxslim)."""
+    """``model`` (dynamo's, at 18) taken down to ``opset`` < 18 by onnx's version converter. Opset 18 made
+    reduction axes an input; the converter needs them constant, so constants are folded first (onnxslim)."""
     import onnxslim
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folded = onnxslim.slim(model)
-    hidden = _hide_unchanged_ops(folded) if opset < 18 else []
+    _hide_unchanged_ops(folded)
     try:
         converted = onnx.version_converter.convert_version(folded, opset)
-        _restore_hidden_ops(converted, hidden)
+        _restore_hidden_ops(converted)
     except Exception as exc:  # the converter raises RuntimeError/ValueError/its own errors per adapter
         first = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ExportError(f"onnx's version converter could not take the dynamo file from opset "
                           f"{default_opset(model)} to {opset}: {first}") from exc
-    if opset < 18:
-        _drop_reduce_noop_attribute(converted)
+    _drop_reduce_noop_attribute(converted)
     return converted
 
 
@@ -255,29 +254,26 @@ def _split_sizes_as_input(model: onnx.ModelProto, node: onnx.NodeProto, dims: di
     return True
 
 
-def _hide_unchanged_ops(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+def _hide_unchanged_ops(model: onnx.ModelProto) -> None:
     """Ops that onnx's converter has no 18 → 17 adapter for, but whose opset-13 form is the same node here
     (Split with sizes as an input, Pad without ``axes``, LpPool without ``ceil_mode``), moved to a private
     domain so the converter leaves them alone; :func:`_restore_hidden_ops` puts them back."""
     inferred = onnx.shape_inference.infer_shapes(model)
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
-    hidden = []
+    hidden = False
     for node in model.graph.node:
         same = (node.op_type == "Split" and _split_sizes_as_input(model, node, dims)) or \
                (node.op_type == "Pad" and len(node.input) <= 3) or \
                (node.op_type == "LpPool" and not any(a.name == "ceil_mode" and a.i for a in node.attribute))
         if node.domain in ("", "ai.onnx") and same:
             node.domain = _HIDDEN_DOMAIN
-            hidden.append(node)
+            hidden = True
     if hidden:
         model.opset_import.append(onnx.helper.make_opsetid(_HIDDEN_DOMAIN, 1))
-    return hidden
 
 
-def _restore_hidden_ops(model: onnx.ModelProto, hidden: list[onnx.NodeProto]) -> None:
-    if not hidden:
-        return
+def _restore_hidden_ops(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         if node.domain == _HIDDEN_DOMAIN:
             node.domain = ""

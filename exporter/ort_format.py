@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runtimes.errors import first_line
 from runtimes.fileio import atomic_path
 
 from .errors import ExportError
@@ -34,7 +35,7 @@ def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]
             convert_onnx_models_to_ort(source, output_dir=Path(work) / "out",
                                        optimization_styles=[OptimizationStyle.Fixed])
         except Exception as exc:  # the converter raises RuntimeError/ValueError/onnxruntime errors
-            raise ExportError(f"ONNX Runtime's .ort converter failed: {str(exc).strip().splitlines()[0][:300]}") \
+            raise ExportError(f"ONNX Runtime's .ort converter failed: {first_line(exc)}") \
                 from exc
         converted = Path(work) / "out" / "model.ort"
         config = Path(work) / "out" / "model.required_operators.config"

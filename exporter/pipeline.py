@@ -29,6 +29,7 @@ from . import onnx_export, quiet, staging
 from .context import ExportContext
 from .errors import failure_class
 from .export_model import ExportModel
+from .model_hubs import SourceModel
 from .model_source import build_source, default_name
 from .options import ExportOptions
 from .progress import Printer, Stages, silent
@@ -78,14 +79,14 @@ def export(
     :func:`export_module`. A timm or torchvision model needs no ``inputs``: its configuration gives the image
     size and the preprocessing (``inputs`` still overrides the size)."""
     opts = options or ExportOptions()
-    if not isinstance(model, str):
-        return export_module(model, out_dir, inputs=inputs, outputs=outputs, name=name, options=opts,
-                             printer=printer, max_dims=max_dims)
-    torch.manual_seed(opts.seed)  # the initial weights of a model without --weights
-    source = build_source(model, dict(model_args or {}), opts.num_classes)
-    return export_module(source.module, out_dir, inputs=inputs or source.input_specs, outputs=outputs,
-                         name=name or default_name(model), options=opts, printer=printer, max_dims=max_dims,
-                         preprocess=source.preprocess)
+    if isinstance(model, str):
+        torch.manual_seed(opts.seed)  # the initial weights of a model without --weights
+        source = build_source(model, dict(model_args or {}), opts.num_classes)
+        name = name or default_name(model)
+    else:
+        source = SourceModel(model)
+    return export_module(source.module, out_dir, inputs=inputs or source.input_specs, outputs=outputs, name=name,
+                         options=opts, printer=printer, max_dims=max_dims, preprocess=source.preprocess)
 
 
 def export_module(

@@ -17,7 +17,7 @@ import onnx
 import torch
 
 from runtimes import torch_rt
-from runtimes.errors import AttnExportError
+from runtimes.errors import AttnExportError, first_line
 from runtimes.fileio import atomic_path
 from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
@@ -252,12 +252,6 @@ def tensorrt_stage(precision: str) -> Callable[[ExportContext], None]:
     return run
 
 
-def one_line(exc: BaseException) -> str:
-    """An error's first line, 300 characters at most: what an attempt's reason shows."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
-
-
 def run_fp32_onnx(ctx: ExportContext) -> None:
     """The FP32 ONNX through each exporter of ``ctx.exporters`` in turn (``onnx_export.exporter_order``): export,
     simplify, graph checks and parity. A candidate that raises or fails parity is discarded and the next
@@ -272,7 +266,7 @@ def run_fp32_onnx(ctx: ExportContext) -> None:
             run_stages(ctx, FP32_ONNX_STAGES)
         except (ExportError, ParityError) as exc:
             failures.append(exc)
-            reason = re.sub(r"; see \S+parity\.json", "", one_line(exc))  # the next attempt rewrites that file
+            reason = re.sub(r"; see \S+parity\.json", "", first_line(exc))  # the next attempt rewrites that file
             attempts.append({"exporter": exporter, "passed": False, "reason": reason,
                              "failed_at": "parity" if isinstance(exc, ParityError) else "export"})
             if exporter != ctx.exporters[-1]:
@@ -346,9 +340,9 @@ def run_stage(ctx: ExportContext, stage: Stage) -> None:
     except (AttnExportError, OSError):
         raise  # ours, or the environment's (a full disk: exit 2 naming the file)
     except MemoryError as exc:
-        raise MemoryBudgetError(f"{stage.name}: out of memory ({one_line(exc)})") from exc
+        raise MemoryBudgetError(f"{stage.name}: out of memory ({first_line(exc)})") from exc
     except Exception as exc:  # onnxslim, ModelOpt, OpenVINO, ExecuTorch and onnxruntime raise their own types
-        raise ToolCrashError(f"{stage.name} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        raise ToolCrashError(f"{stage.name} failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:
@@ -370,4 +364,4 @@ def run_stages(ctx: ExportContext, stages: Sequence[Stage] = STAGES) -> None:
             run_stage(ctx, stage)
         except (ExportError, ParityError, EngineBuildError) as exc:
             ctx.discard_stage_artifacts(before)
-            ctx.record_failure(stage.name, failure_class(exc), one_line(exc))
+            ctx.record_failure(stage.name, failure_class(exc), first_line(exc))

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError
+from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError, first_line
 from .images import Preprocess, image_preprocess
 from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
 from .specs import BATCH, TensorSpec, is_default_output_name, random_inputs
@@ -133,7 +133,7 @@ class Runtime(ABC):
     # ----- lifecycle -------------------------------------------------------------------------
     def unreadable(self, engine_name: str, exc: BaseException, reexport: str = "attn-export") -> ArtifactError:
         """The one message for a file an engine cannot load: the engine's first line of complaint, and the fix."""
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return ArtifactError(f"{engine_name} cannot load {self.path}: {first} "
                              f"(missing, corrupt or truncated file? re-run {reexport})")
 

@@ -8,6 +8,13 @@ class AttnExportError(Exception):
     exit_code = 2
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first non-empty line, at most ``limit`` characters, or its type name when it says
+    nothing: the one line an error message quotes from a library."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class UnknownModelError(AttnExportError, KeyError):
     """A model name that the zoo does not have."""
 

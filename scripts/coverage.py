@@ -194,7 +194,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines.append(f"| **pass rate ({total} models)** | | " + " | ".join(rates) + f" | {some_rate} | | |")
     checked = [rate([r["artifacts"][k].get("checked") if r["artifacts"][k]["passed"] is not None else None
                      for r in rows]) for k in ARTIFACTS]
-    lines.append(f"| **written and checked** | | " + " | ".join(checked) + " | | | |")
+    lines.append("| **written and checked** | | " + " | ".join(checked) + " | | | |")
     tracebacks = [r["model"] for r in rows if r["run"]["traceback"]]
     lines += ["", f"Tracebacks: {len(tracebacks)}{' (' + ', '.join(tracebacks) + ')' if tracebacks else ''}.", "",
               "Failures, one line each:", ""]

@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 from torchvision.models import get_model_weights
 
-from runtimes.errors import WeightsError
+from runtimes.errors import WeightsError, first_line
 
 from torch import nn
 
@@ -32,8 +32,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for corrupt/unsafe files
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights file {path}: {first}") from exc
+        raise WeightsError(f"cannot read weights file {path}: {first_line(exc)}") from exc
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
