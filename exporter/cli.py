@@ -110,6 +110,10 @@ def _profile_text(batch: BatchProfile) -> str:
 @click.option("--atol", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Optional max absolute error for FP32 parity.")
 @click.option("--min-cosine", default=FP32.min_cosine, show_default=True, type=FiniteFloatRange(-1, 1), help="Min cosine similarity (FP32).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim graph simplification.")
+@click.option("--external-data", is_flag=True,
+              help="Write every ONNX file's weights to FILE.onnx.data beside it (onnx's external data), at any "
+                   "size. Always done above 2 GiB, protobuf's limit; the manifest lists, sizes and hashes the "
+                   "data files, and Triton repositories carry them.")
 @click.option("--no-photos", is_flag=True, help="Skip the parity check on real photographs.")
 @click.option("--sample-inputs", default=None, type=click.Path(dir_okay=False),
               help="An .npz of your own inputs (arrays by input name, one batch): one more parity set, and the "
@@ -165,7 +169,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
          max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str,
          batch: BatchProfile, num_classes: int, weights: str | None, seed: int, max_rel_error: float,
          atol: float | None,
-         min_cosine: float, no_simplify: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
+         min_cosine: float, no_simplify: bool, external_data: bool, no_photos: bool, sample_inputs: str | None, exporter: str,
          fp16: bool, int8: bool, eval_data: str | None, max_accuracy_drop: float | None, calib: str | None,
          calib_method: str, calib_size: int, ort_format: bool, executorch: bool, openvino: bool, engine: str | None,
          workspace: float, timing_cache: str | None, triton_repo: str | None, keep_going: bool, as_json: bool,
@@ -213,7 +217,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
             tolerance=dataclasses.replace(FP32, max_rel=max_rel_error, min_cosine=min_cosine, max_abs=atol),
-            simplify=not no_simplify, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
+            simplify=not no_simplify, external_data=external_data, exporter=exporter, photos=not no_photos, sample_inputs=sample_inputs,
             fp16=fp16, ort_format=ort_format, executorch=executorch, openvino=openvino, int8=int8, eval_data=eval_data,
             max_accuracy_drop=max_accuracy_drop, calib=calib, calib_method=calib_method, calib_size=calib_size,
             engine=engine, workspace_gib=workspace, timing_cache=timing_cache, keep_going=keep_going,

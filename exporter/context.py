@@ -17,6 +17,7 @@ from runtimes.accuracy import Accuracy, evaluate
 from runtimes.errors import ArtifactError, AttnExportError
 from runtimes.labels import LabelledImages
 
+from . import onnx_files
 from .errors import ParityError
 from .export_model import ExportModel
 from .int8 import Calibration
@@ -67,6 +68,17 @@ class ExportContext:
         """List a finished artifact and record its size and SHA-256."""
         self.manifest["artifacts"][key] = path.name
         mf.record_file(self.manifest, self.folder, path.name)
+
+    def add_onnx_artifact(self, key: str, path: Path) -> None:
+        """List a finished ONNX file and, when its weights are external (``onnx_files``), its data file as
+        ``KEY_data`` (the manifest's companion, verified and copied with it); a rewrite that went inline drops
+        the data entry."""
+        self.add_artifact(key, path)
+        data = path.with_name(onnx_files.data_name(path))
+        if data.is_file():
+            self.add_artifact(f"{key}_data", data)
+        elif f"{key}_data" in self.manifest["artifacts"]:
+            self.manifest["files"].pop(self.manifest["artifacts"].pop(f"{key}_data"), None)
 
     def check(self, path: Path, engine: str, tolerance: Tolerance, precision: str | None = None,
               calibrated: bool = False) -> ParityReport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from runtimes.errors import AttnExportError
 
 FAILURE_CLASSES = ("exporter", "baked size", "unsupported operator", "parity", "tool crash", "timeout", "memory",
-                   "model source")
+                   "format limit", "model source")
 
 
 class ExportError(AttnExportError):

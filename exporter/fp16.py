@@ -25,10 +25,9 @@ import numpy as np
 import onnx
 
 from runtimes.errors import first_line
-from runtimes.fileio import atomic_path
 from runtimes.specs import TensorSpec
 
-from . import activation_memory
+from . import activation_memory, onnx_files
 from .errors import ToolCrashError
 from .onnx_export import default_opset
 from .widening import widen_until_parity
@@ -96,7 +95,7 @@ def precision_report(model: onnx.ModelProto, kept_names: Mapping[str, str]) -> d
 
 
 def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: Sequence[str], step: WideningStep,
-            opset: int) -> dict[str, Any]:
+            opset: int, external_data: bool = False) -> dict[str, Any]:
     """Write ``out_path`` (FP32 inputs/outputs, FP16 inside) for one widening step; returns the precision report.
 
     ``autocast_npz_dir`` (a temporary folder, not the user's ``--calib`` images) holds AutoCast's .npz input
@@ -120,9 +119,7 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
             calibration_data=autocast_npz_dir, opset=opset, providers=["cpu"],
         )
     del model.graph.value_info[:]  # AutoCast's shapes are its calibration run's, not the dynamic ones
-    with atomic_path(out_path) as tmp:
-        onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
+    onnx_files.save(model, out_path, external=external_data)
     return {"tool": "modelopt.onnx.autocast", "step": step.name, "data_max": step.data_max,
             "opset": default_opset(model),
             **precision_report(model, kept)}
@@ -144,20 +141,21 @@ def streaming_reference_run() -> Iterator[None]:
 
 def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[Mapping[str, np.ndarray]],
                          opset: int, check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool,
-                         input_specs: Sequence[TensorSpec] = ()) -> tuple[dict[str, Any], Any]:
+                         input_specs: Sequence[TensorSpec] = (), external_data: bool = False
+                         ) -> tuple[dict[str, Any], Any]:
     """Convert with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets. Refused first
     (``MemoryBudgetError``) when one sample's activations would not fit in memory; the estimate is returned
     in ``info["memory"]``."""
     memory = activation_memory.check_fits("FP16 conversion (AutoCast's reference run)", onnx_path, input_specs, 1)
-    softmaxes = large_softmaxes(onnx.load(str(onnx_path)))
+    softmaxes = large_softmaxes(onnx_files.load(onnx_path, weights=False))
     with tempfile.TemporaryDirectory() as autocast_inputs:
         for i, arrays in enumerate(calibration):
             np.savez(Path(autocast_inputs) / f"calib{i:02d}.npz", **arrays)
 
         def build(step: WideningStep) -> dict[str, Any]:
             try:
-                return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset)
+                return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset, external_data)
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
                 raise ToolCrashError(f"FP16 conversion ({step.name}) failed: {type(exc).__name__}: "
                                      f"{first_line(exc)}") from exc

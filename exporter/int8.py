@@ -19,7 +19,6 @@ passed and which node types stayed in float.
 from __future__ import annotations
 
 import collections
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,10 @@ import numpy as np
 import onnx
 
 from runtimes.errors import first_line
-from runtimes.fileio import atomic_path
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
+from . import onnx_files
 from .errors import ExportError, ToolCrashError
 from .onnx_export import default_opset
 from .photos import image_size, photo_inputs, with_images
@@ -121,39 +120,40 @@ def quantization_report(model: onnx.ModelProto) -> dict[str, Any]:
 
 
 def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
-             step: Int8Step) -> dict[str, Any]:
-    """One ModelOpt PTQ run into ``out_path`` (atomically); returns the quantization report."""
+             step: Int8Step, external_data: bool = False) -> dict[str, Any]:
+    """One ModelOpt PTQ run into ``out_path`` (atomically, ``onnx_files.save``); returns the quantization report."""
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
-    with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work, atomic_path(out_path) as tmp:
-        staged = Path(work) / "model.int8.onnx"
-        source = Path(work) / "model.onnx"  # ModelOpt rewrites its input in place (shape inference): a copy
-        shutil.copyfile(onnx_path, source)
+    with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work:
+        staged = Path(work) / "quantized" / out_path.name
+        staged.parent.mkdir()
+        source = onnx_files.copy(onnx_path, Path(work))  # ModelOpt rewrites its input in place (shape inference)
+        external = external_data or bool(onnx_files.data_files(source))
         try:
             modelopt_quantize(str(source), quantize_mode="int8", calibration_data=calib.arrays,
                               calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
                               high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
-                              opset=int8_opset(opset),
+                              opset=int8_opset(opset), use_external_data_format=external,
                               log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
         except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
             raise ToolCrashError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: {first_line(exc)}") \
                 from exc
-        model = onnx.load(str(staged))
-        written = default_opset(model)
-        if written != int8_opset(opset):
-            raise ExportError(f"ModelOpt wrote opset {written} for the INT8 file, expected {int8_opset(opset)}")
-        onnx.save(model, str(tmp))
+        model = onnx_files.load(staged)
+    written = default_opset(model)
+    if written != int8_opset(opset):
+        raise ExportError(f"ModelOpt wrote opset {written} for the INT8 file, expected {int8_opset(opset)}")
+    onnx_files.save(model, out_path, external=external_data)
     return {**quantization_report(model), "opset": written}
 
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
-                          check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool
-                          ) -> tuple[dict[str, Any], Any]:
+                          check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool,
+                          external_data: bool = False) -> tuple[dict[str, Any], Any]:
     """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried."""
 
     def build(step: Int8Step) -> dict[str, Any]:
-        info = quantize(onnx_path, out_path, calib, method, opset, step)
+        info = quantize(onnx_path, out_path, calib, method, opset, step, external_data)
         return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
                 "excluded_op_types": list(step.exclude_op_types)}
 

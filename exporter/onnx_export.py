@@ -12,6 +12,7 @@ trusting it.
 from __future__ import annotations
 
 import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,10 +22,10 @@ import onnx
 import onnx.version_converter
 import torch
 
-from runtimes.fileio import atomic_path
 from runtimes.errors import AttnExportError
 from runtimes.specs import TensorSpec
 
+from . import onnx_files
 from .errors import ExportError
 
 SUPPORTED_OPSETS = range(13, 25)
@@ -163,8 +164,10 @@ def export_onnx(
     exporter: str,
     input_specs: Sequence[TensorSpec],
     output_specs: Sequence[TensorSpec],
+    external_data: bool = False,
 ) -> dict[str, list[int | str]]:
-    """Write ``path`` at exactly ``opset``; check opset, symbolic axes and ``full_check``.
+    """Write ``path`` at exactly ``opset``; check opset, symbolic axes and ``full_check``. The weights go to
+    ``path``'s data file with ``external_data`` or over 2 GiB (``onnx_files.save``).
 
     ``exporter`` is ``dynamo`` (from the torch.export ``program``; below its native 18 written at 18 and
     converted down, see :func:`convert_opset`) or ``torchscript`` (traces ``module``). Returns the tensor
@@ -172,40 +175,38 @@ def export_onnx(
     """
     input_names = [s.name for s in input_specs]
     output_names = [s.name for s in output_specs]
-    with atomic_path(path) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".export.", dir=path.parent) as work:
+        written_path = Path(work) / path.name  # over 2 GiB both exporters write their data files beside it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if exporter == "dynamo":
                     torch.onnx.export(
-                        program, example_inputs, str(tmp), input_names=input_names, output_names=output_names,
-                        opset_version=max(opset, DYNAMO_OPSETS.start), dynamo=True, external_data=False,
-                        optimize=True, verbose=False,
+                        program, example_inputs, str(written_path), input_names=input_names,
+                        output_names=output_names, opset_version=max(opset, DYNAMO_OPSETS.start), dynamo=True,
+                        external_data=True, optimize=True, verbose=False,
                     )
                 else:
                     axes = {s.name: s.dynamic_axes for s in [*input_specs, *output_specs]}
                     torch.onnx.export(
-                        module, example_inputs, str(tmp), input_names=input_names, output_names=output_names,
-                        opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True,
+                        module, example_inputs, str(written_path), input_names=input_names,
+                        output_names=output_names, opset_version=opset, dynamo=False, dynamic_axes=axes,
+                        do_constant_folding=True,
                     )
         except Exception as exc:  # exporters raise many types; name the op and opset
             raise _explain_export_failure(exc, opset) from exc
-        model = onnx.load(str(tmp))
-        if exporter == "dynamo" and opset < DYNAMO_OPSETS.start:
-            model = convert_opset(model, opset)
-        written = default_opset(model)
-        if written != opset:
-            raise ExportError(
-                f"the {exporter} exporter wrote opset {written} when {opset} was asked; "
-                f"use --exporter torchscript for opset {opset}"
-            )
-        canonicalise_axes(model, input_specs)
-        shapes = check_dynamic_axes(model, input_specs, output_specs)
-        onnx.save(model, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from exc
+        model = onnx_files.load(written_path)
+    if exporter == "dynamo" and opset < DYNAMO_OPSETS.start:
+        model = convert_opset(model, opset)
+    written = default_opset(model)
+    if written != opset:
+        raise ExportError(
+            f"the {exporter} exporter wrote opset {written} when {opset} was asked; "
+            f"use --exporter torchscript for opset {opset}"
+        )
+    canonicalise_axes(model, input_specs)
+    shapes = check_dynamic_axes(model, input_specs, output_specs)
+    onnx_files.save(model, path, external=external_data)
     return shapes
 
 
@@ -300,18 +301,16 @@ def _drop_reduce_noop_attribute(model: onnx.ModelProto) -> None:
             node.attribute.extend(kept)
 
 
-def simplify(path: Path) -> tuple[int, int]:
+def simplify(path: Path, external_data: bool = False) -> tuple[int, int]:
     """Simplify ``path`` in place with onnxslim; returns node counts (before, after)."""
     import onnxslim
 
-    model = onnx.load(str(path))
+    model = onnx_files.load(path)
     before = len(model.graph.node)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         slim = onnxslim.slim(model)
     if default_opset(slim) != default_opset(model):
         raise ExportError("onnxslim changed the opset; re-run with --no-simplify")
-    with atomic_path(path) as tmp:
-        onnx.save(slim, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
+    onnx_files.save(slim, path, external=external_data)
     return before, len(slim.graph.node)

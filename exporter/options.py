@@ -19,6 +19,7 @@ class ExportOptions:
     seed: int = 0
     tolerance: Tolerance = field(default_factory=Tolerance.fp32)
     simplify: bool = True
+    external_data: bool = False  # ONNX weights in FILE.onnx.data at any size (always above 2 GiB)
     exporter: str = "auto"
     photos: bool = True
     sample_inputs: str | None = None  # the user's .npz of inputs: one more parity set, and calibration data

@@ -17,20 +17,27 @@ from typing import Any
 from runtimes.errors import first_line
 from runtimes.fileio import atomic_path
 
+from . import onnx_files
 from .errors import ExportError
 
 ORT_FILE = "model.ort"
 OPERATORS_FILE = "required_operators.config"
+FLATBUFFER_LIMIT = 2**31  # a flatbuffer's offsets are signed 32-bit: the whole .ort stays under 2 GiB
 
 
 def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """Convert ``onnx_path`` into ``folder/model.ort`` and ``folder/required_operators.config`` (atomically)."""
+    """Convert ``onnx_path`` into ``folder/model.ort`` and ``folder/required_operators.config`` (atomically).
+    Refused (class ``format limit``) when the model's weights cannot fit one flatbuffer."""
     import onnxruntime
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
+    size = onnx_files.total_bytes(onnx_path)
+    if size >= FLATBUFFER_LIMIT:
+        raise ExportError(f"the .ort format is one flatbuffer, which holds less than 2 GiB; {onnx_path.name} and "
+                          f"its data are {size / 2**30:.2f} GiB: ship the ONNX file with its data, or the OpenVINO "
+                          "IR, to the device instead", "format limit")
     with tempfile.TemporaryDirectory(prefix=".ort.", dir=folder) as work:
-        source = Path(work) / "model.onnx"
-        shutil.copyfile(onnx_path, source)
+        source = onnx_files.copy(onnx_path, Path(work))
         try:
             convert_onnx_models_to_ort(source, output_dir=Path(work) / "out",
                                        optimization_styles=[OptimizationStyle.Fixed])

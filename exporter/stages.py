@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import onnx
 import torch
 
 from runtimes import torch_rt
@@ -23,7 +22,8 @@ from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
-from . import bf16_floor, executorch_pte, fp16, int8, onnx_export, openvino_ir, ort_format, trt_build, trt_readiness, trtexec
+from . import (bf16_floor, executorch_pte, fp16, int8, onnx_export, onnx_files, openvino_ir, ort_format, trt_build,
+               trt_readiness, trtexec)
 from .context import ExportContext
 from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
                      failure_class)
@@ -80,20 +80,20 @@ def run_onnx_export(ctx: ExportContext) -> None:
     path = ctx.folder / "model.onnx"
     onnx_export.export_onnx(ctx.model.module, ctx.program, ctx.example, path, opset=ctx.options.opset,
                             exporter=ctx.exporter, input_specs=ctx.model.input_specs,
-                            output_specs=ctx.model.output_specs)
+                            output_specs=ctx.model.output_specs, external_data=ctx.options.external_data)
     ctx.manifest["onnx_conversion"] = onnx_export.conversion_record(ctx.exporter, ctx.options.opset)
-    ctx.add_artifact("onnx", path)
+    ctx.add_onnx_artifact("onnx", path)
 
 
 def run_simplify(ctx: ExportContext) -> None:
-    before, after = onnx_export.simplify(ctx.path("onnx"))
+    before, after = onnx_export.simplify(ctx.path("onnx"), ctx.options.external_data)
     ctx.manifest["simplify"] = {"tool": "onnxslim", "nodes_before": before, "nodes_after": after}
-    ctx.add_artifact("onnx", ctx.path("onnx"))  # the file changed: record its new size and hash
+    ctx.add_onnx_artifact("onnx", ctx.path("onnx"))  # the file changed: record its new size and hash
 
 
 def run_graph_checks(ctx: ExportContext) -> None:
     """Re-read the final file: named axes still symbolic, node count, TensorRT readiness."""
-    graph = onnx.load(str(ctx.path("onnx")), load_external_data=False)
+    graph = onnx_files.load(ctx.path("onnx"), weights=False)
     onnx_export.check_dynamic_axes(graph, ctx.model.input_specs, ctx.model.output_specs)
     ctx.manifest["onnx_nodes"] = len(graph.graph.node)
     ctx.manifest["attention_ops"] = onnx_export.attention_ops(graph)
@@ -157,8 +157,9 @@ def run_fp16(ctx: ExportContext) -> None:
     path = ctx.folder / "model.fp16.onnx"
     info, report = fp16.convert_until_parity(
         ctx.path("onnx"), path, calibration, opts.opset,
-        lambda candidate: ctx.check(candidate, "ort", opts.fp16_tolerance), ctx.accepts, model.input_specs)
-    ctx.add_artifact("onnx_fp16", path)
+        lambda candidate: ctx.check(candidate, "ort", opts.fp16_tolerance), ctx.accepts, model.input_specs,
+        opts.external_data)
+    ctx.add_onnx_artifact("onnx_fp16", path)
     ctx.manifest["fp16"] = {k: v for k, v in info.items() if k != "fp32_node_names"}
     ctx.printer(f"fp16: {info['fp16_nodes']} nodes in FP16, {info['fp32_nodes']} kept in FP32 "
                 f"{info['fp32_reasons']} (step: {info['step']})")
@@ -187,8 +188,9 @@ def run_int8(ctx: ExportContext) -> None:
     path = ctx.folder / "model.int8.onnx"
     info, report = int8.quantize_until_parity(
         ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
-        lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance, calibrated=True), ctx.accepts)
-    ctx.add_artifact("onnx_int8", path)
+        lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance, calibrated=True), ctx.accepts,
+        opts.external_data)
+    ctx.add_onnx_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
     ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
                 f"float: {info['float_op_types']}")

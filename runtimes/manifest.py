@@ -216,7 +216,15 @@ def preprocess(manifest: Mapping[str, Any]) -> Preprocess | None:
     return Preprocess.from_json(record) if record else None
 
 
-COMPANIONS = {"openvino": ("openvino_weights",)}  # files an artifact opens beside itself
+# files an artifact opens beside itself: the IR's .bin, an ONNX file's external data (``KEY_data``, written
+# above 2 GiB or with --external-data)
+COMPANIONS = {"openvino": ("openvino_weights",), "onnx": ("onnx_data",), "onnx_fp16": ("onnx_fp16_data",),
+              "onnx_int8": ("onnx_int8_data",)}
+
+
+def companions(manifest: Mapping[str, Any], key: str) -> list[str]:
+    """The file names artifact ``key`` opens beside itself, as the manifest lists them."""
+    return [manifest["artifacts"][k] for k in COMPANIONS.get(key, ()) if k in manifest["artifacts"]]
 
 
 def artifact(folder: str | os.PathLike[str], manifest: Mapping[str, Any], key: str, *, verify: bool = True) -> Path:
@@ -227,7 +235,7 @@ def artifact(folder: str | os.PathLike[str], manifest: Mapping[str, Any], key: s
     name = manifest["artifacts"].get(key)
     if not name:
         raise ArtifactError(f"{folder} has no {key!r} artifact; re-export with the option that writes it")
-    for extra in (name, *(manifest["artifacts"][k] for k in COMPANIONS.get(key, ()) if k in manifest["artifacts"])):
+    for extra in (name, *companions(manifest, key)):
         if verify:
             verify_file(root, manifest, extra)
         elif not (root / safe_name(extra, extra, root / MANIFEST)).is_file():

@@ -4,7 +4,7 @@ TensorRT plans natively; what they need from us is a correct repository).
 One entry per artifact Triton can serve that the folder has (the ONNX files of the ``ort`` rows and the
 TensorRT plans of the engine × precision table, ``runtimes.selection``): ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
 ``<model>_trt``, ``<model>_trt_int8`` (tensorrt_plan). Each is ``config.pbtxt`` plus ``1/model.onnx``
-or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is hard-linked (or
+(with its external data file, under its own name, when the weights are external) or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is hard-linked (or
 copied, across filesystems), and
 every entry written in a temporary folder renamed into place.
 """
@@ -82,7 +82,8 @@ def write_repository(folders: Sequence[Path], out: Path, *, instances: int = 1, 
             name = f"{manifest['model']}_{suffix}"
             text = config_pbtxt(name, backend, manifest, instances=instances, device=device,
                                 queue_delay_us=queue_delay_us)
-            written.append(_write_entry(out, name, text, source, backend.file))
+            beside = [Path(folder) / n for n in mf.companions(manifest, key)]  # verified by mf.artifact
+            written.append(_write_entry(out, name, text, source, backend.file, beside))
     return written
 
 
@@ -95,12 +96,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _write_entry(out: Path, name: str, config: str, source: Path, file: str) -> Path:
+def _write_entry(out: Path, name: str, config: str, source: Path, file: str, beside: Sequence[Path] = ()) -> Path:
+    """One entry: ``config.pbtxt`` and ``1/FILE``, with the files ``source`` opens beside itself (an ONNX file's
+    external data, which it finds by its own name) under their names."""
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
     try:
         (staging / "config.pbtxt").write_text(config)
         (staging / "1").mkdir()
         _link_or_copy(source, staging / "1" / file)
+        for companion in beside:
+            _link_or_copy(companion, staging / "1" / companion.name)
         target = out / name
         if target.exists():
             shutil.rmtree(target)

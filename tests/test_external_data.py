@@ -1,0 +1,144 @@
+"""ONNX external data (issue 30, models over 2 GiB): ``--external-data`` forces the layout a > 2 GiB model gets,
+so one small transformer (two layers, dynamic ``seq``; it passes INT8 on random weights) proves every stage, the manifest, runtimes.load and the Triton repository on it; the automatic
+switch above protobuf's limit is tested with the limit lowered. The 2.5 GB vit_huge_patch14_224 run is in
+docs/coverage.md (scripts/coverage.py), not in CI."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import runtimes
+from exporter import onnx_files, ort_format
+from exporter.errors import ExportError
+from runtimes import manifest as mf
+from runtimes.errors import ArtifactError
+from serving.triton_repo import write_repository
+
+from exporter.pipeline import export
+from runtimes.specs import random_inputs
+
+from .conftest import slim_model_args
+from .exports import small_options
+from .run_shared import build_once
+
+ONNX_KEYS = {"onnx": "model.onnx", "onnx_fp16": "model.fp16.onnx", "onnx_int8": "model.int8.onnx"}
+
+
+def external_export(root: Path) -> Path:
+    """transformer_encoder with every ONNX file's weights external, through every ONNX stage."""
+
+    def export_it() -> None:
+        export("transformer_encoder", root, name="external_data", model_args=slim_model_args("transformer_encoder"),
+               options=small_options(external_data=True, fp16=True, int8=True, calib_size=8, openvino=True,
+                                     ort_format=True))
+
+    return build_once(root / "external_data.exported", export_it, lambda: root / "external_data")
+
+
+@pytest.fixture(scope="module")
+def folder(artifacts_root) -> Path:
+    return external_export(artifacts_root)
+
+
+def _tiny_model(values: int) -> onnx.ModelProto:
+    weight = onnx.numpy_helper.from_array(np.arange(values, dtype=np.float32), "w")
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [values])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [values])], [weight])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_every_onnx_file_keeps_its_weights_in_its_data_file(folder) -> None:
+    manifest = mf.read_manifest(folder)
+    for key, name in ONNX_KEYS.items():
+        path, data = folder / name, folder / f"{name}.data"
+        assert manifest["artifacts"][f"{key}_data"] == data.name
+        assert manifest["files"][data.name]["size"] == data.stat().st_size > 0
+        assert onnx_files.data_files(path) == [data]
+        graph = onnx.load(str(path), load_external_data=False)
+        external = [t for t in graph.graph.initializer if onnx.external_data_helper.uses_external_data(t)]
+        inline = [t for t in graph.graph.initializer if not onnx.external_data_helper.uses_external_data(t)]
+        assert len(external) >= 5, key  # patch embedding, qkv, proj, mlp, head ...
+        assert all(len(t.raw_data) < onnx_files.INLINE_BELOW for t in inline), key
+        assert path.stat().st_size < data.stat().st_size / 4, key  # the graph file holds no large tensor
+    assert not list(folder.glob(".*"))  # no staging or temporary file left in the published folder
+
+
+def test_every_stage_checked_its_file_from_external_data(folder) -> None:
+    manifest = mf.read_manifest(folder)
+    for key in ("onnx", "onnx_fp16", "onnx_int8", "onnx_ort", "openvino"):
+        assert manifest["parity"][key]["passed"], key
+    assert manifest["parity"]["onnx"]["worst"]["max_rel"] <= 1e-4
+    assert manifest["int8"]["quantized_nodes"] > 0 and manifest["ort_format"]["operators"] > 5
+
+
+def test_runtime_and_triton_entry_open_the_data_file(folder, tmp_path) -> None:
+    """runtimes.load verifies and opens model.onnx with its data; the Triton entry links the data file beside
+    1/model.onnx under its own name, and onnxruntime opening the entry gives the same numbers."""
+    inputs = random_inputs(mf.input_specs(mf.read_manifest(folder)), 3, seed=5)
+    with runtimes.load(folder, engine="ort") as runtime:
+        expected = runtime(**inputs)["hidden"]
+    entries = write_repository([folder], tmp_path / "repo")
+    onnx_entry = tmp_path / "repo" / "external_data_onnx"
+    assert onnx_entry in entries
+    assert sorted(p.name for p in (onnx_entry / "1").iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert sorted(p.name for p in (tmp_path / "repo" / "external_data_fp16" / "1").iterdir()) == \
+        ["model.fp16.onnx.data", "model.onnx"]
+    session = ort.InferenceSession(str(onnx_entry / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["hidden"], inputs)[0]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_damaged_data_file_is_refused_by_name(folder, tmp_path) -> None:
+    damaged = Path(shutil.copytree(folder, tmp_path / "damaged"))
+    data = damaged / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=r"model\.onnx\.data does not match its SHA-256"):
+        runtimes.load(damaged, engine="ort")
+    data.unlink()
+    with pytest.raises(ArtifactError, match=r"model\.onnx\.data is listed in the manifest but missing"):
+        runtimes.load(damaged, engine="ort")
+
+
+def test_over_the_protobuf_limit_goes_external_and_back_inline(tmp_path, monkeypatch) -> None:
+    """With the limit lowered to 64 KiB a 256 KiB model is written external; under the real limit the same
+    model is rewritten inline and the stale data file removed."""
+    path = tmp_path / "model.onnx"
+    monkeypatch.setattr(onnx_files, "PROTOBUF_LIMIT", 2**16)
+    monkeypatch.setattr(onnx_files, "HEADROOM", 0)
+    assert onnx_files.save(_tiny_model(2**16), path) == tmp_path / "model.onnx.data"
+    assert path.stat().st_size < 1024 and (tmp_path / "model.onnx.data").stat().st_size == 2**18
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(onnx_files.load(path).graph.initializer[0]),
+                                  np.arange(2**16, dtype=np.float32))
+    monkeypatch.undo()
+    assert onnx_files.save(_tiny_model(2**16), path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert path.stat().st_size > 2**18
+
+
+def test_a_file_the_checker_rejects_is_never_in_place(tmp_path) -> None:
+    model = _tiny_model(2**12)
+    model.graph.node[0].op_type = "NoSuchOperator"
+    for external in (False, True):
+        with pytest.raises(ExportError, match=r"onnx.checker rejected model\.onnx: .*NoSuchOperator"):
+            onnx_files.save(onnx.ModelProto.FromString(model.SerializeToString()), tmp_path / "model.onnx",
+                            external=external)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_ort_format_refuses_what_a_flatbuffer_cannot_hold(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "model.onnx"
+    onnx_files.save(_tiny_model(2**12), path, external=True)
+    monkeypatch.setattr(ort_format, "FLATBUFFER_LIMIT", 2**14)  # the file and its data are 16 KiB and more
+    with pytest.raises(ExportError, match=r"the \.ort format is one flatbuffer, which holds less than 2 GiB; "
+                                          r"model\.onnx and its data are 0\.00 GiB") as refused:
+        ort_format.write_ort(path, tmp_path)
+    assert refused.value.failure_class == "format limit"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
