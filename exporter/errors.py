@@ -2,7 +2,7 @@
 the coverage sweep and the console report (``failure_class``)."""
 from __future__ import annotations
 
-from runtimes.errors import AttnExportError
+from runtimes.errors import AttnExportError, first_line
 
 FAILURE_CLASSES = ("exporter", "baked size", "unsupported operator", "parity", "tool crash", "timeout", "memory",
                    "format limit", "model source")
@@ -25,6 +25,19 @@ class ToolCrashError(ExportError):
     something that is not one of our errors: reported as that stage failing, in one line."""
 
     failure_class = "tool crash"
+
+
+UNSUPPORTED_PHRASES = ("not implemented", "not supported", "does not support", "no decomposition", "no conversion rule",
+                       "unsupported operator", "could not find an implementation")
+
+
+def tool_failure(what: str, exc: BaseException) -> ToolCrashError:
+    """A third-party tool's exception as ``what failed: Type: first line``: class ``unsupported operator`` where
+    the tool says it has no conversion or kernel for an operator, else ``tool crash``."""
+    first = first_line(exc)
+    unsupported = any(phrase in first.lower() for phrase in UNSUPPORTED_PHRASES)
+    return ToolCrashError(f"{what} failed: {type(exc).__name__}: {first}",
+                          "unsupported operator" if unsupported else None)
 
 
 class MemoryBudgetError(ExportError):

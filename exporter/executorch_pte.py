@@ -30,13 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtimes.errors import first_line
 from runtimes.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
 from runtimes.specs import BATCH, TensorSpec
 
-from .errors import ExportError
+from .errors import ExportError, tool_failure
 from .widening import widen_until_parity
 
 # graph plumbing and INT8 Q/DQ, not compute: left out of the counts (as Q/DQ nodes are in the ONNX INT8 report)
@@ -98,7 +97,7 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         report = delegation(edge)
         buffer = edge.to_executorch().buffer
     except Exception as exc:  # ExecuTorch raises many types (export, lowering, memory planning)
-        raise ExportError(f"ExecuTorch lowering failed: {first_line(exc)}") from exc
+        raise tool_failure("ExecuTorch lowering", exc) from exc
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(buffer)
     return report

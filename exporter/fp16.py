@@ -24,11 +24,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 
-from runtimes.errors import first_line
 from runtimes.specs import TensorSpec
 
 from . import activation_memory, onnx_files
-from .errors import ToolCrashError
+from .errors import tool_failure
 from .onnx_export import default_opset
 from .widening import widen_until_parity
 
@@ -157,8 +156,7 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
             try:
                 return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset, external_data)
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
-                raise ToolCrashError(f"FP16 conversion ({step.name}) failed: {type(exc).__name__}: "
-                                     f"{first_line(exc)}") from exc
+                raise tool_failure(f"FP16 conversion ({step.name})", exc) from exc
 
         info, report = widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
     return {**info, "memory": memory}, report

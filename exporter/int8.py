@@ -27,12 +27,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from runtimes.errors import first_line
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
 from . import onnx_files
-from .errors import ExportError, ToolCrashError
+from .errors import ExportError, tool_failure
 from .onnx_export import default_opset
 from .photos import image_size, photo_inputs, with_images
 from .widening import widen_until_parity
@@ -136,8 +135,7 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
                               opset=int8_opset(opset), use_external_data_format=external,
                               log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
         except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
-            raise ToolCrashError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: {first_line(exc)}") \
-                from exc
+            raise tool_failure("ModelOpt INT8 quantization", exc) from exc
         model = onnx_files.load(staged)
     written = default_opset(model)
     if written != int8_opset(opset):

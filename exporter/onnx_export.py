@@ -26,7 +26,7 @@ from runtimes.errors import AttnExportError
 from runtimes.specs import TensorSpec
 
 from . import onnx_files
-from .errors import ExportError
+from .errors import UNSUPPORTED_PHRASES, ExportError
 
 SUPPORTED_OPSETS = range(13, 25)
 DYNAMO_OPSETS = range(18, 25)  # written natively by torch 2.14's dynamo exporter
@@ -149,7 +149,7 @@ def _explain_export_failure(exc: Exception, opset: int) -> ExportError:
     summary = re.search(r"## Exception summary\s+(.+)", text)  # the dynamo exporter's first line is generic
     first = summary.group(1) if summary else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     first = re.sub(r"<class '[\w.]+\.(\w+)'>", r"\1", re.sub(r"\x1b\[\d+m", "", first))
-    unsupported = "not implemented" in first or "not supported" in first or "No decomposition" in first
+    unsupported = any(phrase in first.lower() for phrase in UNSUPPORTED_PHRASES)
     return ExportError(f"ONNX export at opset {opset} failed: {first[:300]}",
                        "unsupported operator" if unsupported else None)
 

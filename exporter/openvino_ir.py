@@ -12,10 +12,9 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from runtimes.errors import first_line
 from runtimes.optional import require
 
-from .errors import ExportError
+from .errors import tool_failure
 
 
 def require_openvino() -> ModuleType:
@@ -30,8 +29,7 @@ def write_ir(onnx_path: Path, xml_path: Path) -> tuple[Path, Path]:
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:  # OpenVINO's frontends raise several exception types for unsupported graphs
-        raise ExportError(f"OpenVINO cannot convert {onnx_path.name}: {first_line(exc)}") \
-            from exc
+        raise tool_failure(f"OpenVINO's conversion of {onnx_path.name}", exc) from exc
     with tempfile.TemporaryDirectory(prefix=".openvino.", dir=xml_path.parent) as tmp:
         tmp_xml = Path(tmp) / xml_path.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)

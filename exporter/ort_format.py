@@ -14,11 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runtimes.errors import first_line
 from runtimes.fileio import atomic_path
 
 from . import onnx_files
-from .errors import ExportError
+from .errors import ExportError, tool_failure
 
 ORT_FILE = "model.ort"
 OPERATORS_FILE = "required_operators.config"
@@ -42,8 +41,7 @@ def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]
             convert_onnx_models_to_ort(source, output_dir=Path(work) / "out",
                                        optimization_styles=[OptimizationStyle.Fixed])
         except Exception as exc:  # the converter raises RuntimeError/ValueError/onnxruntime errors
-            raise ExportError(f"ONNX Runtime's .ort converter failed: {first_line(exc)}") \
-                from exc
+            raise tool_failure("ONNX Runtime's .ort converter", exc) from exc
         converted = Path(work) / "out" / "model.ort"
         config = Path(work) / "out" / "model.required_operators.config"
         if not converted.is_file() or not config.is_file():

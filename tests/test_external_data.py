@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 
 import runtimes
-from exporter import onnx_files, ort_format
-from exporter.errors import ExportError
+from exporter import activation_memory, onnx_files, ort_format
+from exporter.errors import ExportError, MemoryBudgetError
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError
 from serving.triton_repo import write_repository
@@ -142,3 +142,19 @@ def test_ort_format_refuses_what_a_flatbuffer_cannot_hold(tmp_path, monkeypatch)
         ort_format.write_ort(path, tmp_path)
     assert refused.value.failure_class == "format limit"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+
+
+def test_a_stage_that_would_not_fit_is_refused_with_class_memory(folder, monkeypatch) -> None:
+    """The FP16 stage's estimate counts the activations and the weights (external data included); with less
+    available than that it is refused in one line, class memory, before AutoCast runs."""
+    onnx_path = folder / "model.onnx"
+    weights = onnx_files.total_bytes(onnx_path)
+    assert weights == (folder / "model.onnx").stat().st_size + (folder / "model.onnx.data").stat().st_size
+    estimate = activation_memory.check_fits("FP16", onnx_path, mf.input_specs(mf.read_manifest(folder)), 1)
+    assert estimate["weights_mb"] == round(weights / 2**20)
+    assert estimate["estimated_peak_mb"] >= estimate["weights_mb"] * activation_memory.WEIGHT_COPIES - 1
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: weights)  # less than the weights' copies
+    with pytest.raises(MemoryBudgetError, match=r"^FP16 would need about [\d.]+ GiB .* of weights ×3\) but "
+                                                r"[\d.]+ GiB is available: use a smaller input size") as refused:
+        activation_memory.check_fits("FP16", onnx_path, mf.input_specs(mf.read_manifest(folder)), 1)
+    assert refused.value.failure_class == "memory" and "\n" not in str(refused.value)

@@ -18,6 +18,7 @@ from PIL import Image
 
 import runtimes
 from exporter import cli, fp16, ort_format
+from exporter.errors import tool_failure
 from exporter.model_hubs import build_timm, build_torchvision, hub_reference
 from exporter.model_source import default_name
 from runtimes import manifest as mf
@@ -312,3 +313,18 @@ def test_fp16_file_runs_at_every_batch_size(tmp_path) -> None:
     rows = json.loads((tmp_path / "deit3_small_patch16_224" / "parity.json").read_text())["onnx_fp16"]["rows"]
     assert {r["batch"] for r in rows} == {1, 2, 3, 4}
     assert all(r["error"] is None and r["cosine"] > 0.999 for r in rows), [r["error"] for r in rows]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Check 'unconverted_ops_types.size() == 0' failed: OpenVINO does not support the following ONNX operations: "
+     "Col2Im\nmore", "unsupported operator"),
+    ("Exception from src/core/shape_inference.cpp:42: Incompatible broadcast shapes [3,4] and [5]", "tool crash"),
+    ("[ERROR] No conversion rule found for operations: aten::frobnicate\nSummary", "unsupported operator"),
+    ("Operator aten::_upsample_bicubic2d_aa is not supported by XNNPACK\nat", "unsupported operator"),
+])
+def test_a_third_party_failure_is_one_line_with_its_class(text, expected) -> None:
+    """OpenVINO, the .ort converter, ExecuTorch, AutoCast and ModelOpt failures: 'what failed: Type: first line',
+    class unsupported operator where the tool says so."""
+    failure = tool_failure("OpenVINO's conversion of model.onnx", RuntimeError(text))
+    assert str(failure) == f"OpenVINO's conversion of model.onnx failed: RuntimeError: {text.splitlines()[0]}"
+    assert failure.failure_class == expected
