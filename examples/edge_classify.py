@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", type=Path, help="artifact folder written by attn-export")
     parser.add_argument("--images", type=Path, default=None, help="folder of photos (default: the bundled samples)")
-    parser.add_argument("--engine", default="ort", choices=runtimes.ENGINES,
-                        help="ort or openvino (torch-free installs); executorch, torch or trt (default ort)")
+    parser.add_argument("--engine", default="ort", choices=[*runtimes.ENGINES, "auto"],
+                        help="ort or openvino (torch-free installs); executorch, torch or trt; auto: the fastest "
+                             "verified artifact of the folder on this machine, measured once and cached (default ort)")
     parser.add_argument("--precision", default=None, help="fp32, bf16, int8 or auto (default: the engine's)")
     parser.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")

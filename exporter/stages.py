@@ -22,7 +22,7 @@ from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
-from . import (bf16_floor, executorch_pte, fp16, int8, onnx_export, onnx_files, openvino_ir, ort_format, trt_build,
+from . import (bf16_floor, executorch_pte, flops, fp16, int8, onnx_export, onnx_files, openvino_ir, ort_format, trt_build,
                trt_readiness, trtexec)
 from .context import ExportContext
 from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
@@ -60,11 +60,13 @@ def _always(options: ExportOptions) -> bool:
 
 def run_torch_export(ctx: ExportContext) -> None:
     """torch.export with symbolic named axes; writes weights.pt and model.pt2 (serialised in memory, so a
-    full disk raises OSError naming our file, where torch's writer raises an unhelpful RuntimeError)."""
+    full disk raises OSError naming our file, where torch's writer raises an unhelpful RuntimeError) and counts
+    the FLOPs per sample (``flops.flops_record``)."""
     model = ctx.model
     arrays = random_inputs(model.input_specs, EXAMPLE_BATCH, seed=ctx.options.seed)
     ctx.example = tuple(torch.from_numpy(arrays[s.name]) for s in model.input_specs)
     ctx.program = trace_program(model.module, model.input_specs, ctx.example)
+    ctx.manifest["flops_per_sample"] = flops.flops_record(model.module, model.input_specs)
     weights, program_file = io.BytesIO(), io.BytesIO()
     torch.save(model.module.state_dict(), weights)
     torch.export.save(ctx.program, program_file, extra_files={

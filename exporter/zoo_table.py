@@ -1,11 +1,7 @@
 """The ``attn-export --list`` table: name, package (the zoo's or a plugin's), seed, inputs, parameters, GFLOPs."""
 from __future__ import annotations
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from runtimes.specs import random_inputs
-
+from . import flops
 from .export_model import complete_input_specs
 from .zoo import create_model, get_entry, list_models
 
@@ -16,13 +12,7 @@ def model_row(name: str) -> dict[str, object]:
     module = create_model(name)
     entry = get_entry(name)
     specs = complete_input_specs(getattr(module, "input_specs", None) or ())
-    gflops = None
-    if specs:
-        arrays = random_inputs(specs, 1, seed=0)
-        counter = FlopCounterMode(display=False)
-        with counter, torch.inference_mode():
-            module(*(torch.from_numpy(arrays[s.name]) for s in specs))
-        gflops = counter.get_total_flops() / 1e9
+    gflops = flops.count(module, specs)[0] / 1e9 if specs else None
     inputs = ", ".join(f"{s.name} {s.dtype} [{','.join(map(str, s.shape))}]" for s in specs) or "(give --input)"
     return {
         "name": name,

@@ -24,9 +24,9 @@ from typing import Any
 
 from . import manifest as mf
 from .base import Runtime, TensorInfo
-from .errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
-from .selection import (BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, check_engine, default_device,
-                        normalise_precision)
+from .errors import ArtifactError, BackendUnavailableError, InputSpecError, OptionError, RuntimeClosedError
+from .selection import (AUTO, BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, canonical_precision,
+                        check_engine, default_device, normalise_precision)
 
 __all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "verify", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
@@ -58,6 +58,9 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
     """Open an artifact folder (its manifest picks the file, specs and batch profile) or a single
     ``.onnx`` / ``.ort`` / ``.xml`` / ``.pt2`` / ``.pte`` / ``.engine``/``.plan`` file, and return an opened ``Runtime``.
 
+    ``engine="auto"`` (a folder only) measures every verified artifact of the folder on this machine and opens
+    the fastest (``runtimes.auto_select``; ``precision`` then filters the candidates; ``batch``, ``budget_s`` and
+    ``max_accuracy_drop`` tune the measurement); ``runtime.choice`` says what was measured and why it won.
     ``device`` defaults to the engine's own (``trt``: cuda; the others: cpu; ``runtimes.selection.DEVICES``).
     ``precision`` (``fp32``, ``fp16``, ``bf16``, ``int8`` or ``auto``; default: the engine's) picks
     the artifact through ``runtimes.selection``; ``runtime.precision`` says which one ran.
@@ -68,6 +71,8 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
     openvino: ``hint``).
     """
     target = Path(path)
+    if engine == AUTO:
+        return _load_fastest(target, device, precision, verify=verify, **options)
     cls = backend(engine)
     device = device or default_device(engine)
     wanted = normalise_precision(precision, engine)
@@ -90,3 +95,24 @@ def load(path: str | os.PathLike[str], engine: str = "ort", device: str | None =
     else:
         raise ArtifactError(f"{target} does not exist: give an artifact folder or an .onnx/.ort/.xml/.pt2/.pte/.engine file")
     return runtime.open()
+
+
+def _load_fastest(target: Path, device: str | None, precision: str | None, *, verify: bool,
+                  batch: int = 1, budget_s: float | None = None, max_accuracy_drop: float | None = None,
+                  **options: Any) -> Runtime:
+    """``load(folder, engine="auto")``: ``auto_select.choose`` then the chosen engine at its precision."""
+    from . import auto_select
+
+    if not target.is_dir():
+        raise OptionError(f"engine='auto' chooses among the artifacts of a folder; {target} is not one")
+    if device not in (None, "cpu"):
+        raise OptionError("engine='auto' measures on the CPU; name an engine to run on cuda")
+    choice = auto_select.choose(
+        target, batch=batch, threads=options.get("threads"), precision=canonical_precision(precision), verify=verify,
+        **{k: v for k, v in options.items() if k in ("hint", "optimization")},
+        budget_s=auto_select.DEFAULT_BUDGET_S if budget_s is None else budget_s,
+        max_accuracy_drop=auto_select.DEFAULT_MAX_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop)
+    runtime = load(target, engine=choice.engine, precision=choice.precision, verify=verify,
+                   **auto_select.options_for(choice.engine, options))
+    runtime.choice = choice
+    return runtime

@@ -117,6 +117,7 @@ class Runtime(ABC):
         self._output_specs = tuple(output_specs) if output_specs else None
         self._state = "new"
         self._lock = threading.Lock()
+        self.choice: Any = None  # runtimes.auto_select.AutoChoice when engine="auto" chose this runtime
 
     @classmethod
     def resolve_precision(cls, precision: str, parity: Mapping[str, Any] | None = None) -> str:

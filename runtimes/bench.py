@@ -11,8 +11,8 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,9 +34,23 @@ class BenchResult:
     throughput: float  # items per second, from the mean latency
     precision: str = "fp32"
     accuracy: dict[str, Any] | None = None  # runtimes.accuracy on labelled images (attn-bench --data)
+    gflops_per_s: float | None = None  # achieved: the manifest's FLOPs per sample x batch / mean latency
+    ceiling_gflops_per_s: float | None = None  # runtimes.ceiling: one large GEMM, same engine, precision, threads
+    ceiling_pct: float | None = None  # gflops_per_s as % of the ceiling
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def with_achieved(result: BenchResult, flops_per_sample: int | None, ceiling: Mapping[str, Any] | None
+                  ) -> BenchResult:
+    """``result`` with its achieved GFLOP/s and its % of ``ceiling`` (``runtimes.ceiling``) where both are known."""
+    if not flops_per_sample:
+        return result
+    achieved = flops_per_sample * result.batch / (result.mean_ms / 1e3) / 1e9
+    limit = ceiling["gflops_per_s"] if ceiling else None
+    return replace(result, gflops_per_s=round(achieved, 2), ceiling_gflops_per_s=limit,
+                   ceiling_pct=round(100 * achieved / limit, 1) if limit else None)
 
 
 def summarise(engine: str, batch: int, latencies_ms: np.ndarray, precision: str = "fp32") -> BenchResult:
@@ -121,13 +135,37 @@ def cpu_model_and_flags(cpuinfo: str) -> tuple[str, list[str]]:
     return fields.get("model name", ""), [f for f in ISA_FLAGS if f in flags]
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on: CPU, ISA flags, engine versions and capabilities."""
+ENGINE_MODULES = {"ort": "onnxruntime", "openvino": "openvino", "torch": "torch", "trt": "tensorrt",
+                  "executorch": "executorch"}
+
+
+def cpu_identity() -> tuple[str, list[str]]:
+    """This machine's CPU model and ISA flags (``cpu_model_and_flags`` of /proc/cpuinfo; elsewhere the
+    platform's processor name and no flags)."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu, flags = cpu_model_and_flags(f.read())
+            return cpu_model_and_flags(f.read())
     except OSError:
-        cpu, flags = platform.processor(), []
+        return platform.processor(), []
+
+
+def machine_fingerprint(engine: str) -> str:
+    """What a measurement on ``engine`` depends on, as a cache key: CPU model, ISA flags, core count and the
+    engine's version."""
+    import importlib
+
+    cpu, flags = cpu_identity()
+    module = ENGINE_MODULES[engine]
+    try:
+        version = getattr(sys.modules.get(module) or importlib.import_module(module), "__version__", "?")
+    except ImportError:
+        version = "missing"
+    return f"{cpu}|{' '.join(flags)}|{os.cpu_count()} cores|{module}=={version}"
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, ISA flags, engine versions and capabilities."""
+    cpu, flags = cpu_identity()
     info: dict[str, Any] = {"cpu": cpu or platform.processor(), "isa": flags, "cores": os.cpu_count(),
                             "platform": platform.platform(), "python": platform.python_version()}
     for module in ("onnxruntime", "openvino", "torch", "tensorrt"):  # the engines this process has loaded
@@ -148,20 +186,28 @@ def machine_summary(info: dict[str, Any]) -> str:
     return f"{info['cpu']}, {info['cores']} cores, ISA {' '.join(info['isa']) or '(none of ' + ' '.join(ISA_FLAGS) + ')'}"
 
 
+def _group(label: str) -> str:
+    """``auto→openvino:bf16`` → ``auto``: rows of engine="auto" compare as one engine, whatever each batch chose."""
+    return label.split("→")[0]
+
+
 def speedups(results: list[BenchResult]) -> dict[tuple[str, int], float]:
     """Speed-up of each result against the first engine's result at the same batch (mean latency)."""
-    first = results[0].engine if results else ""
-    base = {r.batch: r.mean_ms for r in results if r.engine == first}
+    first = _group(results[0].engine) if results else ""
+    base = {r.batch: r.mean_ms for r in results if _group(r.engine) == first}
     return {(r.engine, r.batch): base[r.batch] / r.mean_ms for r in results if r.batch in base}
 
 
 def format_table(results: list[BenchResult]) -> str:
     ups = speedups(results)
-    lines = [f"{'engine':<14} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
-             f"{'items/s':>9} {'speed-up':>8}"]
+    lines = [f"{'engine':<20} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
+             f"{'items/s':>9} {'speed-up':>8} {'GFLOP/s':>8} {'% ceil':>6}"]
     for r in results:
-        lines.append(f"{r.engine:<14} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} {r.p99_ms:>9.2f} "
-                     f"{r.mean_ms:>9.2f} {r.throughput:>9.1f} {ups.get((r.engine, r.batch), 1.0):>7.2f}x")
+        gflops = "-" if r.gflops_per_s is None else f"{r.gflops_per_s:.1f}"
+        pct = "-" if r.ceiling_pct is None else f"{r.ceiling_pct:.0f}%"
+        lines.append(f"{r.engine:<20} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} {r.p99_ms:>9.2f} "
+                     f"{r.mean_ms:>9.2f} {r.throughput:>9.1f} {ups.get((r.engine, r.batch), 1.0):>7.2f}x "
+                     f"{gflops:>8} {pct:>6}")
     return "\n".join(lines)
 
 
@@ -202,22 +248,31 @@ def _pyplot() -> Any:
 
 
 def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> None:
-    """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server),
-    one line per engine."""
+    """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server), one line per
+    engine; with achieved GFLOP/s (local rows of a model with counted FLOPs) a third panel beside its ceilings."""
     plt = _pyplot()
     from .fileio import atomic_path
 
-    fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(10, 4))
     engines: dict[str, list[Any]] = {}
     for r in results:
         engines.setdefault(r.engine, []).append(r)
+    achieved = any(getattr(r, "gflops_per_s", None) for r in results)
+    fig, axes = plt.subplots(1, 3 if achieved else 2, figsize=(15 if achieved else 10, 4))
+    ax_lat, ax_thr = axes[0], axes[1]
     for engine, rows in engines.items():
         rows = sorted(rows, key=lambda r: getattr(r, x))
-        ax_lat.plot([getattr(r, x) for r in rows], [r.p50_ms for r in rows], marker="o", label=engine)
-        ax_thr.plot([getattr(r, x) for r in rows], [r.throughput for r in rows], marker="o", label=engine)
+        xs = [getattr(r, x) for r in rows]
+        ax_lat.plot(xs, [r.p50_ms for r in rows], marker="o", label=engine)
+        ax_thr.plot(xs, [r.throughput for r in rows], marker="o", label=engine)
+        if achieved and rows[0].gflops_per_s is not None:
+            line = axes[2].plot(xs, [r.gflops_per_s for r in rows], marker="o", label=engine)[0]
+            if rows[0].ceiling_gflops_per_s:
+                axes[2].axhline(rows[0].ceiling_gflops_per_s, color=line.get_color(), linestyle="--", alpha=0.6)
     ax_lat.set(xlabel=x, ylabel="p50 latency (ms)", title="latency")
     ax_thr.set(xlabel=x, ylabel="items / s", title="throughput")
-    for ax in (ax_lat, ax_thr):
+    if achieved:
+        axes[2].set(xlabel=x, ylabel="GFLOP/s", title="achieved (dashed: the engine's GEMM ceiling)")
+    for ax in axes:
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
         ax.legend()

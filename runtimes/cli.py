@@ -13,12 +13,13 @@ import click
 
 from typing import Any, Callable
 
-from . import accuracy, bench, load
+from . import accuracy, bench, ceiling, load
+from . import manifest as mf
 from .cli_support import DEFAULT_OUT, FiniteFloatRange, exit_on_errors
 from .fileio import write_json
 from .errors import AttnExportError, OptionError
 from .labels import LabelledImages, load_labelled
-from .selection import ENGINES, PRECISIONS, parse_engine_spec
+from .selection import AUTO, ENGINES, PRECISIONS, parse_engine_spec
 
 
 def _batches(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -69,8 +70,10 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("target", metavar="MODEL_OR_FOLDER")
 @click.option("--engine", "engines", multiple=True, metavar="ENGINE[:PRECISION]",
-              help=f"Engine to time ({', '.join(ENGINES)}), optionally with a precision, e.g. openvino:bf16; "
-                   "repeat for several (default: ort). Speed-ups are against the first.")
+              help=f"Engine to time ({', '.join(ENGINES)}, or auto: the fastest verified artifact of the folder on "
+                   "this machine, measured once per batch and cached), optionally with a precision, e.g. "
+                   "openvino:bf16; repeat for several (default: ort). Speed-ups are against the first; rows show "
+                   "achieved GFLOP/s and % of the engine's measured GEMM ceiling.")
 @click.option("--precision", default=None, metavar="PRECISION",
               help=f"Precision for engines given without one: {', '.join(PRECISIONS)} or auto "
                    "(default: each engine's own, fp32; trt: fp16).")
@@ -132,14 +135,23 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
             _set_torch_threads(threads, [e for e, _ in runs])
         results: list[bench.BenchResult] = []
         report: dict = {"model": folder.name, "results": []}
+        flops = mf.flops_per_sample(mf.read_manifest(folder))
         scored: list[tuple[str, dict[str, Any]]] = []
         reference = None
         for engine, wanted in runs:
+            if engine == AUTO:  # chosen per batch: the fastest artifact can differ between batch 1 and 32
+                for batch in batches:
+                    with load(folder, engine=AUTO, precision=wanted, batch=batch,
+                              **({"threads": threads} if threads else {}), hint=hint) as rt:
+                        click.echo(f"attn-bench: auto batch {batch}: {rt.choice.reason} → {rt.label}", err=True)
+                        report.setdefault("auto", []).append({"batch": batch, **rt.choice.to_json()})
+                        results.append(_timed_row(rt, batch, flops, threads, warmup, iters, seconds, "auto→"))
+                continue
             with load(folder, engine=engine, precision=wanted, device=device,
                       **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)) as rt:
                 for batch in batches:
                     click.echo(f"attn-bench: {rt.label} batch {batch} …", err=True)
-                    results.append(bench.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds))
+                    results.append(_timed_row(rt, batch, flops, threads, warmup, iters, seconds))
                 if overhead and (engine, rt.precision) == ("ort", "fp32"):
                     report["overhead"] = bench.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
                 if labelled is not None:
@@ -165,6 +177,14 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
                           for label, acc in scored]
                 bench.plot_accuracy(points, accuracy_plot_path(plot_path), f"{folder.name}: top-1 on "
                                     f"{Path(labelled.source).name} vs p50 at batch {batches[0]}")
+
+
+def _timed_row(rt: Any, batch: int, flops: int | None, threads: int | None, warmup: int, iters: int | None,
+               seconds: float | None, prefix: str = "") -> bench.BenchResult:
+    """One engine at one batch, with its achieved GFLOP/s and % of the engine's ceiling (CPU runs)."""
+    timed = bench.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds)
+    limit = ceiling.ceiling(rt.engine, rt.precision, threads) if flops and rt.device == "cpu" else None
+    return bench.with_achieved(replace(timed, engine=prefix + timed.engine), flops, limit)
 
 
 def _bench_server(url: str, model: str, protocol: str, levels: list[int], requests_per_client: int,

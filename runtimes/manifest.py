@@ -210,6 +210,13 @@ def output_specs(manifest: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec.from_json(s) for s in manifest["outputs"])
 
 
+def flops_per_sample(manifest: Mapping[str, Any]) -> int | None:
+    """FLOPs of one sample at the example sizes (the sizes attn-bench's inputs have), or ``None``: a manifest
+    written before FLOPs were counted, or a model the counter could not run."""
+    flops = (manifest.get("flops_per_sample") or {}).get("flops")
+    return int(flops) if isinstance(flops, (int, float)) and flops > 0 else None
+
+
 def preprocess(manifest: Mapping[str, Any]) -> Preprocess | None:
     """The model's recorded image preprocessing, or ``None`` (no image input, or an older manifest)."""
     record = manifest.get("preprocess")

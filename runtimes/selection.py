@@ -24,26 +24,28 @@ _ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", 
 @dataclass(frozen=True)
 class Choice:
     """What ``engine`` at ``precision`` runs: the first manifest artifact of ``artifacts`` present, which
-    ``attn-export`` writes when given ``export_flags``."""
+    ``attn-export`` writes when given ``export_flags``, verified by the manifest's parity row ``parity``
+    (``None``: PyTorch's own program, the reference itself; ``engine="auto"`` takes only verified rows)."""
 
     engine: str
     precision: str
     artifacts: tuple[str, ...]
     export_flags: str = ""
+    parity: str | None = ""
 
 
 _TABLE: tuple[Choice, ...] = (
-    Choice("ort", "fp32", ("onnx",)),
-    Choice("ort", "fp16", ("onnx_fp16",), "--fp16"),
-    Choice("ort", "int8", ("onnx_int8",), "--int8"),  # the INT8 correctness reference, not a fast CPU path
-    Choice("torch", "fp32", ("torch",)),
-    Choice("openvino", "fp32", ("openvino", "onnx"), "--openvino"),
-    Choice("openvino", "bf16", ("openvino", "onnx"), "--openvino"),  # same graph, compiled with a BF16 hint
-    Choice("openvino", "int8", ("onnx_int8",), "--int8"),
-    Choice("trt", "fp16", ("engine",), "--engine trt"),
-    Choice("trt", "int8", ("engine_int8",), "--int8 --engine trt"),
-    Choice("executorch", "fp32", ("executorch",), "--executorch"),  # XNNPACK-delegated .pte (phones, ARM boards)
-    Choice("executorch", "int8", ("executorch_int8",), "--executorch --int8"),  # PT2E XNNPACKQuantizer .int8.pte
+    Choice("ort", "fp32", ("onnx",), parity="onnx"),
+    Choice("ort", "fp16", ("onnx_fp16",), "--fp16", "onnx_fp16"),
+    Choice("ort", "int8", ("onnx_int8",), "--int8", "onnx_int8"),  # the INT8 correctness reference
+    Choice("torch", "fp32", ("torch",), parity=None),
+    Choice("openvino", "fp32", ("openvino", "onnx"), "--openvino", "openvino"),
+    Choice("openvino", "bf16", ("openvino", "onnx"), "--openvino", "openvino_bf16"),  # the IR, BF16 hint
+    Choice("openvino", "int8", ("onnx_int8",), "--int8", "onnx_int8"),  # the Q/DQ file, checked on onnxruntime
+    Choice("trt", "fp16", ("engine",), "--engine trt", "engine"),
+    Choice("trt", "int8", ("engine_int8",), "--int8 --engine trt", "engine_int8"),
+    Choice("executorch", "fp32", ("executorch",), "--executorch", "executorch"),  # XNNPACK .pte (phones, boards)
+    Choice("executorch", "int8", ("executorch_int8",), "--executorch --int8", "executorch_int8"),  # PT2E .int8.pte
 )
 TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _TABLE}
 DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16",
@@ -85,6 +87,16 @@ def normalise_precision(precision: str | None, engine: str) -> str:
     return name
 
 
+def canonical_precision(precision: str | None) -> str:
+    """Any engine's precision name: ``None`` → ``auto``, aliases folded, an unknown name refused."""
+    if precision is None:
+        return AUTO
+    name = _ALIASES.get(precision.lower(), precision.lower())
+    if name != AUTO and name not in PRECISIONS:
+        raise OptionError(f"precision must be one of {list(PRECISIONS) + [AUTO]}, got {precision!r}")
+    return name
+
+
 def precisions(engine: str) -> tuple[str, ...]:
     """Precisions ``engine`` can run (table order)."""
     return tuple(c.precision for c in _TABLE if c.engine == engine)
@@ -101,6 +113,9 @@ def artifact_key(manifest_artifacts: Mapping[str, str], engine: str, precision: 
 
 
 def parse_engine_spec(spec: str, default_precision: str | None = None) -> tuple[str, str]:
-    """``"openvino:bf16"`` → ("openvino", "bf16"); ``"ort"`` → ("ort", default or the engine's default)."""
+    """``"openvino:bf16"`` → ("openvino", "bf16"); ``"ort"`` → ("ort", default or the engine's default);
+    ``"auto"`` → ("auto", "auto")."""
     engine, _, precision = spec.partition(":")
+    if engine == AUTO:  # the fastest verified artifact (runtimes.auto_select); a precision filters the candidates
+        return AUTO, canonical_precision(precision or default_precision)
     return check_engine(engine), normalise_precision(precision or default_precision, engine)

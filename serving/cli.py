@@ -18,7 +18,7 @@ import click
 from runtimes.cli_support import exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.optional import install_command
-from runtimes.selection import ENGINES
+from runtimes.selection import AUTO, ENGINES
 
 INSTALL_SERVE = install_command("serve")
 
@@ -72,7 +72,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @main.command("serve")
 @click.argument("folders", nargs=-1, required=True, metavar="ARTIFACT_DIR...")
-@click.option("--engine", default="ort", show_default=True, type=click.Choice(ENGINES), help="Runtime engine.")
+@click.option("--engine", default="ort", show_default=True, type=click.Choice([*ENGINES, AUTO]),
+              help="Runtime engine; auto: the fastest verified artifact of each folder on this machine, measured "
+                   "at --max-batch once and cached (runtimes.auto_select).")
 @click.option("--precision", default=None, help="Precision (fp32, fp16, bf16, int8, auto; default: the engine's).")
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Replicas per model (above 1: on Ray Serve).")

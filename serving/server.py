@@ -42,6 +42,7 @@ from kserve.utils.numpy_codec import from_np_dtype
 from ray import serve
 
 import runtimes
+from runtimes.selection import AUTO
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 
@@ -58,7 +59,9 @@ class ReplicaCore:
                  identity: dict[str, Any]) -> None:
         # the front's event loop shares these cores: engine threads sleep between calls (measured on c2f_ca,
         # concurrency 8: +5-8 % throughput in an A/B of alternating runs, docs/benchmarks.md#serving)
-        self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False)
+        # engine="auto" measures at the batch the batcher joins (runtimes.auto_select; cached per machine)
+        chosen_at = {"batch": max_batch} if engine == AUTO else {}
+        self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False, **chosen_at)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity
         self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0)

@@ -45,6 +45,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_in_run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GEMM ceilings and engine="auto" choices (runtimes.user_cache) go to this run's temp folder, never the
+    user's ~/.cache; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    os.environ["ATTN_EXPORT_CACHE"] = str(folder)
+    return folder
+
+
 _MODELS: dict[str, ZooModel] = {}
 
 _WITHOUT = """
