@@ -22,8 +22,8 @@ from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
-from . import (bf16_floor, executorch_pte, flops, fp16, int8, onnx_export, onnx_files, openvino_ir, ort_format, trt_build,
-               trt_readiness, trtexec)
+from . import (activation_memory, bf16_floor, executorch_pte, flops, fp16, int8, onnx_export, onnx_files, openvino_ir,
+               ort_format, trt_build, trt_readiness, trtexec)
 from .context import ExportContext
 from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
                      failure_class)
@@ -341,6 +341,7 @@ def run_stage(ctx: ExportContext, stage: Stage) -> None:
             return
         with ctx.timer.stage(stage.describe(ctx)):
             stage.run(ctx)
+            activation_memory.return_freed_memory()  # the next stage starts from what this one keeps
     except (AttnExportError, OSError):
         raise  # ours, or the environment's (a full disk: exit 2 naming the file)
     except MemoryError as exc:
