@@ -24,9 +24,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 
+from runtimes.errors import AttnExportError
 from runtimes.specs import TensorSpec
 
-from . import activation_memory, onnx_files
+from . import activation_memory, isolation, onnx_files
 from .errors import tool_failure
 from .onnx_export import default_opset
 from .widening import widen_until_parity
@@ -145,18 +146,23 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
     """Convert with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``calibration`` is AutoCast's input sets. Refused first
     (``MemoryBudgetError``) when one sample's activations would not fit in memory; the estimate is returned
-    in ``info["memory"]``."""
+    in ``info["memory"]``. A large model converts in a worker process (``isolation``; ``info["isolated"]``)."""
     memory = activation_memory.check_fits("FP16 conversion (AutoCast's reference run)", onnx_path, input_specs, 1)
+    isolate = onnx_files.total_bytes(onnx_path) >= isolation.ISOLATE_ABOVE
     softmaxes = large_softmaxes(onnx_files.load(onnx_path, weights=False))
     with tempfile.TemporaryDirectory() as autocast_inputs:
         for i, arrays in enumerate(calibration):
             np.savez(Path(autocast_inputs) / f"calib{i:02d}.npz", **arrays)
 
         def build(step: WideningStep) -> dict[str, Any]:
+            what = f"FP16 conversion ({step.name})"
             try:
-                return convert(onnx_path, out_path, autocast_inputs, softmaxes, step, opset, external_data)
+                return isolation.call(what, convert, onnx_path, out_path, autocast_inputs, softmaxes, step, opset,
+                                      external_data, isolate=isolate)
+            except AttnExportError:
+                raise
             except Exception as exc:  # AutoCast raises many types; one line with the step is what users need
-                raise tool_failure(f"FP16 conversion ({step.name})", exc) from exc
+                raise tool_failure(what, exc) from exc
 
         info, report = widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
-    return {**info, "memory": memory}, report
+    return {**info, "memory": memory, "isolated": isolate}, report

@@ -30,7 +30,7 @@ import onnx
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
-from . import onnx_files
+from . import isolation, onnx_files
 from .errors import ExportError, tool_failure
 from .onnx_export import default_opset
 from .photos import image_size, photo_inputs, with_images
@@ -148,11 +148,15 @@ def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, m
                           check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool,
                           external_data: bool = False) -> tuple[dict[str, Any], Any]:
     """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
-    (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried."""
+    (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried. A large
+    model quantizes in a worker process (``isolation``; ``info["isolated"]``)."""
+
+    isolate = onnx_files.total_bytes(onnx_path) >= isolation.ISOLATE_ABOVE
 
     def build(step: Int8Step) -> dict[str, Any]:
-        info = quantize(onnx_path, out_path, calib, method, opset, step, external_data)
+        info = isolation.call(f"INT8 quantization ({step.name})", quantize, onnx_path, out_path, calib, method, opset,
+                              step, external_data, isolate=isolate)
         return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
-                "excluded_op_types": list(step.exclude_op_types)}
+                "excluded_op_types": list(step.exclude_op_types), "isolated": isolate}
 
     return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)

@@ -4,6 +4,7 @@ switch above protobuf's limit is tested with the limit lowered. The 2.5 GB vit_h
 docs/coverage.md (scripts/coverage.py), not in CI."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import runtimes
-from exporter import activation_memory, onnx_files, ort_format
+from exporter import activation_memory, isolation, onnx_files, ort_format
 from exporter.errors import ExportError, MemoryBudgetError
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError
@@ -152,9 +153,29 @@ def test_a_stage_that_would_not_fit_is_refused_with_class_memory(folder, monkeyp
     assert weights == (folder / "model.onnx").stat().st_size + (folder / "model.onnx.data").stat().st_size
     estimate = activation_memory.check_fits("FP16", onnx_path, mf.input_specs(mf.read_manifest(folder)), 1)
     assert estimate["weights_mb"] == round(weights / 2**20)
-    assert estimate["estimated_peak_mb"] >= estimate["weights_mb"] * activation_memory.WEIGHT_COPIES - 1
+    assert estimate["estimated_peak_mb"] >= weights / 2**20 * activation_memory.WEIGHT_COPIES - 1
     monkeypatch.setattr(activation_memory, "available_bytes", lambda: weights)  # less than the weights' copies
-    with pytest.raises(MemoryBudgetError, match=r"^FP16 would need about [\d.]+ GiB .* of weights ×3\) but "
+    with pytest.raises(MemoryBudgetError, match=r"^FP16 would need about [\d.]+ GiB .* of weights ×8\) but "
                                                 r"[\d.]+ GiB is available: use a smaller input size") as refused:
         activation_memory.check_fits("FP16", onnx_path, mf.input_specs(mf.read_manifest(folder)), 1)
     assert refused.value.failure_class == "memory" and "\n" not in str(refused.value)
+
+
+def test_a_worker_process_runs_the_call_and_its_death_is_a_memory_failure() -> None:
+    assert isolation.call("pid", os.getpid, isolate=True) != os.getpid()
+    assert isolation.call("pid", os.getpid, isolate=False) == os.getpid()
+    with pytest.raises(MemoryBudgetError, match=r"^INT8 quantization \(default\): its worker process was killed") \
+            as killed:
+        isolation.call("INT8 quantization (default)", os.abort, isolate=True)
+    assert killed.value.failure_class == "memory"
+
+
+def test_large_models_convert_fp16_and_int8_in_a_worker(tmp_path, monkeypatch) -> None:
+    """With the threshold at 0 every model counts as large: AutoCast and ModelOpt run in worker processes and
+    write the same verified files."""
+    monkeypatch.setattr(isolation, "ISOLATE_ABOVE", 0)
+    manifest = export("transformer_encoder", tmp_path, model_args=slim_model_args("transformer_encoder"),
+                      options=small_options(fp16=True, int8=True, calib_size=8, photos=False))
+    assert manifest["fp16"]["isolated"] and manifest["int8"]["isolated"]
+    assert manifest["parity"]["onnx_fp16"]["passed"] and manifest["parity"]["onnx_int8"]["passed"]
+    assert manifest["int8"]["quantized_nodes"] > 0 and manifest["fp16"]["fp16_nodes"] > 0
