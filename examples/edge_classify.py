@@ -53,7 +53,8 @@ def classify(folder: Path, images: list[Path], engine: str, precision: str | Non
             rows.append({"image": path.name, "latency_ms": latency_ms,
                          "top": [{"class": int(c), "probability": float(probs[c])} for c in best],
                          "logits": logits.astype(float).tolist()})
-        return {"model": folder.name, "engine": rt.engine, "precision": rt.precision, "results": rows}
+        chosen = {"choice": rt.choice.to_json()} if rt.choice else {}  # engine="auto": what was measured and why
+        return {"model": folder.name, "engine": rt.engine, "precision": rt.precision, **chosen, "results": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except AttnExportError as exc:
         print(f"edge_classify: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{report['model']} on {report['engine']} ({report['precision']})")
+    print(f"{report['model']} on {report['engine']} ({report['precision']})"
+          + (f": {report['choice']['reason']}" if "choice" in report else ""))
     for row in report["results"]:
         classes = "  ".join(f"{t['class']}:{t['probability']:.3f}" for t in row["top"])
         print(f"{row['image']:<24} {row['latency_ms']:8.2f} ms  {classes}")

@@ -20,10 +20,12 @@ def silent(message: str) -> None:
 
 
 def rss_high_water_mb() -> float:
-    """The process's peak resident memory so far, in MB (``ru_maxrss``: KiB on Linux)."""
+    """The peak resident memory so far of this process, or of the largest finished worker process
+    (``exporter.isolation``) where that was higher, in MB (``ru_maxrss``: KiB on Linux)."""
     import resource
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+                 / 1024, 1)
 
 
 class Stages:

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import runtimes
-from exporter import activation_memory, isolation, onnx_files, ort_format
+from exporter import activation_memory, isolation, onnx_export, onnx_files, ort_format
 from exporter.errors import ExportError, MemoryBudgetError
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError
@@ -179,3 +179,13 @@ def test_large_models_convert_fp16_and_int8_in_a_worker(tmp_path, monkeypatch) -
     assert manifest["fp16"]["isolated"] and manifest["int8"]["isolated"]
     assert manifest["parity"]["onnx_fp16"]["passed"] and manifest["parity"]["onnx_int8"]["passed"]
     assert manifest["int8"]["quantized_nodes"] > 0 and manifest["fp16"]["fp16_nodes"] > 0
+
+
+def test_simplify_leaves_a_model_over_its_limit_as_exported(tmp_path, monkeypatch) -> None:
+    """onnxslim holds ~9 copies of the weights: at SIMPLIFY_BELOW and above the file is checked as exported, and
+    the manifest says why."""
+    monkeypatch.setattr(onnx_export, "SIMPLIFY_BELOW", 1)
+    manifest = export("transformer_encoder", tmp_path, model_args=slim_model_args("transformer_encoder"),
+                      options=small_options(photos=False))
+    assert manifest["simplify"]["skipped"].startswith("weights of 0.01 GiB, over the 9.31323e-10 GiB onnxslim")
+    assert "nodes_after" not in manifest["simplify"] and manifest["parity"]["onnx"]["passed"]
