@@ -190,3 +190,21 @@ def test_load_auto_on_real_engines_skips_a_file_made_slow_on_purpose(encoder, tm
         assert rows["ort:fp32"]["median_ms"] > min(r["median_ms"] for r in rows.values())
         assert rt.choice.reason.startswith("fastest verified artifact at batch 1, threads 1")
         assert rt(random_inputs(rt.input_specs, 1))["hidden"].shape[0] == 1
+
+
+def test_attn_serve_replica_runs_what_auto_chose_at_its_batch(encoder, monkeypatch) -> None:
+    """attn-serve --engine auto: each replica measures at the batch its batcher joins (--max-batch)."""
+    import asyncio
+
+    from serving.server import ReplicaCore
+
+    monkeypatch.setattr(auto_select, "DEFAULT_BUDGET_S", 1.0)
+    core = ReplicaCore(str(encoder[0]), "auto", None, 3, 1.0, {})
+    try:
+        assert core.runtime.choice.reason.startswith("fastest verified artifact at batch 3,")
+        assert (core.runtime.engine, core.runtime.precision) == (core.runtime.choice.engine,
+                                                                 core.runtime.choice.precision)
+        answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
+        assert answer["outputs"]["hidden"].shape[0] == 1
+    finally:
+        core.runtime.close()
