@@ -72,6 +72,8 @@ def verdict(choice: Choice, manifest: Mapping[str, Any], max_accuracy_drop: floa
 
 
 def cache_key(manifest_file: Path, batch: int, threads: int | None, precision: str, max_accuracy_drop: float) -> str:
+    """What a choice depends on: the manifest's bytes (so a re-export measures again), this CPU, its ISA flags and
+    cores, the batch, the threads, the precision filter and the accuracy budget."""
     digest = hashlib.sha256(manifest_file.read_bytes()).hexdigest()[:16]
     cpu, flags = cpu_identity()
     return (f"{digest}|{cpu}|{' '.join(flags)}|{os.cpu_count()} cores|batch={batch}|threads={threads or 'all'}|"
@@ -109,8 +111,8 @@ def choose(folder: str | Path, *, batch: int = 1, threads: int | None = None, pr
         rows = "; ".join(f"{row['engine']}:{row['precision']} {row['reason']}" for row in table) or "none exported"
         raise ArtifactError(f"{root}: engine='auto' found no verified artifact that opens on this machine ({rows}); "
                             "re-export with more artifacts, or name an engine")
-    best = min(measured, key=lambda row: row["median_ms"])
-    runner_up = sorted(measured, key=lambda row: row["median_ms"])[1:2]
+    best, *slower = sorted(measured, key=lambda row: row["median_ms"])
+    runner_up = slower[:1]
     reason = (f"fastest verified artifact at batch {batch}, threads {threads or 'all'}: {best['median_ms']:.3f} ms "
               "median" + (f", {runner_up[0]['median_ms'] / best['median_ms']:.2f}x faster than "
                           f"{runner_up[0]['engine']}:{runner_up[0]['precision']}" if runner_up else ", the only one"))
@@ -119,12 +121,12 @@ def choose(folder: str | Path, *, batch: int = 1, threads: int | None = None, pr
     return result
 
 
+ENGINE_OPTIONS = {"threads": ("ort", "openvino"), "hint": ("openvino",), "optimization": ("ort",)}
+
+
 def options_for(engine: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` without those another engine's runtime takes (``threads``, ``hint``, ``optimization``)."""
     return {k: v for k, v in options.items() if engine in ENGINE_OPTIONS.get(k, (engine,))}
-
-
-ENGINE_OPTIONS = {"threads": ("ort", "openvino"), "hint": ("openvino",), "optimization": ("ort",)}
 
 
 def _measure(root: Path, candidates: list[Choice], batch: int, threads: int | None, budget_s: float,

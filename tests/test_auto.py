@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -192,19 +194,26 @@ def test_load_auto_on_real_engines_skips_a_file_made_slow_on_purpose(encoder, tm
         assert rt(random_inputs(rt.input_specs, 1))["hidden"].shape[0] == 1
 
 
-def test_attn_serve_replica_runs_what_auto_chose_at_its_batch(encoder, monkeypatch) -> None:
-    """attn-serve --engine auto: each replica measures at the batch its batcher joins (--max-batch)."""
-    import asyncio
+REPLICA = """
+import asyncio, json, sys
+from runtimes import auto_select
+from runtimes.specs import random_inputs
+from serving.server import ReplicaCore
+auto_select.DEFAULT_BUDGET_S = 1.0
+core = ReplicaCore(sys.argv[1], "auto", None, 3, 1.0, {})
+answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
+print(json.dumps({"reason": core.runtime.choice.reason, "ran": [core.runtime.engine, core.runtime.precision],
+                  "chose": [core.runtime.choice.engine, core.runtime.choice.precision],
+                  "rows": answer["outputs"]["hidden"].shape[0]}))
+"""
 
-    from serving.server import ReplicaCore
 
-    monkeypatch.setattr(auto_select, "DEFAULT_BUDGET_S", 1.0)
-    core = ReplicaCore(str(encoder[0]), "auto", None, 3, 1.0, {})
-    try:
-        assert core.runtime.choice.reason.startswith("fastest verified artifact at batch 3,")
-        assert (core.runtime.engine, core.runtime.precision) == (core.runtime.choice.engine,
-                                                                 core.runtime.choice.precision)
-        answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
-        assert answer["outputs"]["hidden"].shape[0] == 1
-    finally:
-        core.runtime.close()
+def test_attn_serve_replica_runs_what_auto_chose_at_its_batch(encoder) -> None:
+    """attn-serve --engine auto: each replica measures at the batch its batcher joins (--max-batch). In a fresh
+    interpreter: kserve's and tritonclient's OIP protos cannot share one process's descriptor pool."""
+    run = subprocess.run([sys.executable, "-c", REPLICA, str(encoder[0])], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    replica = json.loads(run.stdout.strip().splitlines()[-1])
+    assert replica["reason"].startswith("fastest verified artifact at batch 3,")
+    assert replica["ran"] == replica["chose"] and replica["rows"] == 1

@@ -111,8 +111,8 @@ def test_symbolic_dim_check_reads_the_file(artifacts_root) -> None:
 def test_perturbed_weight_fails_parity_with_exit_code_3(tmp_path, monkeypatch) -> None:
     real_simplify = onnx_export.simplify
 
-    def simplify_then_perturb(path):
-        counts = real_simplify(path)
+    def simplify_then_perturb(path, external_data=False):
+        counts = real_simplify(path, external_data)
         model = onnx.load(str(path))
         init = max(model.graph.initializer, key=lambda t: len(t.raw_data))
         arr = onnx.numpy_helper.to_array(init).copy()

@@ -55,8 +55,8 @@ def test_widening_stops_at_the_first_passing_step(tmp_path, monkeypatch) -> None
         def __bool__(self) -> bool:
             return self.ok
 
-    monkeypatch.setattr(fp16, "convert", lambda src, out, calib, softmaxes, step, opset: calls.append(step.name) or
-                        {"step": step.name, "fp32_node_names": []})
+    monkeypatch.setattr(fp16, "convert", lambda src, out, calib, softmaxes, step, opset, external:
+                        calls.append(step.name) or {"step": step.name, "fp32_node_names": []})
     onnx.save(softmax_model(8), str(tmp_path / "m.onnx"))
     info, report = fp16.convert_until_parity(tmp_path / "m.onnx", tmp_path / "o.onnx", [], 17,
                                              lambda path: FakeReport(len(calls) == 3))
