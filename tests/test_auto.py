@@ -58,7 +58,8 @@ def test_manifest_records_flops_per_named_size(encoder) -> None:
     assert record["sizes"] == small["sizes"] and record["flops"] == small["flops"] > 0
     assert large["sizes"]["seq"] > small["sizes"]["seq"]
     assert large["flops"] / small["flops"] > large["sizes"]["seq"] / small["sizes"]["seq"]
-    assert set(record["by_operator"]) >= {"aten.addmm", "aten.bmm"} and "2 x multiply-accumulate" in record["counted_by"]
+    assert set(record["by_operator"]) >= {"aten.addmm", "aten.bmm"}
+    assert "2 x multiply-accumulate" in record["counted_by"]
     assert mf.flops_per_sample(encoder[1]) == record["flops"]
 
 
