@@ -148,7 +148,7 @@ def convert_until_parity(onnx_path: Path, out_path: Path, calibration: Sequence[
     (``MemoryBudgetError``) when one sample's activations would not fit in memory; the estimate is returned
     in ``info["memory"]``. A large model converts in a worker process (``isolation``; ``info["isolated"]``)."""
     memory = activation_memory.check_fits("FP16 conversion (AutoCast's reference run)", onnx_path, input_specs, 1)
-    isolate = onnx_files.total_bytes(onnx_path) >= isolation.ISOLATE_ABOVE
+    isolate = isolation.is_large(onnx_path)
     softmaxes = large_softmaxes(onnx_files.load(onnx_path, weights=False))
     with tempfile.TemporaryDirectory() as autocast_inputs:
         for i, arrays in enumerate(calibration):

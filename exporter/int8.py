@@ -151,7 +151,7 @@ def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, m
     (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried. A large
     model quantizes in a worker process (``isolation``; ``info["isolated"]``)."""
 
-    isolate = onnx_files.total_bytes(onnx_path) >= isolation.ISOLATE_ABOVE
+    isolate = isolation.is_large(onnx_path)
 
     def build(step: Int8Step) -> dict[str, Any]:
         info = isolation.call(f"INT8 quantization ({step.name})", quantize, onnx_path, out_path, calib, method, opset,

@@ -1,6 +1,7 @@
 """Third-party conversions of large models in a child process, so what they hold goes back to the system.
 
-AutoCast and ModelOpt's INT8 quantizer hold many copies of a model's weights (7.7x on a 2.35 GiB ViT-Huge), and
+AutoCast and ModelOpt's INT8 quantizer hold many copies of a model's weights (AutoCast: 19.3 GB on a 2.35 GiB
+ViT-Huge), and
 part of that stays referenced inside them after they return: the FP16 stage left the export at 12.3 GB resident,
 and the INT8 stage after it was killed by the kernel at 24.3 GB. Above ``ISOLATE_ABOVE`` bytes of weights, each
 conversion runs in a fresh (spawned) worker process: its memory is returned when it exits, and when the kernel
@@ -12,12 +13,19 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from . import onnx_files
 from .errors import MemoryBudgetError
 
 T = TypeVar("T")
 ISOLATE_ABOVE = 1 << 30  # bytes of ONNX weights from which conversions run in a worker process
+
+
+def is_large(onnx_path: Path) -> bool:
+    """Whether the ONNX file's weights (with its data file) reach ``ISOLATE_ABOVE``: convert it in a worker."""
+    return onnx_files.total_bytes(onnx_path) >= ISOLATE_ABOVE
 
 
 def call(what: str, fn: Callable[..., T], *args: Any, isolate: bool, **kwargs: Any) -> T:

@@ -107,9 +107,10 @@ def _load_fastest(target: Path, device: str | None, precision: str | None, *, ve
         raise OptionError(f"engine='auto' chooses among the artifacts of a folder; {target} is not one")
     if device not in (None, "cpu"):
         raise OptionError("engine='auto' measures on the CPU; name an engine to run on cuda")
+    engine_options = {k: v for k, v in options.items() if k in auto_select.ENGINE_OPTIONS}
     choice = auto_select.choose(
-        target, batch=batch, threads=options.get("threads"), precision=canonical_precision(precision), verify=verify,
-        **{k: v for k, v in options.items() if k in ("hint", "optimization")},
+        target, batch=batch, threads=engine_options.pop("threads", None), precision=canonical_precision(precision),
+        verify=verify, **engine_options,
         budget_s=auto_select.DEFAULT_BUDGET_S if budget_s is None else budget_s,
         max_accuracy_drop=auto_select.DEFAULT_MAX_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop)
     runtime = load(target, engine=choice.engine, precision=choice.precision, verify=verify,

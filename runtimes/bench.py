@@ -90,6 +90,18 @@ def time_calls(call: Callable[[], Any], *, warmup: int, iters: int | None, secon
     return np.asarray(out)
 
 
+def best_seconds(call: Callable[[], Any], repeats: int) -> float:
+    """The fastest of ``repeats`` calls after one untimed call (which allocates and primes the kernels): the least
+    disturbed call on a shared machine, what a GEMM ceiling or probe reports."""
+    call()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def _cuda_events() -> tuple[Any, Any] | None:
     try:
         import torch

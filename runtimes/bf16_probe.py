@@ -10,11 +10,11 @@ and attn-bench reports the ratio beside the CPU's ISA flags.
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any
 
 import numpy as np
 
+from .bench import best_seconds
 from .optional import require
 
 GEMM_SIZE = 1024
@@ -29,17 +29,6 @@ def _gemm_model(ov: Any, size: int) -> Any:
     return ov.Model([ops.matmul(a, w, False, False)], [a], "bf16_probe")
 
 
-def _seconds_per_call(compiled: Any, x: np.ndarray, repeats: int) -> float:
-    request = compiled.create_infer_request()
-    request.infer([x])  # first call allocates and primes the kernels
-    best = float("inf")
-    for _ in range(repeats):  # best of N: the least disturbed call on a shared machine
-        start = time.perf_counter()
-        request.infer([x])
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def gemm_speedup(core: Any, size: int = GEMM_SIZE, repeats: int = REPEATS) -> dict[str, float]:
     """f32 and BF16 seconds per ``size``³ MatMul on OpenVINO's CPU plugin, and f32/BF16 (>1: BF16 faster)."""
     ov = require("openvino", "the BF16 probe", "openvino")
@@ -48,7 +37,8 @@ def gemm_speedup(core: Any, size: int = GEMM_SIZE, repeats: int = REPEATS) -> di
     for hint in ("f32", "bf16"):
         compiled = core.compile_model(_gemm_model(ov, size), "CPU",
                                       {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
-        seconds[hint] = _seconds_per_call(compiled, x, repeats)
+        request = compiled.create_infer_request()
+        seconds[hint] = best_seconds(lambda: request.infer([x]), repeats)
     gflops = {k: 2 * size**3 / v / 1e9 for k, v in seconds.items()}
     return {"size": size, "f32_gflops": round(gflops["f32"], 1), "bf16_gflops": round(gflops["bf16"], 1),
             "bf16_speedup": round(seconds["f32"] / seconds["bf16"], 3)}

@@ -14,14 +14,13 @@ loop in native code, which numpy cannot run; the measured GEMM is the honest, re
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from . import user_cache
-from .bench import machine_fingerprint
+from .bench import best_seconds, machine_fingerprint
 
 GEMM_SIZES = (2048, 3072)  # the rate depends on the shape (2048: 122, 3072: 147 GFLOP/s on one Zen 4): the better
 REPEATS = 6
@@ -33,16 +32,6 @@ GEMMS: dict[tuple[str, str], tuple[str, str]] = {
     ("openvino", "fp32"): ("matmul_fp32.onnx", "fp32"), ("openvino", "bf16"): ("matmul_fp32.onnx", "bf16"),
     ("openvino", "int8"): ("matmul_int8.onnx", "int8"),
 }
-
-
-def _best_seconds(call: Callable[[], Any], repeats: int) -> float:
-    call()  # allocates and primes the kernels
-    best = float("inf")
-    for _ in range(repeats):  # best of N: the least disturbed call on a shared machine
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _gemm_call(engine: str, precision: str, threads: int | None, size: int) -> Callable[[], Any] | None:
@@ -72,7 +61,7 @@ def measure(engine: str, precision: str, threads: int | None = None, sizes: tupl
         call = _gemm_call(engine, precision, threads, size)
         if call is None:
             return None
-        rate = 2 * size**3 / _best_seconds(call, repeats) / 1e9
+        rate = 2 * size**3 / best_seconds(call, repeats) / 1e9
         if best is None or rate > best["gflops_per_s"]:
             best = {"gflops_per_s": round(rate, 1), "gemm": f"{size}x{size}x{size}", "threads": threads}
     return best
