@@ -98,6 +98,16 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
               help="With --url: comma-separated numbers of concurrent clients.")
 @click.option("--protocol", default="http", show_default=True, type=click.Choice(["http", "grpc"]),
               help="With --url: the OIP transport (give the server's gRPC port in --url for grpc).")
+@click.option("--rate", default=None, type=FiniteFloatRange(min=0, min_open=True),
+              help="With --url: open loop instead of --concurrency: send this many requests per second on a fixed "
+                   "schedule for --duration, latency counted from each scheduled time; reports answered, refused "
+                   "(503/UNAVAILABLE), timed-out (504/DEADLINE_EXCEEDED) and wrong answers, and the server's RSS "
+                   "when it runs here (runtimes/open_loop.py).")
+@click.option("--duration", default=10.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
+              help="With --rate: seconds of load.")
+@click.option("--timeout-ms", default=None, type=FiniteFloatRange(min=0, min_open=True),
+              help="With --rate: each request's timeout, sent as the OIP 'timeout' parameter; the client waits "
+                   "1 s beyond it, then counts the request as timed out.")
 @click.option("--data", default=None, type=click.Path(file_okay=False),
               help="Labelled images as an ImageFolder (DIR/<class>/<image>, class index = sorted folder order): "
                    "also report top-1, top-5, top-1 agreement with the first engine and images/s per engine.")
@@ -107,8 +117,8 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
 def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
          seconds: float | None, threads: int | None, device: str | None, out: str, json_path: str | None,
-         plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, data: str | None,
-         labels: str | None, overhead: bool) -> None:
+         plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, rate: float | None,
+         duration: float, timeout_ms: float | None, data: str | None, labels: str | None, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
     if iters is not None and seconds is not None:
         raise click.UsageError("give --iters or --seconds, not both")
@@ -116,8 +126,13 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         if seconds is not None or engines or overhead or data or labels:
             raise click.UsageError("--url times a server: --seconds, --engine, --data, --labels and --overhead "
                                    "do not apply")
-        _bench_server(url, target, protocol, concurrency, iters or 30, json_path, plot_path)
+        if rate:
+            _bench_open_loop(url, target, protocol, rate, duration, timeout_ms, json_path)
+        else:
+            _bench_server(url, target, protocol, concurrency, iters or 30, json_path, plot_path)
         return
+    if rate:
+        raise click.UsageError("--rate is an open-loop load on a server: give --url")
     iters = iters if iters is not None or seconds is not None else 30
     try:
         runs = [parse_engine_spec(spec, precision) for spec in engines or ("ort",)]
@@ -212,6 +227,22 @@ def _bench_server(url: str, model: str, protocol: str, levels: list[int], reques
                                    "results": [r.to_json() for r in results]})
         if plot_path:
             bench.plot(results, plot_path, f"{model} via {protocol} at {url}", x="concurrency")
+
+
+def _bench_open_loop(url: str, model: str, protocol: str, rate: float, duration: float, timeout_ms: float | None,
+                     json_path: str | None) -> None:
+    """attn-bench --url --rate: one open-loop run, its table and JSON."""
+    from . import open_loop
+
+    with exit_on_errors("attn-bench"):
+        if json_path:
+            ensure_file_writable(Path(json_path))
+        click.echo(f"attn-bench: {url} {protocol} open loop at {rate:g}/s for {duration:g} s …", err=True)
+        result = open_loop.run_open_loop(url, model, protocol, rate, duration, timeout_ms)
+        click.echo(open_loop.format_table([result]))
+        if json_path:
+            write_json(json_path, {"machine": bench.machine_info(), "model": model, "url": url,
+                                   "results": [result.to_json()]})
 
 
 def accuracy_plot_path(plot_path: str) -> str:

@@ -1,4 +1,5 @@
-"""Dynamic batching that never holds a lone request: Triton's dynamic batcher, in asyncio.
+"""Dynamic batching that never holds a lone request, with a bounded queue and deadlines: Triton's dynamic
+batcher and its queue policy, in asyncio.
 
 One worker per replica takes the oldest waiting request together with every request already queued
 (up to ``max_requests``) and runs them as one engine call (``batching.run_batched``). A request that
@@ -6,6 +7,12 @@ finds nothing else pending runs at once. Only when other requests were pending w
 arriving — does the worker wait for more: at most ``wait_s`` after the oldest one arrived, never beyond
 ``max_requests``, and only while they keep arriving at the pace they came in (``_deadline``). While the engine runs, new requests queue, and the next call takes them all:
 under load batches form without any wait.
+
+Overload (Triton's ``max_queue_size`` with ``timeout_action`` REJECT): at most ``max_queue`` requests wait
+for an engine call; one more is refused at once (``QueueFull``) instead of growing the queue and everyone's
+latency. A request may carry a timeout: if it passes while the request still waits, the request leaves the
+queue (``DeadlineExpired``) and the engine never computes it. A request already in an engine call is
+answered, whatever its deadline.
 
 Each answer carries where its time went: ``queue_ms`` (arrival → its engine call started) and
 ``engine_ms`` (the engine call it was part of).
@@ -20,11 +27,26 @@ from typing import Callable, Sequence
 from .batching import Answer, Arrays, run_batched
 
 
-@dataclass
+class QueueFull(Exception):
+    """``max_queue`` requests already wait: this one is refused without queueing."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} requests already wait for the engine")
+        self.waiting = waiting
+
+
+class DeadlineExpired(Exception):
+    """The request's timeout passed while it waited in the queue; the engine never computed it."""
+
+
+@dataclass(eq=False)
 class Pending:
     arrays: Arrays
     future: asyncio.Future
+    deadline: float | None = None  # perf_counter seconds; None: no timeout
     arrived: float = field(default_factory=time.perf_counter)
+    queued: bool = True  # counted in ``DynamicBatcher.waiting``
+    started: bool = False  # part of an engine call: it will be answered
 
 
 @dataclass(frozen=True)
@@ -37,41 +59,77 @@ class Timed:
 
 
 class DynamicBatcher:
-    """``await batcher.submit(arrays)`` → ``Timed``; ``run`` is the (blocking) engine call, run in a thread."""
+    """``await batcher.submit(arrays, timeout_s)`` → ``Timed``; ``run`` is the (blocking) engine call, run in a
+    thread. ``waiting`` is how many requests wait for an engine call now."""
 
     MIN_GAP_S = 0.001  # a burst that arrived within one event-loop turn still waits this long for its tail
 
-    def __init__(self, run: Callable[[Arrays], Arrays], max_requests: int, wait_s: float) -> None:
-        if max_requests < 1 or wait_s < 0:
-            raise ValueError(f"max_requests must be >= 1 and wait_s >= 0, got {max_requests}, {wait_s}")
-        self.run, self.max_requests, self.wait_s = run, max_requests, wait_s
+    def __init__(self, run: Callable[[Arrays], Arrays], max_requests: int, wait_s: float,
+                 max_queue: int | None = None) -> None:
+        if max_requests < 1 or wait_s < 0 or (max_queue is not None and max_queue < 1):
+            raise ValueError(f"max_requests and max_queue must be >= 1 and wait_s >= 0, got {max_requests}, "
+                             f"{max_queue}, {wait_s}")
+        self.run, self.max_requests, self.wait_s, self.max_queue = run, max_requests, wait_s, max_queue
+        self.waiting = 0
         self._queue: asyncio.Queue[Pending] | None = None
         self._worker: asyncio.Task | None = None
 
-    async def submit(self, arrays: Arrays) -> Timed:
+    async def submit(self, arrays: Arrays, timeout_s: float | None = None) -> Timed:
+        """Queue one request and wait for its answer; ``QueueFull`` at once when the queue is at its cap,
+        ``DeadlineExpired`` when ``timeout_s`` passes before its engine call starts."""
         if self._queue is None:  # created in the serving event loop, on first use
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._work())
-        pending = Pending(arrays, asyncio.get_running_loop().create_future())
+        if self.max_queue is not None and self.waiting >= self.max_queue:
+            raise QueueFull(self.waiting)
+        now = time.perf_counter()
+        pending = Pending(arrays, asyncio.get_running_loop().create_future(),
+                          None if timeout_s is None else now + timeout_s, now)
+        self.waiting += 1
         self._queue.put_nowait(pending)
-        return await pending.future
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+        except asyncio.TimeoutError:
+            if pending.started:  # its engine call is running: the answer is on its way
+                return await pending.future
+            self._leave_queue(pending)
+            pending.future.cancel()
+            raise DeadlineExpired(f"its timeout of {timeout_s * 1e3:.0f} ms passed while it waited") from None
+        except asyncio.CancelledError:  # the caller went away: never compute it
+            if not pending.started:
+                self._leave_queue(pending)
+                pending.future.cancel()
+            raise
+
+    def _leave_queue(self, pending: Pending) -> None:
+        if pending.queued:
+            pending.queued = False
+            self.waiting -= 1
+
+    def _take(self, pending: Pending, batch: list[Pending]) -> None:
+        """Move a queued request into the forming batch, unless it already left the queue (timed out)."""
+        if pending.queued:
+            self._leave_queue(pending)
+            batch.append(pending)
 
     def _drain(self, batch: list[Pending]) -> None:
         assert self._queue is not None
         while len(batch) < self.max_requests and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+            self._take(self._queue.get_nowait(), batch)
 
     async def _collect(self) -> list[Pending]:
         """The oldest request and all queued ones; if others were pending with it, also those still arriving."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        batch: list[Pending] = []
+        while not batch:
+            self._take(await self._queue.get(), batch)
         self._drain(batch)
         while 1 < len(batch) < self.max_requests:
             remaining = self._deadline(batch) - time.perf_counter()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                self._take(await asyncio.wait_for(self._queue.get(), remaining), batch)
             except asyncio.TimeoutError:
                 break
             self._drain(batch)
@@ -85,9 +143,25 @@ class DynamicBatcher:
         pace = 2 * (arrived[-1] - arrived[0]) / (len(arrived) - 1) + self.MIN_GAP_S
         return min(arrived[0] + self.wait_s, arrived[-1] + pace)
 
+    @staticmethod
+    def _still_awaited(batch: list[Pending], now: float) -> list[Pending]:
+        """The requests of a formed batch that someone still waits for and whose deadline has not passed."""
+        live = []
+        for pending in batch:
+            if pending.future.done():  # timed out or cancelled while the batch formed
+                continue
+            if pending.deadline is not None and pending.deadline <= now:
+                pending.future.set_exception(DeadlineExpired("its timeout passed while its batch formed"))
+                continue
+            pending.started = True
+            live.append(pending)
+        return live
+
     async def _work(self) -> None:
         while True:
-            batch = await self._collect()
+            batch = self._still_awaited(await self._collect(), time.perf_counter())
+            if not batch:
+                continue
             started = time.perf_counter()
             try:
                 answers: Sequence[Answer] = await asyncio.to_thread(run_batched, [p.arrays for p in batch], self.run)

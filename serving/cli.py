@@ -5,7 +5,9 @@ node, on Ray Serve for replicas and clusters), or write a Triton model repositor
     attn-serve artifacts/c2f_ca --replicas 2 --ray-address auto
     attn-serve repo artifacts/c2f_ca --out triton-repo
 
-Exit codes: 0 stopped cleanly · 2 bad input (folder, option, missing serving install) · 130 interrupted.
+Exit codes: 0 stopped cleanly (SIGTERM: every accepted request answered) · 1 the drain timed out with
+accepted requests unanswered · 2 bad input (folder, option, missing serving install) · 130 interrupted
+(Ctrl-C, or a second signal during the drain).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from runtimes.cli_support import exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.optional import install_command
 from runtimes.selection import AUTO, ENGINES
+
+from .policy import QUEUE_PER_BATCH, READY_HOLD_S, Policy, default_max_queue
 
 INSTALL_SERVE = install_command("serve")
 
@@ -93,9 +97,22 @@ def _interrupt(signum: int, frame: Any) -> None:
               help="Where each model's runtime runs: in-process (the server process itself, no hop), ray (Ray "
                    "Serve replica processes, any node), or auto: in-process unless --replicas above 1, "
                    "--ray-address or --max-replicas-per-node ask for Ray.")
+@click.option("--max-queue", default=None, type=click.IntRange(1, 1_000_000),
+              help=f"Requests that may wait per replica for an engine call; one more is refused at once (HTTP 503 "
+                   f"with Retry-After, gRPC UNAVAILABLE) and readiness is false until {READY_HOLD_S:g} s after the last "
+                   f"refusal. Default: {QUEUE_PER_BATCH} x --max-batch.")
+@click.option("--request-timeout-ms", default=None, type=click.FloatRange(0, min_open=True),
+              help="Timeout of a request that sets none (the OIP 'timeout' parameter in microseconds, or a gRPC "
+                   "deadline): a request still waiting when it passes is dropped before the engine and answered "
+                   "504 / DEADLINE_EXCEEDED. Default: none.")
+@click.option("--drain-timeout-s", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="On SIGTERM: readiness turns false and new requests are refused at once; accepted requests "
+                   "are answered for at most this long, then the server exits (0, or 1 if some were cut off). A "
+                   "second signal exits at once.")
 def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, replicas: int, max_batch: int,
                   batch_wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
-                  max_replicas_per_node: int | None, runner: str) -> None:
+                  max_replicas_per_node: int | None, runner: str, max_queue: int | None,
+                  request_timeout_ms: float | None, drain_timeout_s: float) -> None:
     """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC: from this process on one
     node, on Ray Serve when replicas or a cluster are asked for (--runner)."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and every process we started, as on Ctrl-C
@@ -109,8 +126,10 @@ def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, 
                 from None
         click.echo(f"attn-serve: runtimes {'in this process' if in_process else 'on Ray Serve replicas'} "
                    f"(--runner {runner})", err=True)
-        serve_folders(paths, engine=engine, precision=precision, replicas=replicas, max_batch=max_batch,
-                      wait_ms=batch_wait_ms, http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
+        policy = Policy(max_batch, batch_wait_ms, max_queue or default_max_queue(max_batch),
+                        request_timeout_ms / 1e3 if request_timeout_ms else None, drain_timeout_s)
+        serve_folders(paths, engine=engine, precision=precision, replicas=replicas, policy=policy,
+                      http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
                       max_replicas_per_node=max_replicas_per_node, in_process=in_process)
 
 

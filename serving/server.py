@@ -21,6 +21,11 @@ Every response carries the server-side split as integer microseconds (gRPC param
 time), ``queue_us``, ``engine_us``, ``encode_us`` (numpy → response tensors), and ``server_us``, the
 wall time they fit in;
 ``GET /v2/models/<name>/stats`` accumulates them per model (``serving/stats.py``).
+
+Under overload (serving/overload.py): each replica's queue is bounded (``--max-queue``), a request beyond it
+is refused at once (503 / UNAVAILABLE), one whose timeout passes while it waits is dropped before the engine
+(504 / DEADLINE_EXCEEDED), ``/v2/health/ready`` is false while a queue is full (and for a second after its
+last refusal) and while draining; on SIGTERM the server drains (``DrainingModelServer``).
 REST requests that use the binary tensor extension are parsed by ``binary_rest`` (KServe's own
 parser turns every binary tensor into a Python list).
 """
@@ -40,15 +45,24 @@ from kserve.model import InferenceModel
 from kserve.errors import InvalidInput
 from kserve.utils.numpy_codec import from_np_dtype
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 
 import runtimes
 from runtimes.selection import AUTO
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
 
-from .batcher import DynamicBatcher
+from .batcher import DeadlineExpired, DynamicBatcher, QueueFull
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
+from .overload import DeadlineExceeded, Unavailable, add_rest_handlers, use_deadline_servicer
+from .policy import READY_HOLD_S, RETRY_AFTER_S, Policy, ray_options, request_timeout_s
 from .stats import ModelStats
+
+
+class DrainTimedOut(AttnExportError):
+    """SIGTERM's drain ended at --drain-timeout-s with accepted requests unanswered."""
+
+    exit_code = 1
 
 
 class ReplicaCore:
@@ -56,7 +70,7 @@ class ReplicaCore:
     an opened runtime and its dynamic batcher; concurrent requests joined up to ``max_batch`` requests."""
 
     def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
-                 identity: dict[str, Any]) -> None:
+                 identity: dict[str, Any], max_queue: int | None = None) -> None:
         # the front's event loop shares these cores: engine threads sleep between calls (measured on c2f_ca,
         # concurrency 8: +5-8 % throughput in an A/B of alternating runs, docs/benchmarks.md#serving)
         # engine="auto" measures at the batch the batcher joins (runtimes.auto_select; cached per machine)
@@ -64,10 +78,11 @@ class ReplicaCore:
         self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False, **chosen_at)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity
-        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0)
+        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue)
 
-    async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Validate one request on its own, then let it join a batch; errors are returned as values."""
+    async def infer(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
+        """Validate one request on its own, then let it join a batch; errors, a refusal (queue full) and a
+        timeout in the queue are returned as values (``error``, ``refused``, ``timed_out``)."""
         received = time.perf_counter()
         try:
             feeds = self.runtime.validate(arrays)
@@ -77,7 +92,13 @@ class ReplicaCore:
                                               f"{self.max_rows}; split the request")
         except AttnExportError as exc:
             return {"error": str(exc)}
-        timed = await self.batcher.submit(feeds)
+        try:
+            timed = await self.batcher.submit(feeds, timeout_s)
+        except QueueFull as exc:
+            return {"refused": f"its queue is full ({exc.waiting} requests wait, --max-queue "
+                               f"{self.batcher.max_queue})"}
+        except DeadlineExpired as exc:
+            return {"timed_out": str(exc)}
         answer = timed.answer
         return {"outputs": answer.outputs, "batch_rows": answer.batch_rows, "batch_requests": answer.batch_requests,
                 "queue_ms": timed.queue_ms, "engine_ms": timed.engine_ms,
@@ -88,14 +109,15 @@ class ReplicaCore:
 class ArtifactReplica:
     """A Ray Serve replica around one ``ReplicaCore``."""
 
-    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float) -> None:
+    def __init__(self, folder: str, engine: str, precision: str | None, policy: Policy) -> None:
         import ray
 
         identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-        self.core = ReplicaCore(folder, engine, precision, max_batch, wait_ms, identity)
+        self.core = ReplicaCore(folder, engine, precision, policy.max_batch, policy.wait_ms, identity,
+                                policy.max_queue)
 
-    async def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        return await self.core.infer(arrays)
+    async def __call__(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
+        return await self.core.infer(arrays, timeout_s)
 
 
 class InProcessHandle:
@@ -104,8 +126,8 @@ class InProcessHandle:
     def __init__(self, core: ReplicaCore) -> None:
         self.core = core
 
-    def remote(self, arrays: dict[str, np.ndarray]) -> Any:
-        return self.core.infer(arrays)
+    def remote(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> Any:
+        return self.core.infer(arrays, timeout_s)
 
 
 class BinaryTensorDataPlane(DataPlane):
@@ -137,6 +159,10 @@ class BinaryTensorDataPlane(DataPlane):
         return InferRequest(model_name=model_name, infer_inputs=tensors, request_id=header.get("id"),
                             parameters=header.get("parameters"), request_outputs=requested)
 
+    async def ready(self) -> bool:
+        """Server readiness: every model accepting (not draining, queue not full; ``ArtifactModel.accepting``)."""
+        return all(getattr(m, "accepting", lambda: True)() for m in self._model_registry.get_models().values())
+
 
 def tensor_metadata(specs: list[Any]) -> list[dict[str, Any]]:
     """OIP v2 metadata of tensor specs: dynamic dims as -1."""
@@ -145,19 +171,33 @@ def tensor_metadata(specs: list[Any]) -> list[dict[str, Any]]:
 
 
 class ArtifactModel(InferenceModel):
-    """The KServe side of one artifact folder: OIP v2 request ↔ numpy, forwarded to the Ray handle."""
+    """The KServe side of one artifact folder: OIP v2 request ↔ numpy, forwarded to the replica handle; it
+    admits requests (refused while draining), counts those in flight and says whether it is ready for more."""
 
-    def __init__(self, name: str, handle: Any, manifest: dict[str, Any]) -> None:
+    def __init__(self, name: str, handle: Any, manifest: dict[str, Any], *, queue_gauge: Any, queue_cap: int,
+                 default_timeout_s: float | None = None) -> None:
         super().__init__(name)
         self.handle = handle
         self.inputs = tensor_metadata(list(mf.input_specs(manifest)))
         self.outputs = tensor_metadata(list(mf.output_specs(manifest)))
         self.stats = ModelStats(name)
         self.ready = True
+        self.queue_gauge, self.queue_cap, self.default_timeout_s = queue_gauge, queue_cap, default_timeout_s
+        self.in_flight = 0  # requests accepted and not yet answered
+        self.draining = False
+        self._last_refusal = -READY_HOLD_S  # time.monotonic() of the last refusal for a full queue
 
     def load(self) -> bool:
         self.ready = True
         return True
+
+    def accepting(self) -> bool:
+        """Server readiness (``/v2/health/ready``): false while draining, while the queue is at its cap, and for
+        ``READY_HOLD_S`` after the last refusal for a full queue (the hysteresis: under overload the queue
+        empties and refills between engine calls, and a load balancer's view must not flap with it). The
+        model's own ready endpoint keeps meaning "loaded": KServe refuses inference on a model not ready."""
+        full = self.queue_gauge(self) >= self.queue_cap or time.monotonic() - self._last_refusal < READY_HOLD_S
+        return not self.draining and not full
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return self.inputs
@@ -168,11 +208,27 @@ class ArtifactModel(InferenceModel):
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None
                        ) -> tuple[InferResponse, dict[str, str]]:
         start = time.perf_counter()
+        if self.draining:
+            self.stats.record_refused(0.0)
+            raise Unavailable(f"model {self.name!r}: the server is shutting down (draining); send the request to "
+                              f"another replica")
+        self.in_flight += 1
         try:
-            return await self._infer(body, start)
+            response = await self._infer(body, start)
+        except Unavailable:
+            self.stats.record_refused((time.perf_counter() - start) * 1e3)
+            raise
+        except DeadlineExceeded:
+            self.stats.record_timed_out((time.perf_counter() - start) * 1e3)
+            raise
         except Exception:
             self.stats.record_failure((time.perf_counter() - start) * 1e3)
             raise
+        finally:
+            self.in_flight -= 1
+        if self.draining:
+            self.stats.record_drained()
+        return response
 
     async def _infer(self, body: Any, start: float) -> tuple[InferResponse, dict[str, str]]:
         if not isinstance(body, InferRequest):
@@ -184,10 +240,21 @@ class ArtifactModel(InferenceModel):
             except Exception as exc:  # kserve raises several types for data that does not fit its shape
                 raise InvalidInput(f"input {tensor.name!r}: {exc}") from None
         sent = time.perf_counter()
-        result = await self.handle.remote(arrays)
+        try:
+            result = await self.handle.remote(arrays, request_timeout_s(body.parameters, self.default_timeout_s))
+        except BackPressureError as exc:  # Ray Serve's max_queued_requests
+            self._last_refusal = time.monotonic()
+            raise Unavailable(f"model {self.name!r}: Ray Serve's queue is full ({exc}); retry after "
+                              f"{RETRY_AFTER_S} s or add replicas") from None
         returned = time.perf_counter()
         if "error" in result:
             raise InvalidInput(result["error"])
+        if "refused" in result:
+            self._last_refusal = time.monotonic()
+            raise Unavailable(f"model {self.name!r}: {result['refused']}; retry after {RETRY_AFTER_S} s or add "
+                              f"replicas")
+        if "timed_out" in result:
+            raise DeadlineExceeded(f"model {self.name!r}: {result['timed_out']}; it was not computed")
         outputs = []
         for name, value in result["outputs"].items():  # kept binary: KServe writes JSON lists only when asked
             out = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))
@@ -207,18 +274,31 @@ class ArtifactModel(InferenceModel):
         return response, {}
 
 
-def serve_folders(folders: list[Path], *, engine: str, precision: str | None, replicas: int, max_batch: int,
-                  wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
-                  max_replicas_per_node: int | None = None, in_process: bool = False) -> None:
-    """Serve every folder until stopped: on Ray Serve replicas (started or joined), or with ``in_process``
-    from the front process itself (one replica per model, no Ray)."""
-    from kserve import ModelServer
+def in_process_gauge(model: ArtifactModel) -> int:
+    """Requests waiting in the in-process replica's batcher queue."""
+    return model.handle.core.batcher.waiting
 
+
+def ray_gauge(replicas: int, max_batch: int) -> Any:
+    """Requests waiting for an engine call behind Ray Serve replicas, as the front sees them: those in flight
+    beyond what the replicas' engine calls hold."""
+    return lambda model: max(0, model.in_flight - replicas * max_batch)
+
+
+def serve_folders(folders: list[Path], *, engine: str, precision: str | None, replicas: int, policy: Policy,
+                  http_port: int, grpc_port: int, ray_address: str | None, max_replicas_per_node: int | None = None,
+                  in_process: bool = False) -> None:
+    """Serve every folder until stopped: on Ray Serve replicas (started or joined), or with ``in_process``
+    from the front process itself (one replica per model, no Ray). Returns after SIGTERM's drain."""
     if in_process:
-        models = [ArtifactModel(folder.name, InProcessHandle(ReplicaCore(
-            str(folder.resolve()), engine, precision, max_batch, wait_ms, {"node": "in-process", "pid": os.getpid()})),
-            mf.read_manifest(folder)) for folder in folders]
-        _serve_models(ModelServer, models, http_port, grpc_port)
+        models = []
+        for folder in folders:
+            core = ReplicaCore(str(folder.resolve()), engine, precision, policy.max_batch, policy.wait_ms,
+                               {"node": "in-process", "pid": os.getpid()}, policy.max_queue)
+            models.append(ArtifactModel(folder.name, InProcessHandle(core), mf.read_manifest(folder),
+                                        queue_gauge=in_process_gauge, queue_cap=policy.max_queue,
+                                        default_timeout_s=policy.request_timeout_s))
+        _serve_models(models, http_port, grpc_port, policy.drain_timeout_s)
         return
     import ray
 
@@ -227,34 +307,48 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
     serve.start(http_options={"location": "NoServer"})
     models = []
     for folder in folders:
-        manifest = mf.read_manifest(folder)
         name = folder.name
-        # enough requests in flight per replica for @serve.batch to fill its batches (Serve's default is 5)
-        options: dict[str, Any] = {"name": name, "num_replicas": replicas, "max_ongoing_requests": 2 * max_batch}
-        if max_replicas_per_node:
-            options["max_replicas_per_node"] = max_replicas_per_node
-        app = ArtifactReplica.options(**options).bind(str(folder.resolve()), engine, precision, max_batch, wait_ms)
+        app = ArtifactReplica.options(**ray_options(name, replicas, policy, max_replicas_per_node)).bind(
+            str(folder.resolve()), engine, precision, policy)
         handle = serve.run(app, name=name, route_prefix=None)
-        models.append(ArtifactModel(name, handle, manifest))
+        models.append(ArtifactModel(name, handle, mf.read_manifest(folder),
+                                    queue_gauge=ray_gauge(replicas, policy.max_batch),
+                                    queue_cap=replicas * policy.max_queue, default_timeout_s=policy.request_timeout_s))
     try:
-        _serve_models(ModelServer, models, http_port, grpc_port)
+        _serve_models(models, http_port, grpc_port, policy.drain_timeout_s)
     finally:
         serve.shutdown()
         ray.shutdown()
 
 
-def _serve_models(server_class: Any, models: list[ArtifactModel], http_port: int, grpc_port: int) -> None:
-    """KServe's ModelServer (one worker process) with our binary data plane and the statistics route."""
+def _serve_models(models: list[ArtifactModel], http_port: int, grpc_port: int, drain_timeout_s: float) -> None:
+    """KServe's ModelServer (one worker process) with our binary data plane, the statistics route, 503/504
+    answers, gRPC deadlines and the drain on SIGTERM."""
+    from .drain import DrainingModelServer
+
     add_stats_route({m.name: m.stats for m in models})
-    server = server_class(http_port=http_port, grpc_port=grpc_port, enable_docs_url=False, workers=1)
+    add_rest_handlers(_kserve_app())
+    use_deadline_servicer()
+    server = DrainingModelServer(models, drain_timeout_s, http_port=http_port, grpc_port=grpc_port,
+                                 enable_docs_url=False, workers=1)
     server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
     server.start(models)
+    if server.unanswered:
+        raise DrainTimedOut(f"the drain ended at --drain-timeout-s {drain_timeout_s:g} with {server.unanswered} "
+                            f"accepted requests unanswered")
+
+
+def _kserve_app() -> Any:
+    from kserve.model_server import app
+
+    return app
 
 
 def add_stats_route(stats: dict[str, ModelStats]) -> None:
     """``GET /v2/models/<name>/stats`` on KServe's FastAPI app (the statistics extension, Triton's shape)."""
     from fastapi.responses import JSONResponse
-    from kserve.model_server import app
+
+    app = _kserve_app()
 
     async def model_stats(model_name: str) -> JSONResponse:
         if model_name not in stats:

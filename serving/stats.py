@@ -2,7 +2,10 @@
 (``GET /v2/models/<name>/stats``): success and failure counts with their cumulative time, and the
 cumulative nanoseconds of each part of a request — ``queue`` (waiting in the replica for an engine
 call), ``compute_input`` (request tensors → numpy, and the hop to the replica), ``compute_infer``
-(the engine call) and ``compute_output`` (numpy → response tensors).
+(the engine call) and ``compute_output`` (numpy → response tensors). Beside Triton's parts, what overload
+did: ``refused`` (503 / UNAVAILABLE: the queue was full or the server drained) and ``timed_out`` (504 /
+DEADLINE_EXCEEDED: dropped from the queue, never computed), and ``drained``, the accepted requests answered
+after a drain began.
 
 Counted in the front process for the requests that reach ``ArtifactModel``; a body KServe itself
 cannot parse is refused before that and is not counted.
@@ -14,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-PARTS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+PARTS = ("success", "fail", "refused", "timed_out", "queue", "compute_input", "compute_infer", "compute_output")
 
 
 @dataclass
@@ -26,6 +29,7 @@ class ModelStats:
     inference_count: int = 0  # rows answered
     execution_count: float = 0.0  # engine calls: each request adds 1 / (requests in its call)
     last_inference_ms: int = 0
+    drained: int = 0  # accepted requests answered after the drain began
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _add(self, part: str, ms: float) -> None:
@@ -47,8 +51,21 @@ class ModelStats:
         with self._lock:
             self._add("fail", total_ms)
 
+    def record_refused(self, total_ms: float) -> None:
+        with self._lock:
+            self._add("refused", total_ms)
+
+    def record_timed_out(self, total_ms: float) -> None:
+        with self._lock:
+            self._add("timed_out", total_ms)
+
+    def record_drained(self) -> None:
+        with self._lock:
+            self.drained += 1
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             return {"name": self.name, "version": "1", "last_inference": self.last_inference_ms,
                     "inference_count": self.inference_count, "execution_count": round(self.execution_count),
+                    "drained": self.drained,
                     "inference_stats": {p: {"count": c, "ns": ns} for p, (c, ns) in self.counts.items()}}

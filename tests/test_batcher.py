@@ -1,5 +1,6 @@
 """serving.batcher.DynamicBatcher without a server: a lone request never waits for a batch, a burst is one
-engine call, requests arriving during an engine call form the next one, and each caller gets its rows."""
+engine call, requests arriving during an engine call form the next one, and each caller gets its rows; the
+queue cap refuses at once, and a request whose timeout passes in the queue never reaches the engine."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.batcher import DynamicBatcher
+from serving.batcher import DeadlineExpired, DynamicBatcher, QueueFull
 
 
 class Engine:
@@ -96,7 +97,71 @@ def test_an_engine_error_reaches_every_caller_of_that_call_and_the_next_call_wor
     np.testing.assert_array_equal(third.answer.outputs["y"], _x(3.0)["x"])
 
 
-@pytest.mark.parametrize("max_requests,wait_s", [(0, 0.0), (4, -1.0)])
-def test_bad_settings_are_refused(max_requests, wait_s) -> None:
-    with pytest.raises(ValueError, match="max_requests must be >= 1"):
-        DynamicBatcher(Engine(), max_requests, wait_s)
+@pytest.mark.parametrize("max_requests,wait_s,max_queue", [(0, 0.0, None), (4, -1.0, None), (4, 0.0, 0)])
+def test_bad_settings_are_refused(max_requests, wait_s, max_queue) -> None:
+    with pytest.raises(ValueError, match="max_requests and max_queue must be >= 1"):
+        DynamicBatcher(Engine(), max_requests, wait_s, max_queue)
+
+
+def test_a_full_queue_refuses_at_once_and_the_waiting_ones_are_answered() -> None:
+    engine = Engine(seconds=0.2)
+    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=2)
+
+    async def flood() -> tuple[list, list[int], float]:
+        first = asyncio.ensure_future(batcher.submit(_x(0.0)))
+        await asyncio.sleep(0.05)  # the first is in its engine call: it does not count as waiting
+        queued = [asyncio.ensure_future(batcher.submit(_x(float(i)))) for i in (1, 2)]
+        await asyncio.sleep(0)
+        seen = [batcher.waiting]
+        start = time.perf_counter()
+        with pytest.raises(QueueFull) as refused:
+            await batcher.submit(_x(3.0))
+        refused_in = time.perf_counter() - start
+        assert refused.value.waiting == 2
+        answers = await asyncio.gather(first, *queued)
+        return answers, seen + [batcher.waiting], refused_in
+
+    answers, waiting, refused_in = asyncio.run(flood())
+    assert waiting == [2, 0] and refused_in < 0.01  # refused without waiting for the busy engine
+    assert engine.calls == [1, 1, 1]  # the refused request was never computed
+    assert [float(t.answer.outputs["y"][0, 0]) for t in answers] == [0.0, 2.0, 4.0]
+
+
+def test_a_request_whose_timeout_passes_in_the_queue_never_reaches_the_engine() -> None:
+    engine = Engine(seconds=0.3)
+    batcher = DynamicBatcher(engine, max_requests=4, wait_s=0.0, max_queue=8)
+
+    async def run() -> tuple:
+        busy = asyncio.ensure_future(batcher.submit(_x(0.0), timeout_s=0.01))  # started at once: answered
+        await asyncio.sleep(0.05)
+        start = time.perf_counter()
+        with pytest.raises(DeadlineExpired, match="100 ms"):
+            await batcher.submit(_x(1.0), timeout_s=0.1)
+        expired_after = time.perf_counter() - start
+        waiting_after = batcher.waiting
+        kept = await batcher.submit(_x(2.0), timeout_s=5.0)
+        return await busy, expired_after, waiting_after, kept
+
+    busy, expired_after, waiting_after, kept = asyncio.run(run())
+    assert 0.09 <= expired_after < 0.2  # answered at its deadline, not when the engine came free
+    assert waiting_after == 0 and engine.calls == [1, 1]  # 0.0 and 2.0; the expired 1.0 never ran
+    assert float(busy.answer.outputs["y"][0, 0]) == 0.0 and float(kept.answer.outputs["y"][0, 0]) == 4.0
+
+
+def test_a_cancelled_caller_leaves_the_queue_uncomputed() -> None:
+    engine = Engine(seconds=0.2)
+    batcher = DynamicBatcher(engine, max_requests=4, wait_s=0.0, max_queue=4)
+
+    async def run() -> int:
+        busy = asyncio.ensure_future(batcher.submit(_x(0.0)))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher.submit(_x(1.0)))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0)
+        waiting = batcher.waiting
+        await busy
+        await batcher.submit(_x(2.0))
+        return waiting
+
+    assert asyncio.run(run()) == 0 and engine.calls == [1, 1]

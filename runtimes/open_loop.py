@@ -1,0 +1,236 @@
+"""``attn-bench --url --rate R --duration S``: an open-loop load generator for an Open Inference Protocol
+server (attn-serve, Triton), through ``tritonclient``'s asyncio clients over HTTP or gRPC.
+
+Closed-loop clients (``--concurrency``) slow down when the server does, so they never see overload. Here
+request *i* is sent at ``t0 + i / rate`` whatever happened to the others, and its latency counts from that
+scheduled time, so queueing in the client counts too (wrk2's and perf_analyzer's ``--request-rate`` rule).
+
+Each answer is checked against the server's own unloaded answer to the same input (a pool of distinct
+inputs is answered one at a time before the load: that is also the unloaded latency). Outcomes: answered
+(``wrong`` counts those that differ), refused (HTTP 503, gRPC UNAVAILABLE, a closed port, or a connection the
+server closed before the request was written), timed out
+(504, DEADLINE_EXCEEDED, or no answer within ``--timeout-ms`` plus a second), errors (anything else). After
+the load, one lone request measures how fast the server recovered. The server's resident memory is sampled
+through the load when it runs on this machine (found by its listening port; needs psutil).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import convert
+from .remote_bench import _strip, model_specs
+from .specs import TensorSpec, random_inputs
+
+POOL = 16  # distinct inputs, each answered unloaded first
+RSS_EVERY_S = 0.5
+GRACE_S = 1.0  # a client timeout waits this much beyond the request's own
+REFUSED = ("503", "UNAVAILABLE")
+TIMED_OUT = ("504", "DEADLINE_EXCEEDED")
+# the request never reached the server: nobody listens on the port, or it closed the connection before the
+# body was written (a server that stopped accepting); an answer lost after the request was sent is an error
+NOT_SENT = ("Connection refused", "Can not write request body")
+
+
+@dataclass(frozen=True)
+class OpenLoopResult:
+    """One open-loop run of one protocol."""
+
+    engine: str  # "http" or "grpc"
+    rate: float  # requests per second asked
+    duration_s: float
+    sent: int
+    sent_per_s: float  # what the schedule achieved: sends over the span from the first to the last
+    send_lag_p99_ms: float  # how late sends left against their schedule (the generator's own health)
+    answered: int
+    refused: int
+    timed_out: int
+    errors: int
+    wrong: int  # answered, but not equal to the unloaded answer (rows, within max_abs_diff)
+    max_abs_diff: float  # largest |answer − unloaded answer| over every answered request
+    p50_ms: float  # answered requests, from their scheduled time
+    p99_ms: float
+    max_ms: float
+    unloaded_ms: float  # median latency of lone requests before the load
+    after_ms: float  # a lone request once the load's answers are all in
+    server_rss_mb: dict[str, float] = field(default_factory=dict)  # start, at_10s, end, max; empty if remote
+    error_examples: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _aio_module(protocol: str) -> Any:
+    from .optional import require
+
+    return require(f"tritonclient.{'grpc' if protocol == 'grpc' else 'http'}.aio", "attn-bench --url --rate",
+                   "serve")
+
+
+def classify(exc: BaseException) -> str:
+    """``refused``, ``timed_out`` or ``error`` for a failed request (tritonclient puts the HTTP status or the gRPC
+    code in the exception's ``status()``; a port nobody listens on any more is a refusal)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed_out"
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    if any(code in status for code in REFUSED):
+        return "refused"
+    if any(code in status for code in TIMED_OUT):
+        return "timed_out"
+    text = f"{type(exc).__name__}: {exc}"
+    if "Connect" in type(exc).__name__ or any(sign in text for sign in NOT_SENT):
+        return "refused"
+    return "error"
+
+
+def server_process(url: str) -> Any:
+    """The local process listening on ``url``'s port, or None (remote, or psutil missing)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    port = int(_strip(url).rsplit(":", 1)[-1])
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return psutil.Process(conn.pid)
+    except (psutil.AccessDenied, PermissionError):
+        return None
+    return None
+
+
+class _Client:
+    """One asyncio tritonclient and the pool of prepared requests."""
+
+    def __init__(self, url: str, protocol: str, model: str, specs: list[TensorSpec], timeout_ms: float | None) -> None:
+        self.module = _aio_module(protocol)
+        self.protocol, self.model, self.timeout_ms = protocol, model, timeout_ms
+        kwargs = {"conn_limit": 10_000} if protocol == "http" else {}
+        self.client = self.module.InferenceServerClient(_strip(url), **kwargs)
+        datatypes = {s.name: convert(s.dtype, "numpy", "oip") for s in specs}
+        self.pool = []
+        for i in range(POOL):
+            arrays = random_inputs(specs, 1, seed=1000 + i)
+            inputs = []
+            for spec in specs:
+                tensor = self.module.InferInput(spec.name, list(arrays[spec.name].shape), datatypes[spec.name])
+                tensor.set_data_from_numpy(arrays[spec.name])
+                inputs.append(tensor)
+            self.pool.append(inputs)
+
+    async def infer(self, index: int) -> dict[str, np.ndarray]:
+        """Send pool entry ``index``; its outputs by name (the request's timeout is sent as the OIP parameter)."""
+        timeout_us = int(self.timeout_ms * 1e3) if self.timeout_ms else None
+        call = self.client.infer(self.model, self.pool[index % POOL], timeout=timeout_us)
+        result = await (asyncio.wait_for(call, self.timeout_ms / 1e3 + GRACE_S) if self.timeout_ms else call)
+        response = result.get_response()
+        names = [o["name"] for o in response["outputs"]] if isinstance(response, dict) else \
+            [o.name for o in response.outputs]
+        return {name: result.as_numpy(name) for name in names}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _max_diff(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
+    return max(float(np.abs(got[k].astype(np.float64) - want[k].astype(np.float64)).max()) for k in want)
+
+
+async def _run(url: str, model: str, protocol: str, rate: float, duration_s: float, timeout_ms: float | None,
+               max_abs_diff: float) -> OpenLoopResult:
+    specs = model_specs(url, model, protocol)
+    client = _Client(url, protocol, model, specs, timeout_ms)
+    loop = asyncio.get_running_loop()
+    reference, lone_ms = [], []
+    for i in range(POOL):
+        start = loop.time()
+        reference.append(await client.infer(i))
+        lone_ms.append((loop.time() - start) * 1e3)
+
+    proc = server_process(url)
+    rss: list[tuple[float, float]] = []
+
+    async def sample_rss() -> None:
+        while proc is not None:
+            try:
+                resident = proc.memory_info().rss if proc.is_running() and proc.status() != "zombie" else 0
+            except Exception:  # the server exited (a drain): stop sampling
+                return
+            if not resident:
+                return
+            rss.append((loop.time(), resident / 2**20))
+            await asyncio.sleep(RSS_EVERY_S)
+
+    outcomes: dict[str, int] = {"answered": 0, "refused": 0, "timed_out": 0, "error": 0}
+    latencies, lags, examples = [], [], []
+    wrong, worst = [0], [0.0]
+
+    async def one(index: int, scheduled: float) -> None:
+        lags.append((loop.time() - scheduled) * 1e3)
+        try:
+            got = await client.infer(index)
+        except Exception as exc:  # every failure is counted by its kind; the load goes on
+            kind = classify(exc)
+            outcomes[kind] += 1
+            if kind == "error" and len(examples) < 3:
+                examples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        latencies.append((loop.time() - scheduled) * 1e3)
+        outcomes["answered"] += 1
+        diff = _max_diff(got, reference[index % POOL])
+        worst[0] = max(worst[0], diff)
+        wrong[0] += diff > max_abs_diff
+
+    sampler = loop.create_task(sample_rss())
+    count = max(1, int(round(rate * duration_s)))
+    t0 = loop.time() + 0.05
+    tasks = []
+    for i in range(count):
+        scheduled = t0 + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(loop.create_task(one(i, scheduled)))
+    last_send = loop.time()
+    await asyncio.gather(*tasks)
+    start = loop.time()
+    try:
+        await client.infer(0)
+        after_ms = (loop.time() - start) * 1e3
+    except Exception:  # the server is gone (SIGTERM during the run)
+        after_ms = float("nan")
+    sampler.cancel()
+    await client.close()
+    answered = np.asarray(latencies or [float("nan")])
+    p50, p99 = np.percentile(answered, [50, 99])
+    memory = {}
+    if rss:
+        at_10 = [mb for t, mb in rss if t - t0 <= 10.0]
+        memory = {"start": rss[0][1], "at_10s": at_10[-1] if at_10 else rss[0][1], "end": rss[-1][1],
+                  "max": max(mb for _, mb in rss)}
+    return OpenLoopResult(protocol, rate, duration_s, count, (count - 1) / max(last_send - t0, 1e-9) if count > 1
+                          else 0.0, float(np.percentile(lags, 99)), outcomes["answered"], outcomes["refused"],
+                          outcomes["timed_out"], outcomes["error"], wrong[0], worst[0], float(p50), float(p99),
+                          float(answered.max()), float(np.median(lone_ms)), after_ms, memory, examples)
+
+
+def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,
+                  timeout_ms: float | None = None, max_abs_diff: float = 0.0) -> OpenLoopResult:
+    """Send ``rate × duration_s`` single-sample requests on schedule; see the module docstring."""
+    return asyncio.run(_run(url, model, protocol, rate, duration_s, timeout_ms, max_abs_diff))
+
+
+def format_table(results: list[OpenLoopResult]) -> str:
+    lines = [f"{'protocol':<8} {'rate/s':>7} {'sent':>6} {'answered':>8} {'refused':>7} {'timeout':>7} "
+             f"{'errors':>6} {'wrong':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lone ms':>8} {'after ms':>8}  "
+             f"server RSS MB (start/10s/end/max)"]
+    for r in results:
+        rss = "/".join(f"{r.server_rss_mb[k]:.0f}" for k in ("start", "at_10s", "end", "max")) \
+            if r.server_rss_mb else "-"
+        lines.append(f"{r.engine:<8} {r.rate:>7.1f} {r.sent:>6} {r.answered:>8} {r.refused:>7} {r.timed_out:>7} "
+                     f"{r.errors:>6} {r.wrong:>5} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} "
+                     f"{r.unloaded_ms:>8.1f} {r.after_ms:>8.1f}  {rss}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""SIGTERM drains instead of dropping work: KServe's ModelServer, told to stop, stops accepting and answers
+what it accepted.
+
+On the first SIGTERM (or SIGINT) every model turns draining: ``/v2/health/ready`` is false at once and new
+inference requests are refused (503 / UNAVAILABLE, ``ArtifactModel``), while those already accepted run to
+their answers. When none is left in flight, or ``drain_timeout_s`` has passed, the REST and gRPC servers
+stop and ``start`` returns (``unanswered`` says how many a timeout cut off). A second signal during the
+drain stops at once (``KeyboardInterrupt``, as Ctrl-C always did).
+
+uvicorn takes SIGINT and SIGTERM for itself when it starts serving, so the handlers are installed once it
+has started; before that, the CLI's own handler stops the process.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from kserve import ModelServer
+
+POLL_S = 0.02
+
+
+class DrainingModelServer(ModelServer):
+    """``ModelServer`` whose SIGTERM drains its ``ArtifactModel``s before the servers stop."""
+
+    def __init__(self, models: list[Any], drain_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.models, self.drain_timeout_s = models, drain_timeout_s
+        self.unanswered = 0
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def register_signal_handler(self) -> None:
+        """Replaced by ``_take_signals`` once uvicorn serves (KServe's own handler stops without draining)."""
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.create_task(self._take_signals())
+        await super()._serve()
+
+    async def _take_signals(self) -> None:
+        while not (self._rest_server and self._rest_server._server.started):
+            await asyncio.sleep(POLL_S)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._draining:
+            raise KeyboardInterrupt  # a second signal: stop now
+        self._draining = True
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self.drain()))  # type: ignore[union-attr]
+
+    async def drain(self) -> None:
+        """Refuse new requests, wait for the accepted ones (at most ``drain_timeout_s``), then stop serving."""
+        for model in self.models:
+            model.draining = True
+        in_flight = sum(m.in_flight for m in self.models)
+        print(f"attn-serve: draining {in_flight} accepted requests (at most {self.drain_timeout_s:g} s); "
+              f"new requests are refused", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + self.drain_timeout_s
+        while in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
+            in_flight = sum(m.in_flight for m in self.models)
+        self.unanswered = in_flight
+        self._rest_server._server.should_exit = True  # uvicorn closes its sockets and returns from serve()
+        if self._grpc_server:
+            await self._grpc_server._server.stop(grace=None)  # nothing accepted is left to wait for

@@ -1,0 +1,298 @@
+"""attn-serve under overload and shutdown, against real in-process servers on loopback (10-class c2f_ca,
+one engine call at a time): a full queue refuses at once on both protocols, readiness turns false while it
+is full, a timeout that passes in the queue is answered 504 / DEADLINE_EXCEEDED, SIGTERM drains the
+accepted requests and exits 0; the open-loop load generator keeps its schedule (against a trivial server)
+and counts refusals and correct answers. The policy's plain functions are tested without a server.
+
+Like tests/test_serving.py this process imports tritonclient only (KServe runs in the servers)."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+import runtimes
+from runtimes import open_loop
+from serving.policy import GRPC_TIME_REMAINING, Policy, default_max_queue, ray_options, request_timeout_s
+
+from . import serving_procs
+from .exports import exported
+
+MODEL = "c2f_ca"
+MAX_QUEUE = 2
+
+
+@pytest.fixture(scope="module")
+def folder(artifacts_root):
+    return exported(MODEL, artifacts_root)[0]
+
+
+@pytest.fixture(scope="module")
+def server(folder, tmp_path_factory):
+    """One request per engine call and two waiting: a flood of 16 clients is mostly refused."""
+    log = tmp_path_factory.mktemp("overload") / "attn-serve.log"
+    srv = serving_procs.start([str(folder), "--max-batch", "1", "--max-queue", str(MAX_QUEUE)], log, [MODEL])
+    yield srv
+    serving_procs.stop(srv)
+
+
+def _image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 224, 224)).astype(np.float32)
+
+
+def _http_request(server, image: np.ndarray, timeout_us: int | None = None) -> urllib.request.Request:
+    """A binary-tensor REST request (as tritonclient sends it) that asks for the logits as JSON."""
+    header = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "FP32",
+                          "parameters": {"binary_data_size": image.nbytes}}],
+              "outputs": [{"name": "logits", "parameters": {"binary_data": False}}]}
+    if timeout_us:
+        header["parameters"] = {"timeout": timeout_us}
+    head = json.dumps(header).encode()
+    return urllib.request.Request(f"{server.url}/v2/models/{MODEL}/infer", head + image.tobytes(),
+                                  {"Content-Type": "application/octet-stream",
+                                   "Inference-Header-Content-Length": str(len(head))}, method="POST")
+
+
+def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], dict]:
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"{}")
+
+
+class Flood:
+    """``clients`` threads sending lone requests back to back until stopped; what came back, by kind."""
+
+    def __init__(self, server, clients: int = 16, timeout_us: int | None = None) -> None:
+        self.server, self.timeout_us = server, timeout_us
+        self.results: list[tuple[int, dict[str, str], dict, int]] = []  # status, headers, body, seed
+        self.lock, self.stopping = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(c,)) for c in range(clients)]
+
+    def _client(self, c: int) -> None:
+        i = 0
+        while not self.stopping.is_set():
+            seed = c * 1000 + i % 4
+            outcome = _send(_http_request(self.server, _image(seed), self.timeout_us))
+            with self.lock:
+                self.results.append((*outcome, seed))
+            i += 1
+
+    def __enter__(self) -> "Flood":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+
+    def of(self, status: int) -> list:
+        return [r for r in self.results if r[0] == status]
+
+
+def _stats(server) -> dict:
+    return json.loads(server.get(f"/v2/models/{MODEL}/stats")[1])["model_stats"][0]
+
+
+def test_a_full_queue_refuses_at_once_over_http_and_readiness_turns_false(server, folder) -> None:
+    before = _stats(server)["inference_stats"]
+    readiness = []
+    with Flood(server) as flood:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            readiness.append(server.get("/v2/health/ready")[0])
+            time.sleep(0.05)
+    assert 503 in readiness, f"readiness never turned false while 16 clients flooded a queue of {MAX_QUEUE}"
+    refused, answered = flood.of(503), flood.of(200)
+    assert len(refused) + len(answered) == len(flood.results), {r[0] for r in flood.results}
+    assert refused and answered
+    status, headers, body, _ = refused[0]
+    assert {k.lower(): v for k, v in headers.items()}.get("retry-after") == "1"
+    assert f"model '{MODEL}'" in body["error"] and f"{MAX_QUEUE} requests wait" in body["error"] \
+        and f"--max-queue {MAX_QUEUE}" in body["error"]
+    with runtimes.load(folder) as rt:  # every answer is its own input's, computed alone
+        want = {seed: rt({"image": _image(seed)})["logits"] for seed in {r[3] for r in answered}}
+    worst = max(np.abs(np.asarray(r[2]["outputs"][0]["data"]) - want[r[3]].ravel()).max() for r in answered)
+    assert worst <= 1e-5 * max(np.abs(w).max() for w in want.values())
+    after = _stats(server)["inference_stats"]
+    assert after["refused"]["count"] - before["refused"]["count"] == len(refused)
+    assert after["success"]["count"] - before["success"]["count"] == len(answered)
+    time.sleep(0.5)
+    assert server.get("/v2/health/ready")[0] == 200  # the queue emptied: ready again
+
+
+def test_a_full_queue_refuses_grpc_with_unavailable(server) -> None:
+    codes, lock = [], threading.Lock()
+
+    def client(c: int) -> None:
+        conn = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc}")
+        for i in range(6):
+            tensor = grpcclient.InferInput("image", [1, 3, 224, 224], "FP32")
+            tensor.set_data_from_numpy(_image(c * 10 + i))
+            try:
+                conn.infer(MODEL, [tensor])
+                outcome = ("OK", "")
+            except Exception as exc:  # tritonclient's InferenceServerException: status() is the gRPC code
+                outcome = (str(exc.status()), str(exc.message()))
+            with lock:
+                codes.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kinds = {code for code, _ in codes}
+    assert kinds <= {"OK", "StatusCode.UNAVAILABLE"} and kinds == {"OK", "StatusCode.UNAVAILABLE"}, kinds
+    message = next(m for c, m in codes if c == "StatusCode.UNAVAILABLE")
+    assert f"model '{MODEL}'" in message and "queue is full" in message
+
+
+def test_a_timeout_that_passes_in_the_queue_is_answered_504_and_never_computed(server) -> None:
+    before = _stats(server)
+    with Flood(server, clients=6, timeout_us=1) as flood:  # 1 µs: only a request that finds the engine free runs
+        time.sleep(3)
+    after = _stats(server)
+    timed_out, answered, refused = flood.of(504), flood.of(200), flood.of(503)
+    assert timed_out and len(timed_out) + len(answered) + len(refused) == len(flood.results)
+    assert "it was not computed" in timed_out[0][2]["error"] and f"model '{MODEL}'" in timed_out[0][2]["error"]
+    counted = {k: after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
+               for k in ("timed_out", "success")}
+    assert counted == {"timed_out": len(timed_out), "success": len(answered)}
+    # the engine computed the answered rows only: one row per answered request, none for the 504s
+    assert after["inference_count"] - before["inference_count"] == len(answered)
+
+
+def test_a_grpc_deadline_is_the_request_timeout(server) -> None:
+    """gRPC clients set deadlines, not parameters: a 1 ms deadline behind a busy engine is dropped."""
+    codes = []
+    with Flood(server, clients=4):
+        conn = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc}")
+        for i in range(10):
+            tensor = grpcclient.InferInput("image", [1, 3, 224, 224], "FP32")
+            tensor.set_data_from_numpy(_image(i))
+            try:
+                conn.infer(MODEL, [tensor], client_timeout=0.001)
+                codes.append("OK")
+            except Exception as exc:
+                codes.append(str(exc.status()))
+    assert "StatusCode.DEADLINE_EXCEEDED" in codes and set(codes) <= {
+        "OK", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNAVAILABLE"}, codes
+
+
+def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server) -> None:
+    result = open_loop.run_open_loop(server.url, MODEL, "http", rate=150, duration_s=3)
+    assert result.sent == 450 and result.answered + result.refused + result.timed_out == result.sent
+    assert result.refused > 0 and result.answered > 0 and result.errors == 0
+    assert result.wrong == 0 and result.max_abs_diff == 0.0  # bit-equal to the unloaded answers
+    assert result.server_rss_mb and result.server_rss_mb["max"] >= result.server_rss_mb["start"] > 100
+    assert result.after_ms < 10 * result.unloaded_ms + 100  # the server recovered once the load stopped
+
+
+def test_sigterm_drains_accepted_requests_refuses_new_ones_and_exits_0(folder, tmp_path) -> None:
+    log = tmp_path / "drain.log"
+    srv = serving_procs.start([str(folder), "--max-batch", "4", "--drain-timeout-s", "20"], log, [MODEL])
+    results = []
+    load = threading.Thread(target=lambda: results.append(
+        open_loop.run_open_loop(srv.url, MODEL, "http", rate=120, duration_s=6)))
+    load.start()
+    time.sleep(3.0)
+    srv.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    readiness = srv.get("/v2/health/ready")[0] if srv.proc.poll() is None else None
+    srv.proc.wait(timeout=30)
+    took = time.monotonic() - signalled
+    load.join()
+    text = log.read_text()
+    assert srv.proc.returncode == 0 and took < 20, text[-3000:]
+    assert readiness in (503, None)  # false at once (or already gone)
+    assert "attn-serve: draining" in text
+    result = results[0]
+    assert result.errors == 0, result.error_examples  # no accepted request was dropped or reset
+    assert result.answered > 0 and result.refused > 0 and result.wrong == 0
+    assert result.answered + result.refused + result.timed_out == result.sent
+
+
+def test_the_open_loop_schedule_is_kept_against_a_trivial_server() -> None:
+    arrivals: list[float] = []
+
+    class Trivial(BaseHTTPRequestHandler):
+        def _reply(self, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's method name)
+            self._reply({"name": "m", "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+                         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]})
+
+        def do_POST(self) -> None:  # noqa: N802
+            arrivals.append(time.perf_counter())
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._reply({"model_name": "m", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1],
+                                                          "data": [0.5]}]})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", serving_procs.free_port()), Trivial)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        result = open_loop.run_open_loop(f"http://127.0.0.1:{httpd.server_port}", "m", "http", rate=100,
+                                         duration_s=3)
+    finally:
+        httpd.shutdown()
+    loaded = arrivals[open_loop.POOL:-1]  # the unloaded pool first, the lone request after
+    assert result.sent == len(loaded) == 300 and result.answered == 300 and result.wrong == 0
+    assert abs(result.sent_per_s / 100 - 1) <= 0.05
+    assert abs((len(loaded) - 1) / (loaded[-1] - loaded[0]) / 100 - 1) <= 0.05  # as the server saw them
+
+
+def test_policy_defaults_ray_options_and_timeouts() -> None:
+    assert default_max_queue(8) == 32 and Policy().max_queue == 32
+    assert ray_options("m", 2, Policy(max_batch=4, max_queue=16), 1) == {
+        "name": "m", "num_replicas": 2, "max_ongoing_requests": 20, "max_queued_requests": 16,
+        "max_replicas_per_node": 1}
+    assert request_timeout_s({"timeout": 250_000}, 9.0) == 0.25  # OIP parameter, microseconds
+    assert request_timeout_s({}, 9.0) == 9.0 and request_timeout_s(None, None) is None
+    token = GRPC_TIME_REMAINING.set(0.3)
+    try:
+        assert request_timeout_s({}, 9.0) == 0.3  # a gRPC deadline beats the server default
+        assert request_timeout_s({"timeout": 100}, 9.0) == 1e-4  # the parameter beats the deadline
+    finally:
+        GRPC_TIME_REMAINING.reset(token)
+    from tritonclient.grpc import service_pb2
+
+    parameter = service_pb2.InferParameter(int64_param=5000)
+    assert request_timeout_s({"timeout": parameter}, None) == 0.005
+
+
+@pytest.mark.parametrize("status,kind", [("503", "refused"), ("StatusCode.UNAVAILABLE", "refused"),
+                                         ("504", "timed_out"), ("StatusCode.DEADLINE_EXCEEDED", "timed_out"),
+                                         ("500", "error"), ("StatusCode.INTERNAL", "error")])
+def test_open_loop_classifies_failures(status, kind) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    assert open_loop.classify(InferenceServerException("x", status=status)) == kind
+
+
+def test_open_loop_tells_a_request_never_sent_from_an_answer_lost() -> None:
+    import aiohttp
+
+    assert open_loop.classify(aiohttp.ClientOSError(None, "Can not write request body for http://h/v2")) == "refused"
+    assert open_loop.classify(ConnectionRefusedError(111, "Connection refused")) == "refused"
+    assert open_loop.classify(aiohttp.ServerDisconnectedError()) == "error"  # it was sent: the answer is lost
