@@ -26,6 +26,7 @@ class ExportOptions:
     fp16: bool = False
     fp16_tolerance: Tolerance = field(default_factory=Tolerance.fp16)
     ort_format: bool = False  # also write model.ort + required_operators.config (ONNX Runtime Mobile)
+    ort_fusion: bool = False  # try onnxruntime's attention fusions; keep model.fused.onnx if it passes and is faster
     executorch: bool = False  # also write model.pte (XNNPACK; with int8 also model.int8.pte) and check it
     openvino: bool = False  # also write the OpenVINO IR and check it (FP32, and BF16 where the CPU has it)
     int8: bool = False  # also write model.int8.onnx (ModelOpt Q/DQ) and check it with INT8 tolerances

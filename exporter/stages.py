@@ -23,7 +23,7 @@ from runtimes.specs import random_inputs
 from runtimes.trt_common import cuda_device_info, import_tensorrt
 
 from . import (activation_memory, bf16_floor, executorch_pte, flops, fp16, int8, onnx_export, onnx_files, openvino_ir,
-               ort_format, trt_build, trt_readiness, trtexec)
+               ort_format, ort_fusion, trt_build, trt_readiness, trtexec)
 from .context import ExportContext
 from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
                      failure_class)
@@ -129,6 +129,41 @@ def run_ort_format(ctx: ExportContext) -> None:
     ctx.add_artifact("ort_operators", config_path)
     ctx.manifest["ort_format"] = info
     ctx.record_parity("onnx_ort", "ORT format (.ort)", ctx.check(ort_path, "ort", ctx.options.tolerance))
+
+
+def run_ort_fusion(ctx: ExportContext) -> None:
+    """Each fuser on model.onnx; the fastest fused graph that passes parity and wins its one-run A/B at batch 1
+    becomes model.fused.onnx with its own parity row (``ort_fusion``)."""
+    plain = ctx.path("onnx")
+    if onnx_files.total_bytes(plain) >= onnx_export.SIMPLIFY_BELOW:
+        raise ExportError("the fusers hold the whole graph in memory: not tried on a model over 2 GiB", "format limit")
+    import runtimes
+
+    feeds = random_inputs(ctx.model.input_specs, 1, seed=ctx.options.seed)
+    reports = {}
+
+    def passes(path: Path) -> bool:
+        reports[path] = ctx.check(path, "ort", ctx.options.tolerance)
+        return ctx.accepts(reports[path])
+
+    with runtimes.load(plain, engine="ort") as baseline:
+        def time_against_plain(path: Path) -> ort_fusion.ABResult:
+            with runtimes.load(path, engine="ort") as fused:
+                return ort_fusion.decide(*ort_fusion.alternate(lambda: baseline(feeds), lambda: fused(feeds)))
+
+        attempts, kept = ort_fusion.try_fusions(onnx_files.load(plain), ctx.folder, onnx_files.save, passes,
+                                                time_against_plain)
+    ctx.manifest["ort_fusion"] = {"tried": {a.fuser: a.to_json() for a in attempts}, "kept": None}
+    for attempt in attempts:
+        ctx.printer(f"[{ctx.label}] ort fusion {attempt.fuser}: fused {attempt.fused or 'nothing'}"
+                    f"{f', {attempt.ab.speedup:.3f}x at batch 1' if attempt.ab else ''}"
+                    f"{f' — not kept: {attempt.why}' if attempt.why else ' — kept'}")
+    if kept is not None:
+        published = ctx.folder / ort_fusion.FUSED_FILE
+        kept.replace(published)
+        ctx.add_onnx_artifact("onnx_fused", published)
+        ctx.manifest["ort_fusion"]["kept"] = next(a.fuser for a in attempts if not a.why)
+        ctx.record_parity("onnx_fused", "ONNX with fused attention", reports[kept])
 
 
 def _bf16_format_floor(ctx: ExportContext) -> dict[str, Any]:
@@ -313,6 +348,8 @@ FP32_ONNX_STAGES: tuple[Stage, ...] = (
 STAGES: tuple[Stage, ...] = (
     Stage("torch.export", _always, run_torch_export),
     Stage("fp32 onnx (each exporter until one passes parity)", _always, run_fp32_onnx, timed=False),
+    Stage("ort fused attention (fusers, parity, one-run A/B)", lambda o: o.ort_fusion, run_ort_fusion,
+          optional=True),
     Stage("ort mobile format (.ort) + parity", lambda o: o.ort_format, run_ort_format, optional=True),
     Stage("openvino IR + parity (f32, and bf16 where the CPU has it)", lambda o: o.openvino, run_openvino,
           requires=openvino_ir.require_openvino, optional=True),

@@ -12,6 +12,12 @@ server closed before the request was written), timed out
 (504, DEADLINE_EXCEEDED, or no answer within ``--timeout-ms`` plus a second), errors (anything else). After
 the load, one lone request measures how fast the server recovered. The server's resident memory is sampled
 through the load when it runs on this machine (found by its listening port; needs psutil).
+
+For soaks: ``bad_every=N`` makes every Nth request a bad one (an input name the model does not have), which
+must be answered 4xx (anything else is an error); p99 and RSS are also reported per ``window_s``.
+
+For soaks: ``bad_every=N`` makes every Nth request a bad one (an input name the model does not have), which
+must be answered 4xx; p99 and RSS are also reported per ``window_s`` of the schedule.
 """
 from __future__ import annotations
 
@@ -57,6 +63,10 @@ class OpenLoopResult:
     unloaded_ms: float  # median latency of lone requests before the load
     after_ms: float  # a lone request once the load's answers are all in
     server_rss_mb: dict[str, float] = field(default_factory=dict)  # start, at_10s, end, max; empty if remote
+    bad_sent: int = 0  # of ``sent``: bad requests (``bad_every``), each expected to be answered 4xx
+    bad_rejected: int = 0  # of those: answered 4xx
+    p99_by_window_ms: list[float] = field(default_factory=list)  # answered good requests, per window_s
+    rss_by_window_mb: list[float] = field(default_factory=list)  # the server's RSS at the end of each window
     error_examples: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -103,28 +113,32 @@ def server_process(url: str) -> Any:
 
 
 class _Client:
-    """One asyncio tritonclient and the pool of prepared requests."""
+    """One asyncio tritonclient, the pool of prepared requests and one bad request."""
 
     def __init__(self, url: str, protocol: str, model: str, specs: list[TensorSpec], timeout_ms: float | None) -> None:
         self.module = _aio_module(protocol)
         self.protocol, self.model, self.timeout_ms = protocol, model, timeout_ms
         kwargs = {"conn_limit": 10_000} if protocol == "http" else {}
         self.client = self.module.InferenceServerClient(_strip(url), **kwargs)
-        datatypes = {s.name: convert(s.dtype, "numpy", "oip") for s in specs}
-        self.pool = []
-        for i in range(POOL):
-            arrays = random_inputs(specs, 1, seed=1000 + i)
-            inputs = []
-            for spec in specs:
-                tensor = self.module.InferInput(spec.name, list(arrays[spec.name].shape), datatypes[spec.name])
-                tensor.set_data_from_numpy(arrays[spec.name])
-                inputs.append(tensor)
-            self.pool.append(inputs)
+        self.pool = [self._inputs(specs, random_inputs(specs, 1, seed=1000 + i)) for i in range(POOL)]
+        arrays = random_inputs(specs, 1, seed=999)
+        self.bad = self._inputs(specs, arrays, rename={specs[0].name: "__not_an_input__"})
 
-    async def infer(self, index: int) -> dict[str, np.ndarray]:
-        """Send pool entry ``index``; its outputs by name (the request's timeout is sent as the OIP parameter)."""
+    def _inputs(self, specs: list[TensorSpec], arrays: dict[str, np.ndarray], rename: dict[str, str] | None = None
+                ) -> list[Any]:
+        inputs = []
+        for spec in specs:
+            name = (rename or {}).get(spec.name, spec.name)
+            tensor = self.module.InferInput(name, list(arrays[spec.name].shape), convert(spec.dtype, "numpy", "oip"))
+            tensor.set_data_from_numpy(arrays[spec.name])
+            inputs.append(tensor)
+        return inputs
+
+    async def infer(self, index: int, bad: bool = False) -> dict[str, np.ndarray]:
+        """Send pool entry ``index`` (or the bad request); its outputs by name (the request's timeout is sent as
+        the OIP parameter)."""
         timeout_us = int(self.timeout_ms * 1e3) if self.timeout_ms else None
-        call = self.client.infer(self.model, self.pool[index % POOL], timeout=timeout_us)
+        call = self.client.infer(self.model, self.bad if bad else self.pool[index % POOL], timeout=timeout_us)
         result = await (asyncio.wait_for(call, self.timeout_ms / 1e3 + GRACE_S) if self.timeout_ms else call)
         response = result.get_response()
         names = [o["name"] for o in response["outputs"]] if isinstance(response, dict) else \
@@ -139,8 +153,66 @@ def _max_diff(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
     return max(float(np.abs(got[k].astype(np.float64) - want[k].astype(np.float64)).max()) for k in want)
 
 
+def _rejected_as_bad(exc: BaseException) -> bool:
+    """A 4xx: HTTP 400-499, or gRPC INVALID_ARGUMENT / NOT_FOUND."""
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    return status.startswith("4") or status in ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND")
+
+
+@dataclass
+class _Tally:
+    """What came back during a run."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: {"answered": 0, "refused": 0, "timed_out": 0,
+                                                               "error": 0})
+    answered: list[tuple[float, float]] = field(default_factory=list)  # (scheduled since t0, latency ms)
+    lags_ms: list[float] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    wrong: int = 0
+    worst: float = 0.0
+    bad_sent: int = 0
+    bad_rejected: int = 0
+
+    def failed(self, exc: BaseException) -> None:
+        kind = classify(exc)
+        self.outcomes[kind] += 1
+        if kind == "error" and len(self.examples) < 3:
+            self.examples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+class _RssSampler:
+    """The server's resident MB every ``RSS_EVERY_S``, while it runs (none for a remote server)."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = server_process(url)
+        self.samples: list[tuple[float, float]] = []  # (loop time, MB)
+
+    async def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self.proc is not None:
+            try:
+                resident = self.proc.memory_info().rss if self.proc.is_running() and \
+                    self.proc.status() != "zombie" else 0
+            except Exception:  # the server exited (a drain): stop sampling
+                return
+            if not resident:
+                return
+            self.samples.append((loop.time(), resident / 2**20))
+            await asyncio.sleep(RSS_EVERY_S)
+
+    def summary(self, t0: float) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        at_10 = [mb for t, mb in self.samples if t - t0 <= 10.0]
+        return {"start": self.samples[0][1], "at_10s": at_10[-1] if at_10 else self.samples[0][1],
+                "end": self.samples[-1][1], "max": max(mb for _, mb in self.samples)}
+
+    def by_window(self, t0: float, window_s: float, windows: int) -> list[float]:
+        return [next((mb for t, mb in reversed(self.samples) if t - t0 <= (w + 1) * window_s), float("nan"))
+                for w in range(windows)] if self.samples else []
+
+
 async def _run(url: str, model: str, protocol: str, rate: float, duration_s: float, timeout_ms: float | None,
-               max_abs_diff: float) -> OpenLoopResult:
+               max_abs_diff: float, bad_every: int, window_s: float) -> OpenLoopResult:
     specs = model_specs(url, model, protocol)
     client = _Client(url, protocol, model, specs, timeout_ms)
     loop = asyncio.get_running_loop()
@@ -149,44 +221,32 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         start = loop.time()
         reference.append(await client.infer(i))
         lone_ms.append((loop.time() - start) * 1e3)
-
-    proc = server_process(url)
-    rss: list[tuple[float, float]] = []
-
-    async def sample_rss() -> None:
-        while proc is not None:
-            try:
-                resident = proc.memory_info().rss if proc.is_running() and proc.status() != "zombie" else 0
-            except Exception:  # the server exited (a drain): stop sampling
-                return
-            if not resident:
-                return
-            rss.append((loop.time(), resident / 2**20))
-            await asyncio.sleep(RSS_EVERY_S)
-
-    outcomes: dict[str, int] = {"answered": 0, "refused": 0, "timed_out": 0, "error": 0}
-    latencies, lags, examples = [], [], []
-    wrong, worst = [0], [0.0]
+    tally, rss = _Tally(), _RssSampler(url)
+    t0 = loop.time() + 0.05
 
     async def one(index: int, scheduled: float) -> None:
-        lags.append((loop.time() - scheduled) * 1e3)
+        tally.lags_ms.append((loop.time() - scheduled) * 1e3)
+        bad = bad_every > 0 and index % bad_every == bad_every - 1
+        tally.bad_sent += bad
         try:
-            got = await client.infer(index)
+            got = await client.infer(index, bad)
         except Exception as exc:  # every failure is counted by its kind; the load goes on
-            kind = classify(exc)
-            outcomes[kind] += 1
-            if kind == "error" and len(examples) < 3:
-                examples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            if bad and _rejected_as_bad(exc):
+                tally.bad_rejected += 1
+            else:
+                tally.failed(exc)
             return
-        latencies.append((loop.time() - scheduled) * 1e3)
-        outcomes["answered"] += 1
+        if bad:  # a bad request answered as good: the server let it through
+            tally.failed(RuntimeError("a request with an unknown input name was answered"))
+            return
+        tally.answered.append((scheduled - t0, (loop.time() - scheduled) * 1e3))
+        tally.outcomes["answered"] += 1
         diff = _max_diff(got, reference[index % POOL])
-        worst[0] = max(worst[0], diff)
-        wrong[0] += diff > max_abs_diff
+        tally.worst = max(tally.worst, diff)
+        tally.wrong += diff > max_abs_diff
 
-    sampler = loop.create_task(sample_rss())
+    sampler = loop.create_task(rss.run(loop))
     count = max(1, int(round(rate * duration_s)))
-    t0 = loop.time() + 0.05
     tasks = []
     for i in range(count):
         scheduled = t0 + i / rate
@@ -204,23 +264,24 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         after_ms = float("nan")
     sampler.cancel()
     await client.close()
-    answered = np.asarray(latencies or [float("nan")])
-    p50, p99 = np.percentile(answered, [50, 99])
-    memory = {}
-    if rss:
-        at_10 = [mb for t, mb in rss if t - t0 <= 10.0]
-        memory = {"start": rss[0][1], "at_10s": at_10[-1] if at_10 else rss[0][1], "end": rss[-1][1],
-                  "max": max(mb for _, mb in rss)}
-    return OpenLoopResult(protocol, rate, duration_s, count, (count - 1) / max(last_send - t0, 1e-9) if count > 1
-                          else 0.0, float(np.percentile(lags, 99)), outcomes["answered"], outcomes["refused"],
-                          outcomes["timed_out"], outcomes["error"], wrong[0], worst[0], float(p50), float(p99),
-                          float(answered.max()), float(np.median(lone_ms)), after_ms, memory, examples)
+    latency = np.asarray([ms for _, ms in tally.answered] or [float("nan")])
+    p50, p99 = np.percentile(latency, [50, 99])
+    windows = max(1, int(np.ceil(duration_s / window_s)))
+    by_window = [[ms for t, ms in tally.answered if w * window_s <= t < (w + 1) * window_s] for w in range(windows)]
+    out = tally.outcomes
+    return OpenLoopResult(
+        protocol, rate, duration_s, count, (count - 1) / max(last_send - t0, 1e-9) if count > 1 else 0.0,
+        float(np.percentile(tally.lags_ms, 99)), out["answered"], out["refused"], out["timed_out"], out["error"],
+        tally.wrong, tally.worst, float(p50), float(p99), float(latency.max()), float(np.median(lone_ms)), after_ms,
+        rss.summary(t0), tally.examples, tally.bad_sent, tally.bad_rejected,
+        [float(np.percentile(w, 99)) if w else float("nan") for w in by_window], rss.by_window(t0, window_s, windows))
 
 
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,
-                  timeout_ms: float | None = None, max_abs_diff: float = 0.0) -> OpenLoopResult:
+                  timeout_ms: float | None = None, max_abs_diff: float = 0.0, bad_every: int = 0,
+                  window_s: float = 60.0) -> OpenLoopResult:
     """Send ``rate × duration_s`` single-sample requests on schedule; see the module docstring."""
-    return asyncio.run(_run(url, model, protocol, rate, duration_s, timeout_ms, max_abs_diff))
+    return asyncio.run(_run(url, model, protocol, rate, duration_s, timeout_ms, max_abs_diff, bad_every, window_s))
 
 
 def format_table(results: list[OpenLoopResult]) -> str:

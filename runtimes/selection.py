@@ -35,7 +35,7 @@ class Choice:
 
 
 _TABLE: tuple[Choice, ...] = (
-    Choice("ort", "fp32", ("onnx",), parity="onnx"),
+    Choice("ort", "fp32", ("onnx_fused", "onnx"), parity="onnx"),  # fused only when it passed and was faster
     Choice("ort", "fp16", ("onnx_fp16",), "--fp16", "onnx_fp16"),
     Choice("ort", "int8", ("onnx_int8",), "--int8", "onnx_int8"),  # the INT8 correctness reference
     Choice("torch", "fp32", ("torch",), parity=None),

@@ -2,7 +2,8 @@
 TensorRT plans natively; what they need from us is a correct repository).
 
 One entry per artifact Triton can serve that the folder has (the ONNX files of the ``ort`` rows and the
-TensorRT plans of the engine × precision table, ``runtimes.selection``): ``<model>_onnx`` (ort fp32), ``<model>_fp16``, ``<model>_int8`` (onnxruntime_onnx) and
+TensorRT plans of the engine × precision table, ``runtimes.selection``): ``<model>_onnx`` (ort fp32), ``<model>_fused`` (ort fp32 with fused attention, ``--ort-fusion``), ``<model>_fp16``,
+``<model>_int8`` (onnxruntime_onnx) and
 ``<model>_trt``, ``<model>_trt_int8`` (tensorrt_plan). Each is ``config.pbtxt`` plus ``1/model.onnx``
 (with its external data file, under its own name, when the weights are external) or ``1/model.plan``, the artifact verified against the manifest's SHA-256 before it is hard-linked (or
 copied, across filesystems), and
@@ -38,7 +39,7 @@ class TritonBackend:
 # the artifact's file type → how Triton serves it; the artifact key → the entry's name suffix
 BACKENDS = {".onnx": TritonBackend("onnxruntime_onnx", "model.onnx", gpu_only=False),
             ".engine": TritonBackend("tensorrt_plan", "model.plan", gpu_only=True)}
-ENTRY_SUFFIX = {"onnx": "onnx", "onnx_fp16": "fp16", "onnx_int8": "int8", "engine": "trt", "engine_int8": "trt_int8"}
+ENTRY_SUFFIX = {"onnx": "onnx", "onnx_fused": "fused", "onnx_fp16": "fp16", "onnx_int8": "int8", "engine": "trt", "engine_int8": "trt_int8"}
 
 
 def _dims(spec: TensorSpec) -> list[int]:

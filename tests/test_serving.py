@@ -183,7 +183,8 @@ def test_stats_count_successes_and_failures_apart(server, artifacts_root) -> Non
     after = stats()
     delta = {k: after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
              for k in after["inference_stats"]}
-    assert delta == {"success": 3, "fail": 2, "queue": 3, "compute_input": 3, "compute_infer": 3, "compute_output": 3}
+    assert delta == {"success": 3, "fail": 2, "refused": 0, "timed_out": 0, "queue": 3, "compute_input": 3,
+                     "compute_infer": 3, "compute_output": 3}
     assert after["inference_count"] - before["inference_count"] == 3 + 2 + 2  # rows: 3, 2, 2
     assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
     assert after["last_inference"] >= before["last_inference"] > 0 or before["inference_count"] == 0

@@ -1,0 +1,189 @@
+"""attn-serve under overload, measured (issue 32's goals); called by ./scripts/bench_overload.sh.
+
+For each MODEL: attn-serve (defaults: in-process, --max-batch 8, --max-queue 32) on free loopback ports;
+capacity C first (closed loop, 16 clients over HTTP) and the batch-1 engine time (the server's engine_us at
+one client); then over HTTP and gRPC: an open loop at 2 × C and at 0.8 × C for --duration seconds, and a
+2 × C load with SIGTERM half-way (the server is restarted after it). --soak S instead runs S seconds at
+0.8 × C with every 10th request bad. Each check of the goals is printed pass/FAIL beside its numbers, and
+everything goes to bench/overload_MODEL.json (bench/soak_MODEL.json for --soak).
+
+Usage: python scripts/overload_run.py MODEL... [--duration 60] [--soak 600]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from runtimes import bench, open_loop, remote_bench
+
+CLIENTS = 16
+MAX_QUEUE = 32  # attn-serve's default at --max-batch 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``attn-serve FOLDER`` with its defaults, on free ports, until ``stop``."""
+
+    def __init__(self, folder: Path, log: Path) -> None:
+        self.http, self.grpc = free_port(), free_port()
+        self.proc = subprocess.Popen(["attn-serve", str(folder), "--http-port", str(self.http), "--grpc-port",
+                                      str(self.grpc)], stdout=open(log, "a"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/health/ready", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                sys.exit(f"attn-serve exited {self.proc.returncode}: see {log}")
+            time.sleep(1)
+        sys.exit(f"attn-serve was not ready in 300 s: see {log}")
+
+    def url(self, protocol: str) -> str:
+        return f"http://127.0.0.1:{self.http if protocol == 'http' else self.grpc}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    print(f"  {'pass' if ok else 'FAIL'}  {name}: {detail}", flush=True)
+    return {"check": name, "pass": bool(ok), "detail": detail}
+
+
+def capacity(server: Server, model: str) -> tuple[float, float]:
+    """(requests/s at CLIENTS closed-loop HTTP clients, the server's mean batch-1 engine ms at one client)."""
+    specs = remote_bench.model_specs(server.url("http"), model, "http")
+    lone = remote_bench.run_level(server.url("http"), model, "http", specs, 1, 30)
+    loaded = remote_bench.run_level(server.url("http"), model, "http", specs, CLIENTS, 20)
+    return loaded.throughput, lone.server_split_ms["engine"]
+
+
+def overload_checks(over: open_loop.OpenLoopResult, engine_ms: float) -> list[dict[str, Any]]:
+    bound = MAX_QUEUE * engine_ms + 50
+    rss = over.server_rss_mb
+    return [
+        check("2C: every request answered bit-equal or refused/timed out",
+              over.errors == 0 and over.wrong == 0,
+              f"{over.answered} answered ({over.wrong} wrong, max |diff| {over.max_abs_diff:g}), {over.refused} "
+              f"refused, {over.timed_out} timed out, {over.errors} errors of {over.sent}"),
+        check("2C: p99 of answered <= queue cap x batch-1 engine time + 50 ms", over.p99_ms <= bound,
+              f"p99 {over.p99_ms:.0f} ms, bound {MAX_QUEUE} x {engine_ms:.1f} + 50 = {bound:.0f} ms"),
+        check("2C: server RSS at the end within 10 % of after 10 s", abs(rss["end"] / rss["at_10s"] - 1) <= 0.10,
+              f"{rss['at_10s']:.0f} → {rss['end']:.0f} MB (start {rss['start']:.0f}, max {rss['max']:.0f})"),
+        check("2C: first request after the load within 2 x its unloaded latency",
+              over.after_ms <= 2 * over.unloaded_ms, f"{over.after_ms:.1f} ms vs unloaded {over.unloaded_ms:.1f} ms"),
+    ]
+
+
+def sigterm_run(folder: Path, model: str, protocol: str, rate: float, log: Path) -> dict[str, Any]:
+    server = Server(folder, log)
+    results: list[open_loop.OpenLoopResult] = []
+    load = threading.Thread(target=lambda: results.append(
+        open_loop.run_open_loop(server.url(protocol), model, protocol, rate, 20.0)))
+    load.start()
+    time.sleep(10 + 2)  # the generator's unloaded pool takes a moment first
+    server.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    server.proc.wait(timeout=120)
+    took = time.monotonic() - signalled
+    load.join()
+    result = results[0]
+    return {"result": result.to_json(), "exit_code": server.proc.returncode, "exit_s": took,
+            "checks": [check(f"SIGTERM at 2C ({protocol}): accepted answered, new refused, exit 0 within the drain "
+                             f"timeout", result.errors == 0 and result.wrong == 0 and server.proc.returncode == 0
+                             and took <= 30,
+                             f"exit {server.proc.returncode} after {took:.1f} s; {result.answered} answered, "
+                             f"{result.refused} refused, {result.errors} errors of {result.sent}")]}
+
+
+def run_model(model: str, duration: float, out: Path) -> None:
+    folder = Path("artifacts") / model
+    log = out / f"overload_{model}.log"
+    server = Server(folder, log)
+    try:
+        c, engine_ms = capacity(server, model)
+        print(f"== {model}: capacity C = {c:.1f} requests/s ({CLIENTS} clients), batch-1 engine {engine_ms:.1f} ms",
+              flush=True)
+        report: dict[str, Any] = {"machine": bench.machine_info(), "model": model, "capacity": c,
+                                  "engine_ms": engine_ms, "max_queue": MAX_QUEUE, "protocols": {}}
+        for protocol in ("http", "grpc"):
+            over = open_loop.run_open_loop(server.url(protocol), model, protocol, 2 * c, duration)
+            print(open_loop.format_table([over]), flush=True)
+            under = open_loop.run_open_loop(server.url(protocol), model, protocol, 0.8 * c, duration)
+            print(open_loop.format_table([under]), flush=True)
+            checks = overload_checks(over, engine_ms) + [
+                check("0.8C: nothing refused", under.refused == 0 and under.timed_out == 0 and under.errors == 0,
+                      f"{under.answered} answered, {under.refused} refused, {under.timed_out} timed out, "
+                      f"{under.errors} errors of {under.sent}; p99 {under.p99_ms:.0f} ms")]
+            report["protocols"][protocol] = {"2C": over.to_json(), "0.8C": under.to_json(), "checks": checks}
+    finally:
+        server.stop()
+    for protocol in ("http", "grpc"):
+        report["protocols"][protocol]["sigterm"] = sigterm_run(folder, model, protocol, 2 * c, log)
+    (out / f"overload_{model}.json").write_text(json.dumps(report, indent=1))
+
+
+def soak_model(model: str, seconds: float, out: Path) -> None:
+    folder = Path("artifacts") / model
+    server = Server(folder, out / f"soak_{model}.log")
+    try:
+        c, engine_ms = capacity(server, model)
+        print(f"== {model}: soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request bad", flush=True)
+        soak = open_loop.run_open_loop(server.url("http"), model, "http", 0.8 * c, seconds, bad_every=10)
+    finally:
+        server.stop()
+    print(open_loop.format_table([soak]))
+    rss, p99 = soak.rss_by_window_mb, soak.p99_by_window_ms
+    swings = [abs(b / a - 1) for a, b in zip(p99, p99[1:])]
+    checks = [
+        check("soak: zero 5xx on good requests, bad ones answered 4xx",
+              soak.errors == 0 and soak.refused == 0 and soak.bad_rejected == soak.bad_sent,
+              f"{soak.answered} good answered, {soak.refused} refused, {soak.errors} errors; "
+              f"{soak.bad_rejected}/{soak.bad_sent} bad answered 4xx"),
+        check("soak: RSS growth <= 5 % after the first minute", rss[-1] / rss[0] - 1 <= 0.05,
+              "per minute: " + ", ".join(f"{mb:.0f}" for mb in rss) + " MB"),
+        check("soak: p99 within 20 % minute to minute", max(swings, default=0) <= 0.20,
+              "per minute: " + ", ".join(f"{ms:.0f}" for ms in p99) + " ms"),
+    ]
+    (out / f"soak_{model}.json").write_text(json.dumps({"machine": bench.machine_info(), "model": model,
+                                                        "capacity": c, "engine_ms": engine_ms,
+                                                        "result": soak.to_json(), "checks": checks}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--soak", type=float, default=None)
+    args = parser.parse_args()
+    out = Path("bench")
+    out.mkdir(exist_ok=True)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for model in args.models:
+        if args.soak:
+            soak_model(model, args.soak, out)
+        else:
+            run_model(model, args.duration, out)
+
+
+if __name__ == "__main__":
+    main()
