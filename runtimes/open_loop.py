@@ -270,11 +270,15 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
     by_window = [[ms for t, ms in tally.answered if w * window_s <= t < (w + 1) * window_s] for w in range(windows)]
     out = tally.outcomes
     return OpenLoopResult(
-        protocol, rate, duration_s, count, (count - 1) / max(last_send - t0, 1e-9) if count > 1 else 0.0,
-        float(np.percentile(tally.lags_ms, 99)), out["answered"], out["refused"], out["timed_out"], out["error"],
-        tally.wrong, tally.worst, float(p50), float(p99), float(latency.max()), float(np.median(lone_ms)), after_ms,
-        rss.summary(t0), tally.examples, tally.bad_sent, tally.bad_rejected,
-        [float(np.percentile(w, 99)) if w else float("nan") for w in by_window], rss.by_window(t0, window_s, windows))
+        engine=protocol, rate=rate, duration_s=duration_s, sent=count,
+        sent_per_s=(count - 1) / max(last_send - t0, 1e-9) if count > 1 else 0.0,
+        send_lag_p99_ms=float(np.percentile(tally.lags_ms, 99)), answered=out["answered"], refused=out["refused"],
+        timed_out=out["timed_out"], errors=out["error"], wrong=tally.wrong, max_abs_diff=tally.worst,
+        p50_ms=float(p50), p99_ms=float(p99), max_ms=float(latency.max()), unloaded_ms=float(np.median(lone_ms)),
+        after_ms=after_ms, server_rss_mb=rss.summary(t0), error_examples=tally.examples, bad_sent=tally.bad_sent,
+        bad_rejected=tally.bad_rejected,
+        p99_by_window_ms=[float(np.percentile(w, 99)) if w else float("nan") for w in by_window],
+        rss_by_window_mb=rss.by_window(t0, window_s, windows))
 
 
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,

@@ -8,9 +8,10 @@ arriving — does the worker wait for more: at most ``wait_s`` after the oldest 
 ``max_requests``, and only while they keep arriving at the pace they came in (``_deadline``). While the engine runs, new requests queue, and the next call takes them all:
 under load batches form without any wait.
 
-Overload (Triton's ``max_queue_size`` with ``timeout_action`` REJECT): at most ``max_queue`` requests wait
-for an engine call; one more is refused at once (``QueueFull``) instead of growing the queue and everyone's
-latency. A request may carry a timeout: if it passes while the request still waits, the request leaves the
+Overload (Triton's ``max_queue_size`` with ``timeout_action`` REJECT): a replica holds at most ``max_queue``
+requests, waiting or in its engine call; one more is refused at once (``QueueFull``) instead of growing the
+queue and everyone's latency. Counting the running call too bounds what a request can find ahead of it, so
+its latency stays under ``max_queue`` × the per-request engine time. A request may carry a timeout: if it passes while the request still waits, the request leaves the
 queue (``DeadlineExpired``) and the engine never computes it. A request already in an engine call is
 answered, whatever its deadline.
 
@@ -28,11 +29,11 @@ from .batching import Answer, Arrays, run_batched
 
 
 class QueueFull(Exception):
-    """``max_queue`` requests already wait: this one is refused without queueing."""
+    """The replica already holds ``max_queue`` requests: this one is refused without queueing."""
 
-    def __init__(self, waiting: int) -> None:
-        super().__init__(f"{waiting} requests already wait for the engine")
-        self.waiting = waiting
+    def __init__(self, held: int) -> None:
+        super().__init__(f"{held} requests are already waiting or running")
+        self.held = held
 
 
 class DeadlineExpired(Exception):
@@ -60,7 +61,7 @@ class Timed:
 
 class DynamicBatcher:
     """``await batcher.submit(arrays, timeout_s)`` → ``Timed``; ``run`` is the (blocking) engine call, run in a
-    thread. ``waiting`` is how many requests wait for an engine call now."""
+    thread. ``waiting``: requests waiting for an engine call now; ``running``: those in the current call."""
 
     MIN_GAP_S = 0.001  # a burst that arrived within one event-loop turn still waits this long for its tail
 
@@ -71,8 +72,14 @@ class DynamicBatcher:
                              f"{max_queue}, {wait_s}")
         self.run, self.max_requests, self.wait_s, self.max_queue = run, max_requests, wait_s, max_queue
         self.waiting = 0
+        self.running = 0
         self._queue: asyncio.Queue[Pending] | None = None
         self._worker: asyncio.Task | None = None
+
+    @property
+    def held(self) -> int:
+        """Requests this replica holds: waiting or in the running engine call (what ``max_queue`` caps)."""
+        return self.waiting + self.running
 
     async def submit(self, arrays: Arrays, timeout_s: float | None = None) -> Timed:
         """Queue one request and wait for its answer; ``QueueFull`` at once when the queue is at its cap,
@@ -80,8 +87,8 @@ class DynamicBatcher:
         if self._queue is None:  # created in the serving event loop, on first use
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._work())
-        if self.max_queue is not None and self.waiting >= self.max_queue:
-            raise QueueFull(self.waiting)
+        if self.max_queue is not None and self.held >= self.max_queue:
+            raise QueueFull(self.held)
         now = time.perf_counter()
         pending = Pending(arrays, asyncio.get_running_loop().create_future(),
                           None if timeout_s is None else now + timeout_s, now)
@@ -163,6 +170,7 @@ class DynamicBatcher:
             if not batch:
                 continue
             started = time.perf_counter()
+            self.running = len(batch)
             try:
                 answers: Sequence[Answer] = await asyncio.to_thread(run_batched, [p.arrays for p in batch], self.run)
             except Exception as exc:  # the engine failed: every caller of this batch gets the error
@@ -170,6 +178,8 @@ class DynamicBatcher:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
                 continue
+            finally:
+                self.running = 0
             engine_ms = (time.perf_counter() - started) * 1e3
             for pending, answer in zip(batch, answers):
                 if not pending.future.done():  # a caller that gave up (cancelled) is skipped

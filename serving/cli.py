@@ -98,7 +98,7 @@ def _interrupt(signum: int, frame: Any) -> None:
                    "Serve replica processes, any node), or auto: in-process unless --replicas above 1, "
                    "--ray-address or --max-replicas-per-node ask for Ray.")
 @click.option("--max-queue", default=None, type=click.IntRange(1, 1_000_000),
-              help=f"Requests that may wait per replica for an engine call; one more is refused at once (HTTP 503 "
+              help=f"Requests a replica holds, waiting or in its engine call; one more is refused at once (HTTP 503 "
                    f"with Retry-After, gRPC UNAVAILABLE) and readiness is false until {READY_HOLD_S:g} s after the last "
                    f"refusal. Default: {QUEUE_PER_BATCH} x --max-batch.")
 @click.option("--request-timeout-ms", default=None, type=click.FloatRange(0, min_open=True),

@@ -18,8 +18,9 @@ READY_HOLD_S = 1.0  # readiness stays false this long after the last refusal for
 
 
 def default_max_queue(max_batch: int) -> int:
-    """Requests a replica lets wait: ``QUEUE_PER_BATCH`` full batches. The last of them waits about four
-    batched engine calls, which stays under the queue × the batch-1 engine time (batching only helps)."""
+    """Requests a replica holds (waiting or running): ``QUEUE_PER_BATCH`` full batches. The last of them is
+    answered within about four batched engine calls, under the cap × the batch-1 engine time as long as a
+    batched call costs no more per request than a lone one."""
     return QUEUE_PER_BATCH * max_batch
 
 
@@ -29,17 +30,17 @@ class Policy:
 
     max_batch: int = 8  # requests joined into one engine call
     wait_ms: float = 5.0  # the batch window while requests arrive together
-    max_queue: int = QUEUE_PER_BATCH * 8  # requests waiting per replica; beyond: refused at once
+    max_queue: int = QUEUE_PER_BATCH * 8  # requests a replica holds, waiting or running; beyond: refused at once
     request_timeout_s: float | None = None  # a request's timeout when it sets none
     drain_timeout_s: float = 30.0  # SIGTERM: how long accepted requests may take to be answered
 
 
 def ray_options(name: str, replicas: int, policy: Policy, max_replicas_per_node: int | None) -> dict[str, Any]:
-    """Ray Serve deployment options: each replica takes its engine batch plus its queue
+    """Ray Serve deployment options: each replica holds at most ``max_queue`` requests
     (``max_ongoing_requests``), and each caller holds at most one queue more (``max_queued_requests``; beyond
     it Ray raises BackPressureError, answered 503)."""
     options: dict[str, Any] = {"name": name, "num_replicas": replicas,
-                               "max_ongoing_requests": policy.max_batch + policy.max_queue,
+                               "max_ongoing_requests": policy.max_queue,
                                "max_queued_requests": policy.max_queue}
     if max_replicas_per_node:
         options["max_replicas_per_node"] = max_replicas_per_node

@@ -80,6 +80,9 @@ class ReplicaCore:
         self.identity = identity
         self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue)
 
+    def batcher_full(self, held: int) -> str:
+        return f"its queue is full ({held} requests waiting or running, --max-queue {self.batcher.max_queue})"
+
     async def infer(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors, a refusal (queue full) and a
         timeout in the queue are returned as values (``error``, ``refused``, ``timed_out``)."""
@@ -95,8 +98,7 @@ class ReplicaCore:
         try:
             timed = await self.batcher.submit(feeds, timeout_s)
         except QueueFull as exc:
-            return {"refused": f"its queue is full ({exc.waiting} requests wait, --max-queue "
-                               f"{self.batcher.max_queue})"}
+            return {"refused": self.batcher_full(exc.held)}
         except DeadlineExpired as exc:
             return {"timed_out": str(exc)}
         answer = timed.answer
@@ -212,6 +214,12 @@ class ArtifactModel(InferenceModel):
             self.stats.record_refused(0.0)
             raise Unavailable(f"model {self.name!r}: the server is shutting down (draining); send the request to "
                               f"another replica")
+        held = self.queue_gauge(self)
+        if held >= self.queue_cap:  # before decoding anything: a refusal under overload costs next to nothing
+            self._last_refusal = time.monotonic()
+            self.stats.record_refused((time.perf_counter() - start) * 1e3)
+            raise Unavailable(f"model {self.name!r}: its queue is full ({held} requests waiting or running, "
+                              f"--max-queue {self.queue_cap}); retry after {RETRY_AFTER_S} s or add replicas")
         self.in_flight += 1
         try:
             response = await self._infer(body, start)
@@ -275,14 +283,13 @@ class ArtifactModel(InferenceModel):
 
 
 def in_process_gauge(model: ArtifactModel) -> int:
-    """Requests waiting in the in-process replica's batcher queue."""
-    return model.handle.core.batcher.waiting
+    """Requests the in-process replica holds: waiting or in its engine call."""
+    return model.handle.core.batcher.held
 
 
-def ray_gauge(replicas: int, max_batch: int) -> Any:
-    """Requests waiting for an engine call behind Ray Serve replicas, as the front sees them: those in flight
-    beyond what the replicas' engine calls hold."""
-    return lambda model: max(0, model.in_flight - replicas * max_batch)
+def ray_gauge(model: ArtifactModel) -> int:
+    """Requests the Ray Serve replicas hold, as the front sees them: those in flight."""
+    return model.in_flight
 
 
 def serve_folders(folders: list[Path], *, engine: str, precision: str | None, replicas: int, policy: Policy,
@@ -312,7 +319,7 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
             str(folder.resolve()), engine, precision, policy)
         handle = serve.run(app, name=name, route_prefix=None)
         models.append(ArtifactModel(name, handle, mf.read_manifest(folder),
-                                    queue_gauge=ray_gauge(replicas, policy.max_batch),
+                                    queue_gauge=ray_gauge,
                                     queue_cap=replicas * policy.max_queue, default_timeout_s=policy.request_timeout_s))
     try:
         _serve_models(models, http_port, grpc_port, policy.drain_timeout_s)

@@ -105,24 +105,24 @@ def test_bad_settings_are_refused(max_requests, wait_s, max_queue) -> None:
 
 def test_a_full_queue_refuses_at_once_and_the_waiting_ones_are_answered() -> None:
     engine = Engine(seconds=0.2)
-    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=2)
+    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=3)
 
-    async def flood() -> tuple[list, list[int], float]:
+    async def flood() -> tuple[list, list[tuple[int, int]], float]:
         first = asyncio.ensure_future(batcher.submit(_x(0.0)))
-        await asyncio.sleep(0.05)  # the first is in its engine call: it does not count as waiting
+        await asyncio.sleep(0.05)  # the first is in its engine call: it counts, as running
         queued = [asyncio.ensure_future(batcher.submit(_x(float(i)))) for i in (1, 2)]
         await asyncio.sleep(0)
-        seen = [batcher.waiting]
+        seen = [(batcher.waiting, batcher.running)]
         start = time.perf_counter()
         with pytest.raises(QueueFull) as refused:
             await batcher.submit(_x(3.0))
         refused_in = time.perf_counter() - start
-        assert refused.value.waiting == 2
+        assert refused.value.held == 3
         answers = await asyncio.gather(first, *queued)
-        return answers, seen + [batcher.waiting], refused_in
+        return answers, seen + [(batcher.waiting, batcher.running)], refused_in
 
-    answers, waiting, refused_in = asyncio.run(flood())
-    assert waiting == [2, 0] and refused_in < 0.01  # refused without waiting for the busy engine
+    answers, held, refused_in = asyncio.run(flood())
+    assert held == [(2, 1), (0, 0)] and refused_in < 0.01  # refused without waiting for the busy engine
     assert engine.calls == [1, 1, 1]  # the refused request was never computed
     assert [float(t.answer.outputs["y"][0, 0]) for t in answers] == [0.0, 2.0, 4.0]
 
