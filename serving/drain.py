@@ -22,6 +22,7 @@ from typing import Any
 from kserve import ModelServer
 
 POLL_S = 0.02
+STOP_GRACE_S = 2.0
 
 
 class DrainingModelServer(ModelServer):
@@ -68,5 +69,5 @@ class DrainingModelServer(ModelServer):
             in_flight = sum(m.in_flight for m in self.models)
         self.unanswered = in_flight
         self._rest_server._server.should_exit = True  # uvicorn closes its sockets and returns from serve()
-        if self._grpc_server:
-            await self._grpc_server._server.stop(grace=None)  # nothing accepted is left to wait for
+        if self._grpc_server:  # nothing accepted is left; the grace lets refusals in progress reach their clients
+            await self._grpc_server._server.stop(grace=STOP_GRACE_S)
