@@ -1,7 +1,8 @@
 """What attn-serve answers when it cannot take more work, on both protocols.
 
-- ``Unavailable``: the model's queue is full, or the server is draining. REST ``503`` with ``Retry-After``,
-  gRPC ``UNAVAILABLE`` (Triton's REJECT, Ray Serve's BackPressureError).
+- ``Unavailable``: the model's queue is full, or the server is draining (``Draining``, which also closes
+  the REST connection). REST ``503`` with ``Retry-After``, gRPC ``UNAVAILABLE`` (Triton's REJECT, Ray
+  Serve's BackPressureError).
 - ``DeadlineExceeded``: the request's timeout passed while it waited; REST ``504``, gRPC
   ``DEADLINE_EXCEEDED``. The engine never computed it.
 
@@ -27,6 +28,11 @@ class Unavailable(GrpcException):
     status_code = StatusCode.UNAVAILABLE
 
 
+class Draining(Unavailable):
+    """Refused because the server is shutting down: REST also closes the connection, so the client does not
+    reuse a keep-alive connection the server is about to close."""
+
+
 class DeadlineExceeded(GrpcException):
     """The request's timeout passed before its engine call started."""
 
@@ -34,7 +40,8 @@ class DeadlineExceeded(GrpcException):
 
 
 async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
-    return JSONResponse({"error": exc.details}, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    headers = {"Retry-After": str(RETRY_AFTER_S), **({"Connection": "close"} if isinstance(exc, Draining) else {})}
+    return JSONResponse({"error": exc.details}, 503, headers=headers)
 
 
 async def _deadline_exceeded(_: Request, exc: DeadlineExceeded) -> JSONResponse:

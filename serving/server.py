@@ -54,7 +54,7 @@ from runtimes.errors import AttnExportError
 
 from .batcher import DeadlineExpired, DynamicBatcher, QueueFull
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
-from .overload import DeadlineExceeded, Unavailable, add_rest_handlers, use_deadline_servicer
+from .overload import DeadlineExceeded, Draining, Unavailable, add_rest_handlers, use_deadline_servicer
 from .policy import READY_HOLD_S, RETRY_AFTER_S, Policy, ray_options, request_timeout_s
 from .stats import ModelStats
 
@@ -212,8 +212,8 @@ class ArtifactModel(InferenceModel):
         start = time.perf_counter()
         if self.draining:
             self.stats.record_refused(0.0)
-            raise Unavailable(f"model {self.name!r}: the server is shutting down (draining); send the request to "
-                              f"another replica")
+            raise Draining(f"model {self.name!r}: the server is shutting down (draining); send the request to "
+                           f"another replica")
         held = self.queue_gauge(self)
         if held >= self.queue_cap:  # before decoding anything: a refusal under overload costs next to nothing
             self._last_refusal = time.monotonic()
