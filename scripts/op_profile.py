@@ -2,8 +2,9 @@
 cost of an attention that no fusion matches (docs/benchmarks.md, "Fused attention on onnxruntime").
 
 onnxruntime's own profiler (SessionOptions.enable_profiling) times every kernel over RUNS calls after a
-warm-up; nodes whose name contains an attention block's module name (attn, attention, mhsa, cross) count as
-attention. Prints one markdown row per folder.
+warm-up. An attention block is a module scope of the graph's node names (``/backbone/layer1/self_attention``)
+that holds a Softmax: every kernel under such a scope counts as attention. Prints one markdown row per
+folder.
 
 Usage: python scripts/op_profile.py ARTIFACT_DIR... [--runs 20]
 """
@@ -11,23 +12,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 
 from runtimes import manifest as mf
 from runtimes.specs import random_inputs
 
-ATTENTION = re.compile(r"attn|attention|mhsa|cross|self_att", re.IGNORECASE)
+
+
+def attention_scopes(path: Path) -> tuple[str, ...]:
+    """Module scopes (node-name prefixes) that hold a Softmax."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return tuple(sorted({n.name.rsplit("/", 1)[0] + "/" for n in graph.node if n.op_type == "Softmax"}))
 
 
 def profile(folder: Path, runs: int) -> dict:
     manifest = mf.read_manifest(folder)
     path = mf.artifact(folder, manifest, "onnx")
     feeds = random_inputs(list(mf.input_specs(manifest)), 1, seed=0)
+    scopes = attention_scopes(path)
     with tempfile.TemporaryDirectory() as work:
         options = ort.SessionOptions()
         options.enable_profiling = True
@@ -43,7 +50,7 @@ def profile(folder: Path, runs: int) -> dict:
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         by_op[event["args"]["op_name"]] += event["dur"]
-        attention_us += event["dur"] if ATTENTION.search(event["name"]) else 0
+        attention_us += event["dur"] if event["name"].startswith(scopes) and scopes else 0
     total = sum(by_op.values())
     return {"model": manifest["model"], "ms_per_image": total / 1e3 / (runs + 1),
             "attention_ms": attention_us / 1e3 / (runs + 1), "attention_share": attention_us / total,
