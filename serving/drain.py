@@ -5,7 +5,9 @@ On the first SIGTERM (or SIGINT) every model turns draining: ``/v2/health/ready`
 inference requests are refused (503 / UNAVAILABLE, ``ArtifactModel``), while those already accepted run to
 their answers. When none is left in flight, or ``drain_timeout_s`` has passed, the REST and gRPC servers
 stop and ``start`` returns (``unanswered`` says how many a timeout cut off). A second signal during the
-drain stops at once (``KeyboardInterrupt``, as Ctrl-C always did).
+drain stops at once: the process exits 130 without waiting for engine calls in progress (``hard_exit``,
+in-process), or, on Ray, raises ``KeyboardInterrupt`` so that Serve and the Ray processes it started are
+shut down first.
 
 uvicorn takes SIGINT and SIGTERM for itself when it starts serving, so the handlers are installed once it
 has started; before that, the CLI's own handler stops the process.
@@ -13,6 +15,7 @@ has started; before that, the CLI's own handler stops the process.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -21,6 +24,8 @@ from typing import Any
 
 from kserve import ModelServer
 
+from runtimes.cli_support import EXIT_INTERRUPTED
+
 POLL_S = 0.02
 STOP_GRACE_S = 2.0
 
@@ -28,9 +33,9 @@ STOP_GRACE_S = 2.0
 class DrainingModelServer(ModelServer):
     """``ModelServer`` whose SIGTERM drains its ``ArtifactModel``s before the servers stop."""
 
-    def __init__(self, models: list[Any], drain_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, models: list[Any], drain_timeout_s: float, hard_exit: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.models, self.drain_timeout_s = models, drain_timeout_s
+        self.models, self.drain_timeout_s, self.hard_exit = models, drain_timeout_s, hard_exit
         self.unanswered = 0
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,8 +55,11 @@ class DrainingModelServer(ModelServer):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._draining:
-            raise KeyboardInterrupt  # a second signal: stop now
+        if self._draining:  # a second signal: stop now
+            if self.hard_exit:
+                print("attn-serve: stopped during the drain (second signal)", file=sys.stderr, flush=True)
+                os._exit(EXIT_INTERRUPTED)
+            raise KeyboardInterrupt
         self._draining = True
         assert self._loop is not None
         self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self.drain()))  # type: ignore[union-attr]

@@ -305,7 +305,7 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
             models.append(ArtifactModel(folder.name, InProcessHandle(core), mf.read_manifest(folder),
                                         queue_gauge=in_process_gauge, queue_cap=policy.max_queue,
                                         default_timeout_s=policy.request_timeout_s))
-        _serve_models(models, http_port, grpc_port, policy.drain_timeout_s)
+        _serve_models(models, http_port, grpc_port, policy.drain_timeout_s, hard_exit=True)
         return
     import ray
 
@@ -328,7 +328,8 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         ray.shutdown()
 
 
-def _serve_models(models: list[ArtifactModel], http_port: int, grpc_port: int, drain_timeout_s: float) -> None:
+def _serve_models(models: list[ArtifactModel], http_port: int, grpc_port: int, drain_timeout_s: float,
+                  hard_exit: bool = False) -> None:
     """KServe's ModelServer (one worker process) with our binary data plane, the statistics route, 503/504
     answers, gRPC deadlines and the drain on SIGTERM."""
     from .drain import DrainingModelServer
@@ -336,7 +337,7 @@ def _serve_models(models: list[ArtifactModel], http_port: int, grpc_port: int, d
     add_stats_route({m.name: m.stats for m in models})
     add_rest_handlers(_kserve_app())
     use_deadline_servicer()
-    server = DrainingModelServer(models, drain_timeout_s, http_port=http_port, grpc_port=grpc_port,
+    server = DrainingModelServer(models, drain_timeout_s, hard_exit, http_port=http_port, grpc_port=grpc_port,
                                  enable_docs_url=False, workers=1)
     server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)
     server.start(models)

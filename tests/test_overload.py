@@ -295,3 +295,36 @@ def test_open_loop_tells_a_request_never_sent_from_an_answer_lost() -> None:
     assert open_loop.classify(aiohttp.ClientOSError(None, "Can not write request body for http://h/v2")) == "refused"
     assert open_loop.classify(ConnectionRefusedError(111, "Connection refused")) == "refused"
     assert open_loop.classify(aiohttp.ServerDisconnectedError()) == "error"  # it was sent: the answer is lost
+
+
+def test_a_second_signal_during_the_drain_exits_at_once(folder, tmp_path) -> None:
+    """16 clients sending 4 images each keep the engine busy; SIGTERM starts the drain, SIGINT ends it without waiting."""
+    srv = serving_procs.start([str(folder), "--drain-timeout-s", "60"], tmp_path / "second.log", [MODEL])
+    big = np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32)
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                _send(_http_request(srv, big))
+            except OSError:  # the server went away under us: expected here
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2.0)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # 16 requests of 4 images are in flight: the drain takes seconds
+        srv.proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        srv.proc.wait(timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    text = (tmp_path / "second.log").read_text()
+    assert "attn-serve: draining" in text and "stopped during the drain" in text, text[-2000:]
+    assert srv.proc.returncode == 130 and took < 1.0, (srv.proc.returncode, took)
