@@ -3,8 +3,9 @@ what it accepted.
 
 On the first SIGTERM (or SIGINT) every model turns draining: ``/v2/health/ready`` is false at once and new
 inference requests are refused (503 / UNAVAILABLE, ``ArtifactModel``), while those already accepted run to
-their answers. When none is left in flight, or ``drain_timeout_s`` has passed, the REST and gRPC servers
-stop and ``start`` returns (``unanswered`` says how many a timeout cut off). A second signal during the
+their answers, with ``Connection: close`` on every REST answer so that clients drop their keep-alive
+connections. When none is left in flight, or ``drain_timeout_s`` has passed, the server refuses for
+``LINGER_S`` more, then the REST and gRPC servers stop and ``start`` returns (``unanswered`` says how many a timeout cut off). A second signal during the
 drain stops at once: the process exits 130 without waiting for engine calls in progress (``hard_exit``,
 in-process), or, on Ray, raises ``KeyboardInterrupt`` so that Serve and the Ray processes it started are
 shut down first.
@@ -28,6 +29,7 @@ from runtimes.cli_support import EXIT_INTERRUPTED
 
 POLL_S = 0.02
 STOP_GRACE_S = 2.0
+LINGER_S = 0.5  # after the last accepted request is answered, refuse a little longer before closing
 
 
 class DrainingModelServer(ModelServer):
@@ -76,6 +78,7 @@ class DrainingModelServer(ModelServer):
             await asyncio.sleep(POLL_S)
             in_flight = sum(m.in_flight for m in self.models)
         self.unanswered = in_flight
+        await asyncio.sleep(LINGER_S)  # refusals (Connection: close) retire the clients' keep-alive connections
         self._rest_server._server.should_exit = True  # uvicorn closes its sockets and returns from serve()
         if self._grpc_server:  # nothing accepted is left; the grace lets refusals in progress reach their clients
             await self._grpc_server._server.stop(grace=STOP_GRACE_S)

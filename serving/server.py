@@ -177,7 +177,7 @@ class ArtifactModel(InferenceModel):
     admits requests (refused while draining), counts those in flight and says whether it is ready for more."""
 
     def __init__(self, name: str, handle: Any, manifest: dict[str, Any], *, queue_gauge: Any, queue_cap: int,
-                 default_timeout_s: float | None = None) -> None:
+                 cap_source: str = "", default_timeout_s: float | None = None) -> None:
         super().__init__(name)
         self.handle = handle
         self.inputs = tensor_metadata(list(mf.input_specs(manifest)))
@@ -185,6 +185,7 @@ class ArtifactModel(InferenceModel):
         self.stats = ModelStats(name)
         self.ready = True
         self.queue_gauge, self.queue_cap, self.default_timeout_s = queue_gauge, queue_cap, default_timeout_s
+        self.cap_source = cap_source or f"--max-queue {queue_cap}"  # where the cap comes from, for refusals
         self.in_flight = 0  # requests accepted and not yet answered
         self.draining = False
         self._last_refusal = -READY_HOLD_S  # time.monotonic() of the last refusal for a full queue
@@ -215,11 +216,11 @@ class ArtifactModel(InferenceModel):
             raise Draining(f"model {self.name!r}: the server is shutting down (draining); send the request to "
                            f"another replica")
         held = self.queue_gauge(self)
-        if held >= self.queue_cap:  # before decoding anything: a refusal under overload costs next to nothing
+        if held >= self.queue_cap:  # before its tensors are converted and validated: a refusal costs little
             self._last_refusal = time.monotonic()
             self.stats.record_refused((time.perf_counter() - start) * 1e3)
             raise Unavailable(f"model {self.name!r}: its queue is full ({held} requests waiting or running, "
-                              f"--max-queue {self.queue_cap}); retry after {RETRY_AFTER_S} s or add replicas")
+                              f"{self.cap_source}); retry after {RETRY_AFTER_S} s or add replicas")
         self.in_flight += 1
         try:
             response = await self._infer(body, start)
@@ -279,7 +280,9 @@ class ArtifactModel(InferenceModel):
         response = InferResponse(response_id=body.id or str(uuid.uuid4()), model_name=self.name,
                                  infer_outputs=outputs, parameters=parameters,
                                  use_binary_outputs=body.use_binary_outputs, requested_outputs=body.request_outputs)
-        return response, {}
+        # once the server drains, every answer closes its REST connection: no client reuses a keep-alive
+        # connection that the server is about to close (gRPC has no such header; its stop has a grace)
+        return response, ({"Connection": "close"} if self.draining else {})
 
 
 def in_process_gauge(model: ArtifactModel) -> int:
@@ -320,7 +323,9 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         handle = serve.run(app, name=name, route_prefix=None)
         models.append(ArtifactModel(name, handle, mf.read_manifest(folder),
                                     queue_gauge=ray_gauge,
-                                    queue_cap=replicas * policy.max_queue, default_timeout_s=policy.request_timeout_s))
+                                    queue_cap=replicas * policy.max_queue,
+                                    cap_source=f"--max-queue {policy.max_queue} x {replicas} replicas",
+                                    default_timeout_s=policy.request_timeout_s))
     try:
         _serve_models(models, http_port, grpc_port, policy.drain_timeout_s)
     finally:
