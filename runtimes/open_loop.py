@@ -15,9 +15,6 @@ through the load when it runs on this machine (found by its listening port; need
 
 For soaks: ``bad_every=N`` makes every Nth request a bad one (an input name the model does not have), which
 must be answered 4xx (anything else is an error); p99 and RSS are also reported per ``window_s``.
-
-For soaks: ``bad_every=N`` makes every Nth request a bad one (an input name the model does not have), which
-must be answered 4xx; p99 and RSS are also reported per ``window_s`` of the schedule.
 """
 from __future__ import annotations
 
@@ -27,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import convert
-from .remote_bench import _strip, model_specs
+from .remote_bench import _strip, infer_inputs, model_specs
 from .specs import TensorSpec, random_inputs
 
 POOL = 16  # distinct inputs, each answered unloaded first
@@ -80,12 +76,17 @@ def _aio_module(protocol: str) -> Any:
                    "serve")
 
 
+def _status(exc: BaseException) -> str:
+    """The HTTP status or gRPC code tritonclient puts in its exception's ``status()``; "" for other errors."""
+    return str(getattr(exc, "status", lambda: "")() or "")
+
+
 def classify(exc: BaseException) -> str:
     """``refused``, ``timed_out`` or ``error`` for a failed request (tritonclient puts the HTTP status or the gRPC
     code in the exception's ``status()``; a port nobody listens on any more is a refusal)."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timed_out"
-    status = str(getattr(exc, "status", lambda: "")() or "")
+    status = _status(exc)
     if any(code in status for code in REFUSED):
         return "refused"
     if any(code in status for code in TIMED_OUT):
@@ -117,22 +118,12 @@ class _Client:
 
     def __init__(self, url: str, protocol: str, model: str, specs: list[TensorSpec], timeout_ms: float | None) -> None:
         self.module = _aio_module(protocol)
-        self.protocol, self.model, self.timeout_ms = protocol, model, timeout_ms
+        self.model, self.timeout_ms = model, timeout_ms
         kwargs = {"conn_limit": 10_000} if protocol == "http" else {}
         self.client = self.module.InferenceServerClient(_strip(url), **kwargs)
-        self.pool = [self._inputs(specs, random_inputs(specs, 1, seed=1000 + i)) for i in range(POOL)]
-        arrays = random_inputs(specs, 1, seed=999)
-        self.bad = self._inputs(specs, arrays, rename={specs[0].name: "__not_an_input__"})
-
-    def _inputs(self, specs: list[TensorSpec], arrays: dict[str, np.ndarray], rename: dict[str, str] | None = None
-                ) -> list[Any]:
-        inputs = []
-        for spec in specs:
-            name = (rename or {}).get(spec.name, spec.name)
-            tensor = self.module.InferInput(name, list(arrays[spec.name].shape), convert(spec.dtype, "numpy", "oip"))
-            tensor.set_data_from_numpy(arrays[spec.name])
-            inputs.append(tensor)
-        return inputs
+        self.pool = [infer_inputs(self.module, specs, random_inputs(specs, 1, seed=1000 + i)) for i in range(POOL)]
+        self.bad = infer_inputs(self.module, specs, random_inputs(specs, 1, seed=999),
+                                rename={specs[0].name: "__not_an_input__"})
 
     async def infer(self, index: int, bad: bool = False) -> dict[str, np.ndarray]:
         """Send pool entry ``index`` (or the bad request); its outputs by name (the request's timeout is sent as
@@ -155,7 +146,7 @@ def _max_diff(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
 
 def _rejected_as_bad(exc: BaseException) -> bool:
     """A 4xx: HTTP 400-499, or gRPC INVALID_ARGUMENT / NOT_FOUND."""
-    status = str(getattr(exc, "status", lambda: "")() or "")
+    status = _status(exc)
     return status.startswith("4") or status in ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND")
 
 

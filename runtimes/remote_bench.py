@@ -77,6 +77,19 @@ def model_specs(url: str, model: str, protocol: str) -> list[TensorSpec]:
     return specs
 
 
+def infer_inputs(module: Any, specs: list[TensorSpec], arrays: dict[str, np.ndarray],
+                 rename: dict[str, str] | None = None) -> list[Any]:
+    """``module.InferInput``s (tritonclient http or grpc, sync or aio) holding ``arrays``, one per spec; ``rename``
+    sends a tensor under another name (a bad request, for soaks)."""
+    inputs = []
+    for spec in specs:
+        tensor = module.InferInput((rename or {}).get(spec.name, spec.name), list(arrays[spec.name].shape),
+                                   convert(spec.dtype, "numpy", "oip"))
+        tensor.set_data_from_numpy(arrays[spec.name])
+        inputs.append(tensor)
+    return inputs
+
+
 SPLIT = ("decode", "hop", "queue", "engine", "encode", "server")  # attn-serve's *_us response parameters
 
 
@@ -100,21 +113,11 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
     errors = [0]
     lock = threading.Lock()
 
-    datatypes = {spec.name: convert(spec.dtype, "numpy", "oip") for spec in specs}
-
     def prepared_requests(index: int) -> list[list[Any]]:
         """Client ``index``'s distinct requests, built before the clock starts (as perf_analyzer does), so
         generating and serialising inputs is not timed and takes no CPU from the server during the run."""
-        requests = []
-        for i in range(requests_per_client):
-            arrays = random_inputs(specs, 1, seed=seed + index * 100_003 + i)
-            inputs = []
-            for spec in specs:
-                tensor = module.InferInput(spec.name, list(arrays[spec.name].shape), datatypes[spec.name])
-                tensor.set_data_from_numpy(arrays[spec.name])
-                inputs.append(tensor)
-            requests.append(inputs)
-        return requests
+        return [infer_inputs(module, specs, random_inputs(specs, 1, seed=seed + index * 100_003 + i))
+                for i in range(requests_per_client)]
 
     prepared = [prepared_requests(i) for i in range(concurrency)]
     clients = [module.InferenceServerClient(_strip(url)) for _ in range(concurrency)]

@@ -24,6 +24,11 @@ def default_max_queue(max_batch: int) -> int:
     return QUEUE_PER_BATCH * max_batch
 
 
+def queue_full(held: int, cap_source: str) -> str:
+    """Why a request was refused: how many requests the replica holds, and where its cap comes from."""
+    return f"its queue is full ({held} requests waiting or running, {cap_source})"
+
+
 @dataclass(frozen=True)
 class Policy:
     """How every replica batches and admits work (attn-serve's options)."""

@@ -55,7 +55,7 @@ from runtimes.errors import AttnExportError
 from .batcher import DeadlineExpired, DynamicBatcher, QueueFull
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
 from .overload import DeadlineExceeded, Draining, Unavailable, add_rest_handlers, use_deadline_servicer
-from .policy import READY_HOLD_S, RETRY_AFTER_S, Policy, ray_options, request_timeout_s
+from .policy import READY_HOLD_S, RETRY_AFTER_S, Policy, queue_full, ray_options, request_timeout_s
 from .stats import ModelStats
 
 
@@ -80,9 +80,6 @@ class ReplicaCore:
         self.identity = identity
         self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue)
 
-    def batcher_full(self, held: int) -> str:
-        return f"its queue is full ({held} requests waiting or running, --max-queue {self.batcher.max_queue})"
-
     async def infer(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors, a refusal (queue full) and a
         timeout in the queue are returned as values (``error``, ``refused``, ``timed_out``)."""
@@ -98,7 +95,7 @@ class ReplicaCore:
         try:
             timed = await self.batcher.submit(feeds, timeout_s)
         except QueueFull as exc:
-            return {"refused": self.batcher_full(exc.held)}
+            return {"refused": queue_full(exc.held, f"--max-queue {self.batcher.max_queue}")}
         except DeadlineExpired as exc:
             return {"timed_out": str(exc)}
         answer = timed.answer
@@ -202,6 +199,11 @@ class ArtifactModel(InferenceModel):
         full = self.queue_gauge(self) >= self.queue_cap or time.monotonic() - self._last_refusal < READY_HOLD_S
         return not self.draining and not full
 
+    def _refused(self, why: str) -> Unavailable:
+        """The 503 / UNAVAILABLE for a full queue (ours or Ray Serve's); readiness holds false after it."""
+        self._last_refusal = time.monotonic()
+        return Unavailable(f"model {self.name!r}: {why}; retry after {RETRY_AFTER_S} s or add replicas")
+
     def get_input_types(self) -> list[dict[str, Any]]:
         return self.inputs
 
@@ -217,10 +219,8 @@ class ArtifactModel(InferenceModel):
                            f"another replica")
         held = self.queue_gauge(self)
         if held >= self.queue_cap:  # before its tensors are converted and validated: a refusal costs little
-            self._last_refusal = time.monotonic()
             self.stats.record_refused((time.perf_counter() - start) * 1e3)
-            raise Unavailable(f"model {self.name!r}: its queue is full ({held} requests waiting or running, "
-                              f"{self.cap_source}); retry after {RETRY_AFTER_S} s or add replicas")
+            raise self._refused(queue_full(held, self.cap_source))
         self.in_flight += 1
         try:
             response = await self._infer(body, start)
@@ -252,16 +252,12 @@ class ArtifactModel(InferenceModel):
         try:
             result = await self.handle.remote(arrays, request_timeout_s(body.parameters, self.default_timeout_s))
         except BackPressureError as exc:  # Ray Serve's max_queued_requests
-            self._last_refusal = time.monotonic()
-            raise Unavailable(f"model {self.name!r}: Ray Serve's queue is full ({exc}); retry after "
-                              f"{RETRY_AFTER_S} s or add replicas") from None
+            raise self._refused(f"Ray Serve's queue is full ({exc})") from None
         returned = time.perf_counter()
         if "error" in result:
             raise InvalidInput(result["error"])
         if "refused" in result:
-            self._last_refusal = time.monotonic()
-            raise Unavailable(f"model {self.name!r}: {result['refused']}; retry after {RETRY_AFTER_S} s or add "
-                              f"replicas")
+            raise self._refused(result["refused"])
         if "timed_out" in result:
             raise DeadlineExceeded(f"model {self.name!r}: {result['timed_out']}; it was not computed")
         outputs = []
