@@ -19,14 +19,13 @@ from typing import Any
 
 import click
 
+from exporter.checks.parity import Tolerance
+from exporter.errors import ParityError
+from exporter.options import ExportOptions
 from runtimes.cli_support import DEFAULT_OUT, FiniteFloatRange, exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.manifest import BatchProfile
 from runtimes.optional import install_command
-
-from .errors import ParityError
-from .options import ExportOptions
-from .parity import Tolerance
 
 
 def _deprecated_rtol(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
@@ -188,7 +187,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
     package.module:callable (the callable returns an nn.Module; --model-arg gives its arguments). The timm:
     and torchvision: prefixes win over a module of that name: reach such a module as path/to/timm.py:fn.
     """
-    from .progress import stderr_printer
+    from exporter.progress import stderr_printer
 
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill is handled like Ctrl-C
     with exit_on_errors("attn-export", output=out, write_hint="; free space or choose another --out",
@@ -196,17 +195,17 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
                                     "discarded)", traceback=verbose):
         require_export_stack()
         if list_zoo:
-            from .zoo_table import format_table, zoo_table
+            from exporter.sources.zoo_table import format_table, zoo_table
 
             rows = zoo_table()
             click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
             return
         if not model:
             raise click.UsageError("give a MODEL (see --list) or `all`")
-        from .export_model import parse_input, parse_max_dims
-        from .model_source import is_callable_reference, parse_model_args
-        from .pipeline import export
-        from .zoo import get_entry, list_models
+        from exporter.export_model import parse_input, parse_max_dims
+        from exporter.pipeline import export
+        from exporter.sources.model_source import is_callable_reference, parse_model_args
+        from exporter.zoo import get_entry, list_models
 
         names = list_models() if model == "all" else [model]
         for n in names:

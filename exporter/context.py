@@ -11,21 +11,26 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
+from exporter import onnx_files
+from exporter.checks.parity import ParityReport, Tolerance
+from exporter.checks.references import (
+    ParityInputs,
+    check_parity,
+    labelled_sets,
+    open_candidate,
+    parity_batches,
+    unopenable_report,
+)
+from exporter.errors import ParityError
+from exporter.export_model import ExportModel
+from exporter.formats.int8 import Calibration
+from exporter.options import ExportOptions
+from exporter.progress import Printer, Stages
 from runtimes import manifest as mf
-from runtimes.fileio import write_json
-from runtimes.accuracy import Accuracy, evaluate
+from runtimes.bench.accuracy import Accuracy, evaluate
+from runtimes.bench.labels import LabelledImages
 from runtimes.errors import ArtifactError, AttnExportError
-from runtimes.labels import LabelledImages
-
-from . import onnx_files
-from .errors import ParityError
-from .export_model import ExportModel
-from .int8 import Calibration
-from .options import ExportOptions
-from .parity import ParityReport, Tolerance
-from .progress import Printer, Stages
-from .references import (ParityInputs, check_parity, labelled_sets, open_candidate, parity_batches,
-                         unopenable_report)
+from runtimes.fileio import write_json
 
 
 @dataclass

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from exporter.checks.photos import model_preprocess
+from exporter.errors import ModelSourceError
+from exporter.tracing import trace_program
 from runtimes.dtypes import NUMPY_NAMES
 from runtimes.images import Preprocess
 from runtimes.specs import BATCH, TensorSpec, default_output_name, random_inputs
-
-from .errors import ModelSourceError
-from .photos import model_preprocess
-from .tracing import trace_program
 
 DEFAULT_EXAMPLE_DIM = 16  # size of a named axis other than batch in example inputs, unless max_dims is smaller
 _EXAMPLE_BATCH = 2

@@ -18,9 +18,8 @@ from typing import Iterator
 import onnx
 import onnx.external_data_helper
 
+from exporter.errors import ExportError
 from runtimes.fileio import UMASK, atomic_path
-
-from .errors import ExportError
 
 PROTOBUF_LIMIT = 2**31  # bytes a serialised protobuf message must stay under
 HEADROOM = 2**26  # kept free below the limit for what a later stage adds (Q/DQ nodes, casts, names)

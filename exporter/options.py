@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.checks.parity import Tolerance
 from runtimes.manifest import BatchProfile
-
-from .parity import Tolerance
 
 
 @dataclass

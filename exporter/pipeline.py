@@ -19,23 +19,23 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from exporter import quiet, staging
+from exporter.checks.sample_inputs import read_npz
+from exporter.context import ExportContext
+from exporter.errors import failure_class
+from exporter.export_model import ExportModel
+from exporter.formats import onnx_export
+from exporter.options import ExportOptions
+from exporter.progress import Printer, Stages, silent
+from exporter.sources.model_hubs import SourceModel
+from exporter.sources.model_source import build_source, default_name
+from exporter.stages import check_requirements, run_stages
+from exporter.zoo.weights import load_weights
 from runtimes import manifest as mf
+from runtimes.bench.labels import image_folder
 from runtimes.errors import AttnExportError
 from runtimes.images import Preprocess
-from runtimes.labels import image_folder
 from runtimes.specs import TensorSpec
-
-from . import onnx_export, quiet, staging
-from .context import ExportContext
-from .errors import failure_class
-from .export_model import ExportModel
-from .model_hubs import SourceModel
-from .model_source import build_source, default_name
-from .options import ExportOptions
-from .progress import Printer, Stages, silent
-from .sample_inputs import read_npz
-from .stages import check_requirements, run_stages
-from .zoo.weights import load_weights
 
 __all__ = ["ExportOptions", "export", "export_module", "versions"]
 

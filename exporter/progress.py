@@ -21,7 +21,7 @@ def silent(message: str) -> None:
 
 def rss_high_water_mb() -> float:
     """The peak resident memory so far of this process, or of the largest finished worker process
-    (``exporter.isolation``) where that was higher, in MB (``ru_maxrss``: KiB on Linux)."""
+    (``exporter.formats.isolation``) where that was higher, in MB (``ru_maxrss``: KiB on Linux)."""
     import resource
 
     return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))

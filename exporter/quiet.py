@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
-from . import progress
+from exporter import progress
 
 LOG_NAME = "export.log"
 

@@ -15,23 +15,34 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from runtimes import torch_rt
+from exporter import flops, onnx_files
+from exporter.checks import bf16_floor
+from exporter.checks.parity import Tolerance
+from exporter.checks.photos import photo_inputs
+from exporter.checks.references import reference_sets
+from exporter.context import ExportContext
+from exporter.errors import EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError, failure_class
+from exporter.formats import (
+    activation_memory,
+    executorch_pte,
+    fp16,
+    int8,
+    onnx_export,
+    openvino_ir,
+    ort_format,
+    ort_fusion,
+    trt_build,
+    trt_readiness,
+    trtexec,
+)
+from exporter.options import ExportOptions
+from exporter.tracing import trace_program
+from runtimes.engines import torch_rt
+from runtimes.engines.openvino_rt import cpu_capabilities
+from runtimes.engines.trt_common import cuda_device_info, import_tensorrt
 from runtimes.errors import AttnExportError, first_line
 from runtimes.fileio import atomic_path
-from runtimes.openvino_rt import cpu_capabilities
 from runtimes.specs import random_inputs
-from runtimes.trt_common import cuda_device_info, import_tensorrt
-
-from . import (activation_memory, bf16_floor, executorch_pte, flops, fp16, int8, onnx_export, onnx_files, openvino_ir,
-               ort_format, ort_fusion, trt_build, trt_readiness, trtexec)
-from .context import ExportContext
-from .errors import (EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError,
-                     failure_class)
-from .options import ExportOptions
-from .parity import Tolerance
-from .photos import photo_inputs
-from .references import reference_sets
-from .tracing import trace_program
 
 EXAMPLE_BATCH = 2  # >= 2, so no exporter can specialise the batch to 1
 

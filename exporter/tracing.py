@@ -14,9 +14,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from exporter.errors import ExportError
 from runtimes.specs import BATCH, TensorSpec
-
-from .errors import ExportError
 
 _TORCH_FILES = re.compile(r"[/\\](torch|torchvision|exporter)[/\\]")
 

@@ -4,12 +4,15 @@
 is opened, and a missing one raises naming the install command. Which file an
 engine runs at which precision is decided in one table, ``runtimes.selection``.
 
-Layering: ``runtimes`` is the bottom layer (numpy, one engine; no torch) and the home of what the whole
-project shares, as public modules: ``errors`` (the error base and exit codes), ``specs``, ``dtypes``,
-``manifest``, ``selection``, ``fileio`` (atomic writes), ``optional`` (lazy engine imports),
-``cli_support`` (the CLIs' error handling). ``exporter`` and ``serving`` import these, never a
-``runtimes._private`` module; ``runtimes`` imports neither of them (only attn-bench, ``runtimes.cli``,
-calls the exporter lazily, to export a zoo model that has no folder yet).
+Layout: the public API and what every layer shares at the top (``load``, ``base.Runtime``, ``selection``,
+``specs``, ``dtypes``, ``manifest``, ``errors``, ``fileio``, ``optional``, ``user_cache``, ``machine``,
+``images``, ``auto_select``, ``cli_support``); one module per engine in ``runtimes.engines``; attn-bench in
+``runtimes.bench``.
+
+Layering (tests/test_layering.py checks each rule): ``runtimes`` is the bottom layer (numpy and one engine),
+and no module of it imports torch when imported; it imports neither ``exporter`` nor ``serving``, except
+attn-bench's one lazy call of the exporter (``runtimes.bench.cli``, to export a zoo model that has no folder
+yet). ``exporter`` and ``serving`` import its modules, never a ``runtimes._private`` name.
 
     import runtimes
     with runtimes.load("artifacts/vgg16_cross", engine="openvino", precision="bf16") as rt:
@@ -22,11 +25,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import manifest as mf
-from .base import Runtime, TensorInfo
-from .errors import ArtifactError, BackendUnavailableError, InputSpecError, OptionError, RuntimeClosedError
-from .selection import (AUTO, BACKENDS, ENGINES, PRECISIONS, SUFFIX_ENGINES, artifact_key, canonical_precision,
-                        check_engine, default_device, normalise_precision)
+from runtimes import manifest as mf
+from runtimes.base import Runtime, TensorInfo
+from runtimes.errors import ArtifactError, BackendUnavailableError, InputSpecError, OptionError, RuntimeClosedError
+from runtimes.selection import (
+    AUTO,
+    BACKENDS,
+    ENGINES,
+    PRECISIONS,
+    SUFFIX_ENGINES,
+    artifact_key,
+    canonical_precision,
+    check_engine,
+    default_device,
+    normalise_precision,
+)
 
 __all__ = ["ENGINES", "PRECISIONS", "Runtime", "TensorInfo", "load", "verify", "InputSpecError", "ArtifactError",
            "BackendUnavailableError", "RuntimeClosedError"]
@@ -49,7 +62,7 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
 def backend(engine: str) -> type[Runtime]:
     """The Runtime class of ``engine``, imported on first use."""
     module, _, name = BACKENDS[check_engine(engine)].partition(":")
-    cls: type[Runtime] = getattr(importlib.import_module(f".{module}", __name__), name)
+    cls: type[Runtime] = getattr(importlib.import_module(module), name)
     return cls
 
 
@@ -101,7 +114,7 @@ def _load_fastest(target: Path, device: str | None, precision: str | None, *, ve
                   batch: int = 1, budget_s: float | None = None, max_accuracy_drop: float | None = None,
                   **options: Any) -> Runtime:
     """``load(folder, engine="auto")``: ``auto_select.choose`` then the chosen engine at its precision."""
-    from . import auto_select
+    from runtimes import auto_select
 
     if not target.is_dir():
         raise OptionError(f"engine='auto' chooses among the artifacts of a folder; {target} is not one")

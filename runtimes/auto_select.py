@@ -24,12 +24,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import manifest as mf
-from . import user_cache
-from .bench import cpu_identity
-from .errors import ArtifactError, AttnExportError, first_line
-from .selection import AUTO, TABLE, Choice
-from .specs import random_inputs
+from runtimes import manifest as mf
+from runtimes import user_cache
+from runtimes.errors import ArtifactError, AttnExportError, first_line
+from runtimes.machine import cpu_identity
+from runtimes.selection import AUTO, TABLE, Choice
+from runtimes.specs import random_inputs
 
 DEFAULT_BUDGET_S = 10.0
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # points of top-1 against FP32, where --eval recorded accuracy
@@ -135,7 +135,7 @@ def _measure(root: Path, candidates: list[Choice], batch: int, threads: int | No
     """Open every candidate, then time them in ``ROUNDS`` alternating rounds within ``budget_s`` of runs; every
     candidate gets a table row (``measured`` with its median, or ``failed to open`` with the reason), and
     ``seconds`` the time spent opening and running."""
-    from . import load
+    from runtimes import load
 
     opener = opener or load
     opened: list[tuple[Choice, Any]] = []

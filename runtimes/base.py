@@ -31,10 +31,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError, first_line
-from .images import Preprocess, image_preprocess
-from .selection import AUTO, DEFAULT_PRECISION, normalise_precision
-from .specs import BATCH, TensorSpec, is_default_output_name, random_inputs
+from runtimes.errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError, first_line
+from runtimes.images import Preprocess, image_preprocess
+from runtimes.selection import AUTO, DEFAULT_PRECISION, normalise_precision
+from runtimes.specs import BATCH, TensorSpec, is_default_output_name, random_inputs
 
 
 @dataclass(frozen=True)

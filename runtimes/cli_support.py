@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import click
 
-from .errors import AttnExportError
+from runtimes.errors import AttnExportError
 
 DEFAULT_OUT = "artifacts"  # where attn-export writes MODEL/ and attn-bench looks for it
 EXIT_BAD_INPUT = 2  # bad input or environment (a folder not writable, a full disk)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .errors import ArtifactError
+from runtimes.errors import ArtifactError
 
 
 @dataclass(frozen=True)

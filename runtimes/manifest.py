@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .dtypes import NUMPY_NAMES
-from .fileio import write_json
-from .errors import ArtifactError
-from .images import Preprocess
-from .specs import TensorSpec
+from runtimes.dtypes import NUMPY_NAMES
+from runtimes.errors import ArtifactError
+from runtimes.fileio import write_json
+from runtimes.images import Preprocess
+from runtimes.specs import TensorSpec
 
 HASH_CHUNK = 1 << 22
 

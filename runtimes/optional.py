@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import BackendUnavailableError
+from runtimes.errors import BackendUnavailableError
 
 
 def install_command(extra: str, index_url: str | None = None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .errors import ArtifactError, OptionError
+from runtimes.errors import ArtifactError, OptionError
 
 ENGINES = ("ort", "torch", "openvino", "trt", "executorch")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -50,10 +50,13 @@ _TABLE: tuple[Choice, ...] = (
 TABLE: Mapping[tuple[str, str], Choice] = {(c.engine, c.precision): c for c in _TABLE}
 DEFAULT_PRECISION: Mapping[str, str] = {"ort": "fp32", "torch": "fp32", "openvino": "fp32", "trt": "fp16",
                                         "executorch": "fp32"}
-# engine → "module:Runtime class" under runtimes/, imported on first use (runtimes.backend)
-BACKENDS: Mapping[str, str] = {"ort": "ort_rt:OrtRuntime", "torch": "torch_rt:TorchRuntime",
-                               "openvino": "openvino_rt:OpenVinoRuntime", "trt": "trt_rt:TrtRuntime",
-                               "executorch": "executorch_rt:ExecutorchRuntime"}
+# engine → "module:Runtime class", one module per engine in runtimes/engines/, imported on first use
+# (runtimes.backend)
+BACKENDS: Mapping[str, str] = {"ort": "runtimes.engines.ort_rt:OrtRuntime",
+                               "torch": "runtimes.engines.torch_rt:TorchRuntime",
+                               "openvino": "runtimes.engines.openvino_rt:OpenVinoRuntime",
+                               "trt": "runtimes.engines.trt_rt:TrtRuntime",
+                               "executorch": "runtimes.engines.executorch_rt:ExecutorchRuntime"}
 # engine → the devices it runs on, its default first (runtimes.load's device=None takes the default)
 DEVICES: Mapping[str, tuple[str, ...]] = {"ort": ("cpu", "cuda"), "torch": ("cpu", "cuda"), "openvino": ("cpu",),
                                           "trt": ("cuda",), "executorch": ("cpu",)}

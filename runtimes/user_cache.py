@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fileio import write_json
+from runtimes.fileio import write_json
 
 
 def cache_dir() -> Path:

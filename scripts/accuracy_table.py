@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtimes.bench import machine_info
+from runtimes.machine import machine_info
 
 # the goals on trained weights: top-1 points lost against the FP32 ONNX, and FP16's share of compute nodes
 FP16_DROP, FP16_NODE_SHARE, INT8_DROP, BF16_DROP = 0.3, 0.9, 1.0, 0.5

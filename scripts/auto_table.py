@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtimes.bench import machine_summary
+from runtimes.machine import machine_summary
 
 RUNS = Path("runs-auto")
 

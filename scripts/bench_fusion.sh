@@ -14,7 +14,7 @@ for model in "${models[@]}"; do
       || exit $?
   folders+=("$out/$model")
 done
-echo "==> on $(python -c 'from runtimes.bench import machine_info, machine_summary; print(machine_summary(machine_info()))'), commit $(git rev-parse --short HEAD)"
+echo "==> on $(python -c 'from runtimes.machine import machine_info, machine_summary; print(machine_summary(machine_info()))'), commit $(git rev-parse --short HEAD)"
 python scripts/fusion_table.py "${folders[@]}"
 echo
 python scripts/op_profile.py "${folders[@]}"

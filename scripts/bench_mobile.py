@@ -17,7 +17,8 @@ import numpy as np
 
 import runtimes
 from runtimes import manifest as mf
-from runtimes.bench import machine_info, machine_summary, time_calls
+from runtimes.bench.timing import time_calls
+from runtimes.machine import machine_info, machine_summary
 from runtimes.specs import random_inputs
 
 # (row label, how runtimes opens it, manifest artifact key, parity key)

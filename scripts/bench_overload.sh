@@ -17,5 +17,5 @@ done
 for m in "${models[@]}"; do
   [ -f "artifacts/$m/manifest.json" ] || attn-export "$m" --opset 17 || exit $?
 done
-echo "==> on $(python -c 'from runtimes.bench import machine_info, machine_summary; print(machine_summary(machine_info()))'), commit $(git rev-parse --short HEAD)"
+echo "==> on $(python -c 'from runtimes.machine import machine_info, machine_summary; print(machine_summary(machine_info()))'), commit $(git rev-parse --short HEAD)"
 python scripts/overload_run.py "${models[@]}" "${flags[@]}"

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtimes.bench import machine_info, machine_summary  # noqa: E402
+from runtimes.machine import machine_info, machine_summary  # noqa: E402
 
 ARTIFACTS = {  # parity key → column title
     "onnx": "FP32 ONNX", "onnx_fp16": "FP16 ONNX", "onnx_int8": "INT8 ONNX", "openvino": "OpenVINO IR",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import runtimes
-from exporter import parity
+from exporter.checks import parity
 from runtimes.specs import random_inputs
 
 
@@ -39,7 +39,7 @@ def run_child(folder: Path, engine: str, precision: str | None, batch: int, io: 
 
 
 def compare(native: dict[str, np.ndarray], emulated: dict[str, np.ndarray]) -> list[str]:
-    """One line per output, in ``exporter.parity``'s metrics: worst per-sample cosine, max error relative
+    """One line per output, in ``exporter.checks.parity``'s metrics: worst per-sample cosine, max error relative
     to max|native| over the batch and, for [B, classes] logits, top-1 agreement."""
     lines = []
     for key in sorted(k for k in native if k.startswith("out.")):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from runtimes.bench import machine_info, machine_summary
+from runtimes.machine import machine_info, machine_summary
 
 
 def stage_seconds(timings: dict[str, float], *prefixes: str) -> float:

@@ -1,4 +1,4 @@
-"""Write runtimes/gemm_models/*.onnx: the GEMMs attn-bench times as each engine's ceiling (runtimes.ceiling).
+"""Write runtimes/bench/gemm_models/*.onnx: the GEMMs attn-bench times as each engine's ceiling (runtimes.bench.ceiling).
 
 Tiny files (no weights: both operands are inputs) shipped with runtimes, so a slim install without the onnx
 package can measure its ceiling. Re-run after changing them: python scripts/make_gemm_models.py

@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from runtimes import bench, open_loop, remote_bench
+from runtimes import machine
+from runtimes.bench import open_loop, remote
 
 CLIENTS = 16
 MAX_QUEUE = 32  # attn-serve's default at --max-batch 8
@@ -71,9 +72,9 @@ def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 def capacity(server: Server, model: str) -> tuple[float, float]:
     """(requests/s at CLIENTS closed-loop HTTP clients, the server's mean batch-1 engine ms at one client)."""
-    specs = remote_bench.model_specs(server.url("http"), model, "http")
-    lone = remote_bench.run_level(server.url("http"), model, "http", specs, 1, 30)
-    loaded = remote_bench.run_level(server.url("http"), model, "http", specs, CLIENTS, 20)
+    specs = remote.model_specs(server.url("http"), model, "http")
+    lone = remote.run_level(server.url("http"), model, "http", specs, 1, 30)
+    loaded = remote.run_level(server.url("http"), model, "http", specs, CLIENTS, 20)
     return loaded.throughput, lone.server_split_ms["engine"]
 
 
@@ -123,7 +124,7 @@ def run_model(model: str, duration: float, out: Path) -> None:
         c, engine_ms = capacity(server, model)
         print(f"== {model}: capacity C = {c:.1f} requests/s ({CLIENTS} clients), batch-1 engine {engine_ms:.1f} ms",
               flush=True)
-        report: dict[str, Any] = {"machine": bench.machine_info(), "model": model, "capacity": c,
+        report: dict[str, Any] = {"machine": machine.machine_info(), "model": model, "capacity": c,
                                   "engine_ms": engine_ms, "max_queue": MAX_QUEUE, "protocols": {}}
         for protocol in ("http", "grpc"):
             over = open_loop.run_open_loop(server.url(protocol), model, protocol, 2 * c, duration)
@@ -164,7 +165,7 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
         check("soak: p99 within 20 % minute to minute", max(swings, default=0) <= 0.20,
               "per minute: " + ", ".join(f"{ms:.0f}" for ms in p99) + " ms"),
     ]
-    (out / f"soak_{model}.json").write_text(json.dumps({"machine": bench.machine_info(), "model": model,
+    (out / f"soak_{model}.json").write_text(json.dumps({"machine": machine.machine_info(), "model": model,
                                                         "capacity": c, "engine_ms": engine_ms,
                                                         "result": soak.to_json(), "checks": checks}, indent=1))
 

@@ -2,7 +2,7 @@
 # Create .venv if needed, install, build the docs site (strict: a broken link or reference fails), then run
 # the whole test suite. Extra args go to pytest.
 source "$(dirname "$0")/_venv.sh"
-echo "==> on $(python -c 'from runtimes.bench import machine_info, machine_summary; print(machine_summary(machine_info()))')"
+echo "==> on $(python -c 'from runtimes.machine import machine_info, machine_summary; print(machine_summary(machine_info()))')"
 echo "==> mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
 # two pytest-xdist workers (TEST_WORKERS=0 runs in this process): export, ONNX serialisation and graph passes

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train a zoo model on scikit-learn's handwritten digits (offline, CPU); see exporter/digits.py.
+"""Train a zoo model on scikit-learn's handwritten digits (offline, CPU); see exporter/training/digits.py.
 
     python scripts/train_digits.py c2f_ca --out runs/c2f_ca [--steps N] [--seed S] [--bf16-autocast] [--zero-init-residual]
 
@@ -38,8 +38,8 @@ import click
 def main(model: str, out: str, steps: int, batch: int, lr: float, model_args: tuple[str, ...], bf16_autocast: bool,
          zero_init_residual: bool, seed: int) -> None:
     """Train zoo MODEL (10 classes) on the digits and print its held-out FP32 top-1."""
-    from exporter.digits import train
-    from exporter.model_source import parse_model_args
+    from exporter.training.digits import train
+    from exporter.sources.model_source import parse_model_args
     from runtimes.errors import AttnExportError
 
     try:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.trtexec import throughput_items_per_s, trtexec_command
+from exporter.formats.trtexec import throughput_items_per_s, trtexec_command
 
 GOAL = 0.95
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import runtimes
-from runtimes.cli import main as attn_bench
+from runtimes.bench.cli import main as attn_bench
 from runtimes.images import Preprocess, load_batch, sample_photo_files
 
 from .conftest import QUARTER_C2F_CA
@@ -113,7 +113,7 @@ def test_trained_on_digits_then_fp16_and_int8_keep_top1(tmp_path) -> None:
     exported with --fp16 --int8 --executorch --eval: the reduced precisions (ONNX FP16 and INT8, and
     ExecuTorch's PT2E INT8 .pte on the same calibration images) within the issue's top-1 goals."""
     from exporter.cli import main as attn_export
-    from exporter.digits import train
+    from exporter.training.digits import train
 
     run = tmp_path / "run"
     result = train("c2f_ca", run, steps=250, model_args=QUARTER_C2F_CA, printer=lambda _: None)
@@ -153,10 +153,10 @@ def test_bf16_autocast_training_saves_fp32_weights_that_reproduce_its_top1(tmp_p
     give exactly the held-out top-1 the run printed."""
     import torch
 
-    from exporter.digits import CLASSES, train, top1
+    from exporter.training.digits import CLASSES, train, top1
     from exporter.export_model import ExportModel
     from exporter.zoo import create_model
-    from runtimes.labels import image_folder
+    from runtimes.bench.labels import image_folder
 
     result = train("c2f_ca", tmp_path, steps=8, model_args=QUARTER_C2F_CA, bf16_autocast=True, printer=lambda _: None)
     state = torch.load(tmp_path / "weights.pt", weights_only=True)
@@ -175,7 +175,7 @@ def test_zero_init_residual_starts_resnet50_kv_attention_uniform_not_one_hot(tmp
     starts spread over all 49 tokens. A model without ResNet blocks is refused, naming the option."""
     import torch
 
-    from exporter.digits import train, zero_init_residuals
+    from exporter.training.digits import train, zero_init_residuals
     from exporter.zoo import create_model
     from runtimes.errors import OptionError
 

@@ -20,9 +20,10 @@ from torch import nn
 
 import runtimes
 from exporter import flops, onnx_files
-from runtimes import auto_select, ceiling
+from runtimes import auto_select
+from runtimes.bench import ceiling
 from runtimes import manifest as mf
-from runtimes.cli import main as bench_main
+from runtimes.bench.cli import main as bench_main
 from runtimes.specs import TensorSpec, random_inputs
 
 from .exports import exported

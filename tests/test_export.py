@@ -9,10 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from exporter import cli, context, onnx_export
+from exporter import cli, context
+from exporter.formats import onnx_export
 from exporter.errors import ExportError
 from exporter.pipeline import export
-from exporter.references import parity_batches
+from exporter.checks.references import parity_batches
 from exporter.zoo import ZooModel, list_models
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError
@@ -189,7 +190,7 @@ def test_cli_json_prints_the_manifest(tmp_path) -> None:
 
 def test_list_prints_the_zoo_with_seed_parameter_counts(monkeypatch) -> None:
     """``--list`` prints every model with the SEEDS.md counts; docs/zoo.md holds the same rows as markdown."""
-    from exporter import zoo_table
+    from exporter.sources import zoo_table
 
     rows: list[dict] = []
     real_table = zoo_table.zoo_table
@@ -203,7 +204,7 @@ def test_list_prints_the_zoo_with_seed_parameter_counts(monkeypatch) -> None:
 
 
 def test_sample_photos_are_real_normalised_images() -> None:
-    from exporter.photos import sample_photos
+    from exporter.checks.photos import sample_photos
     from runtimes.images import Preprocess
 
     photos = sample_photos(Preprocess.default(224, 224))

@@ -14,7 +14,8 @@ import onnxruntime as ort
 import pytest
 
 import runtimes
-from exporter import activation_memory, isolation, onnx_export, onnx_files, ort_format
+from exporter.formats import activation_memory, isolation, onnx_export, ort_format
+from exporter import onnx_files
 from exporter.errors import ExportError, MemoryBudgetError
 from runtimes import manifest as mf
 from runtimes.errors import ArtifactError

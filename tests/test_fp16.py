@@ -5,7 +5,7 @@ import json
 
 import onnx
 
-from exporter import fp16
+from exporter.formats import fp16
 from .exports import exported
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import runtimes
 from exporter.cli import main as attn_export
-from runtimes.cli import main as attn_bench
+from runtimes.bench.cli import main as attn_bench
 from runtimes.errors import ArtifactError, AttnExportError, InputSpecError, OptionError
 from runtimes.specs import random_inputs
 

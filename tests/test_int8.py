@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 import runtimes
-from exporter import int8
+from exporter.formats import int8
 from exporter.errors import ParityError
-from exporter.parity import Tolerance
+from exporter.checks.parity import Tolerance
 from exporter.pipeline import export
-from exporter.references import check_file_parity, check_parity, parity_batches, reference_sets
+from exporter.checks.references import check_file_parity, check_parity, parity_batches, reference_sets
 from runtimes.errors import ArtifactError
 
 from .conftest import FAMILIES, QUARTER_C2F_CA, small_export_model, small_model
@@ -152,7 +152,7 @@ def test_export_int8_writes_manifest_and_fails_honestly(artifacts_root, tmp_path
 
 
 def test_int8_top1_is_pooled_over_all_samples() -> None:
-    from exporter.parity import ParityReport
+    from exporter.checks.parity import ParityReport
 
     report = ParityReport("int8", Tolerance.int8())
     ref, flipped = np.array([[1.0, 0.9]]), np.array([[0.9, 1.0]])

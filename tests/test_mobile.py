@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import runtimes
-from runtimes.cli import main as attn_bench
+from runtimes.bench.cli import main as attn_bench
 from runtimes.specs import random_inputs
 
 from .conftest import run_cli_without, small_model
@@ -157,7 +157,7 @@ def test_read_only_input_is_copied_for_torch_and_answers_the_same(engine, artifa
     writable", once per process), so the torch-based engines copy exactly those and share the rest."""
     import torch
 
-    from runtimes.torch_rt import from_numpy
+    from runtimes.engines.torch_rt import from_numpy
 
     image = random_inputs(small_model("c2f_ca").input_specs, 2, seed=3)["image"]
     read_only = np.frombuffer(image.tobytes(), np.float32).reshape(image.shape)
@@ -214,7 +214,7 @@ def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
     folder, _ = exported("c2f_ca", artifacts_root)
     runs = {
         "export": ("exporter.cli", ["c2f_ca", "--num-classes", "10", "--executorch", "--out", str(tmp_path / "out")]),
-        "bench": ("runtimes.cli", [str(folder), "--engine", "executorch", "--iters", "1"]),
+        "bench": ("runtimes.bench.cli", [str(folder), "--engine", "executorch", "--iters", "1"]),
     }
     for what, (module, args) in runs.items():
         result = run_cli_without("executorch", module, args)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import runtimes
-import runtimes.openvino_rt
-from runtimes import bf16_probe
-from exporter.bf16_floor import emulated_report
-from exporter.parity import Tolerance
-from exporter.references import check_parity, parity_batches, reference_sets
+import runtimes.engines.openvino_rt
+from runtimes.engines import bf16_probe
+from exporter.checks.bf16_floor import emulated_report
+from exporter.checks.parity import Tolerance
+from exporter.checks.references import check_parity, parity_batches, reference_sets
 from runtimes.errors import OptionError
-from runtimes.openvino_rt import OpenVinoRuntime, cpu_capabilities, split_rows
+from runtimes.engines.openvino_rt import OpenVinoRuntime, cpu_capabilities, split_rows
 from runtimes.specs import random_inputs
 
 from .conftest import run_cli_without, small_export_model, small_model
@@ -52,7 +52,7 @@ def test_bf16_parity_for_every_zoo_model(model_name, artifacts_root) -> None:
 def test_bf16_emulation_rounds_weights_inputs_and_module_outputs() -> None:
     import torch
 
-    from exporter.bf16_floor import bf16_rounded, round_bf16
+    from exporter.checks.bf16_floor import bf16_rounded, round_bf16
 
     assert round_bf16(torch.tensor([1 + 2**-9, 3.0], dtype=torch.float32)).tolist() == [1.0, 3.0]
     assert round_bf16(torch.tensor([7])).dtype == torch.int64  # ids and masks stay as they are
@@ -98,7 +98,7 @@ def test_fp32_is_forced_even_where_openvino_defaults_to_bf16(artifacts_root) -> 
 ])
 def test_auto_precision_needs_bf16_listed_faster_and_not_failed(monkeypatch, capabilities, speedup, bf16_passed,
                                                                 expected) -> None:
-    import runtimes.openvino_rt as ov_rt
+    import runtimes.engines.openvino_rt as ov_rt
 
     monkeypatch.setattr(ov_rt, "cpu_capabilities", lambda: capabilities)
     monkeypatch.setattr(bf16_probe, "measured", lambda: {"bf16_speedup": speedup})
@@ -109,7 +109,7 @@ def test_auto_precision_needs_bf16_listed_faster_and_not_failed(monkeypatch, cap
 
 @pytest.mark.skipif(not HAS_BF16, reason="OpenVINO lists no BF16 among this CPU's capabilities")
 def test_bf16_gemm_probe_measures_both_precisions() -> None:
-    result = bf16_probe.gemm_speedup(runtimes.openvino_rt.core(), size=256, repeats=3)
+    result = bf16_probe.gemm_speedup(runtimes.engines.openvino_rt.core(), size=256, repeats=3)
     assert result["size"] == 256 and result["f32_gflops"] > 1 and result["bf16_gflops"] > 1
     assert result["bf16_speedup"] == pytest.approx(result["bf16_gflops"] / result["f32_gflops"], rel=0.02)
 
@@ -151,7 +151,7 @@ def test_export_openvino_ir_has_its_own_parity_rows(tmp_path) -> None:
 def test_attn_bench_reports_precision_and_isa(artifacts_root, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from runtimes.cli import main
+    from runtimes.bench.cli import main
 
     folder, _ = exported("c2f_ca", artifacts_root)
     result = CliRunner().invoke(main, [str(folder), "--engine", "ort", "--engine", "openvino:f32", "--engine",

@@ -1,4 +1,4 @@
-"""Fused attention for onnxruntime (exporter/ort_fusion.py): the A/B decision with injected timings, the
+"""Fused attention for onnxruntime (exporter/formats/ort_fusion.py): the A/B decision with injected timings, the
 choice among fusers with injected parity and timings (a fused file is written only when it passes parity and
 is faster), and one real export of transformer_encoder with --ort-fusion, whose manifest records what each
 fuser fused, its parity and its A/B."""
@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import runtimes
-from exporter import ort_fusion
+from exporter.formats import ort_fusion
 from exporter.pipeline import export
 from runtimes import manifest as mf
 from runtimes.selection import artifact_key

@@ -19,7 +19,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 import runtimes
-from runtimes import open_loop
+from runtimes.bench import open_loop
 from serving.policy import GRPC_TIME_REMAINING, Policy, default_max_queue, ray_options, request_timeout_s
 
 from . import serving_procs

@@ -21,7 +21,7 @@ import runtimes
 from exporter import cli
 from exporter.export_model import ExportModel, infer_output_specs, parse_input
 from exporter.errors import ModelSourceError
-from exporter.model_source import parse_model_args
+from exporter.sources.model_source import parse_model_args
 from runtimes.specs import TensorSpec, random_inputs
 
 from .exports import TEST_PROFILE, exported_own_model, sample_inputs_file
@@ -123,7 +123,7 @@ def test_own_model_runtimes_equal_pytorch(key, engine, artifacts_root) -> None:
 
 @pytest.mark.parametrize("key", OWN_MODELS)
 def test_attn_bench_runs_on_an_own_model_folder(key, artifacts_root, tmp_path) -> None:
-    from runtimes.cli import main as attn_bench
+    from runtimes.bench.cli import main as attn_bench
 
     folder = own_export(key, artifacts_root)
     result = CliRunner().invoke(attn_bench, [str(folder), "--engine", "ort", "--engine", "openvino", "--batch",
@@ -144,7 +144,7 @@ def test_output_specs_are_read_by_running_forward() -> None:
 def test_tensorrt_profile_covers_every_named_axis() -> None:
     """--engine trt (unverified on GPU) builds its optimisation profile from the same specs."""
     from exporter.export_model import complete_input_specs
-    from exporter.trt_build import profile_shapes
+    from exporter.formats.trt_build import profile_shapes
     from runtimes.manifest import BatchProfile
 
     (spec,) = complete_input_specs([parse_input("patches:batch,seq,48")], {"seq": 64})

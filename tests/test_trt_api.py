@@ -1,5 +1,5 @@
-"""The TensorRT API check: every TensorRT attribute and call of exporter/trt_build.py, runtimes/trt_rt.py
-and runtimes/trt_common.py exists, with a compatible signature, in the real bindings of TensorRT 11.4,
+"""The TensorRT API check: every TensorRT attribute and call of exporter/formats/trt_build.py, runtimes/engines/trt_rt.py
+and runtimes/engines/trt_common.py exists, with a compatible signature, in the real bindings of TensorRT 11.4,
 10.16 and 10.3 (JetPack 6), imported over stub libraries (tests/trt_bindings.py) — no GPU needed."""
 from __future__ import annotations
 

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from exporter import cli, trt_readiness
+from exporter import cli
+from exporter.formats import trt_readiness
 from exporter.errors import EngineBuildError
-from exporter.trt_build import choose_build_path, engine_record, profile_shapes
+from exporter.formats.trt_build import choose_build_path, engine_record, profile_shapes
 from exporter.zoo import create_model
 from runtimes.manifest import BatchProfile
 from runtimes.specs import TensorSpec
@@ -108,7 +109,7 @@ def test_engine_build_and_parity(tmp_path) -> None:
 def test_trtexec_cross_check_command_and_parse() -> None:
     from pathlib import Path
 
-    from exporter.trtexec import throughput_items_per_s, trtexec_command
+    from exporter.formats.trtexec import throughput_items_per_s, trtexec_command
 
     record = {"profile": {"image": [[1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224]],
                           "context": [[1, 512, 7, 7], [8, 512, 7, 7], [32, 512, 7, 7]]}}

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from exporter.errors import EngineBuildError
-from exporter.trt_build import build_engine
+from exporter.formats.trt_build import build_engine
 from runtimes.errors import ArtifactError, BackendUnavailableError
 from runtimes.manifest import BatchProfile
 from runtimes.specs import TensorSpec
-from runtimes.trt_rt import TrtRuntime
+from runtimes.engines.trt_rt import TrtRuntime
 
 from .trt_standin import CLASSES, FakeCudart, Log, fake_tensorrt
 

@@ -71,7 +71,7 @@ def call_ok(obj: Any, name: str, n_positional: int, keywords: list[str]) -> bool
 
 def monitor_output() -> list[str]:
     """Drive the project's monitor through TensorRT's IProgressMonitor trampoline (C++ → Python)."""
-    from exporter.trt_build import progress_monitor
+    from exporter.formats.trt_build import progress_monitor
 
     printed: list[str] = []
     monitor = progress_monitor(trt, printed.append)

@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-TRT_FILES = ("exporter/trt_build.py", "runtimes/trt_rt.py", "runtimes/trt_common.py")
+TRT_FILES = ("exporter/formats/trt_build.py", "runtimes/engines/trt_rt.py", "runtimes/engines/trt_common.py")
 RECEIVERS = {
     "trt": "", "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
     "config": "IBuilderConfig", "profile": "IOptimizationProfile", "engine": "ICudaEngine",

@@ -1,0 +1,186 @@
+"""ExecuTorch ``.pte`` for phones and boards: XNNPACK-delegated, FP32 and PT2E INT8.
+
+torch.export again, with every named axis bounded (batch by the profile max, other axes by their
+``max_dims``): ExecuTorch plans memory for the upper bound, so an unbounded axis cannot be lowered.
+The program is lowered with ``to_edge_transform_and_lower`` and the ``XnnpackPartitioner``; what
+XNNPACK does not take runs on ExecuTorch's portable kernels, and :func:`delegation` counts both.
+
+The tensor specs travel inside the ``.pte`` as a constant method (``runtimes.engines.executorch_rt.IO_METHOD``,
+JSON bytes as a uint8 tensor), so a lone ``.pte`` opens with its names, dynamic axes and bounds.
+
+INT8 is PT2E with ``XNNPACKQuantizer`` (symmetric, per-channel weights, static activations),
+calibrated on the same arrays as the ONNX INT8. ``WIDENING_STEPS`` keeps more in float when parity
+(or, with ``--eval``, the accuracy drop) fails, as the ONNX INT8 steps do: first the stem and the
+classifier, then also every element-wise operator.
+
+Why ``_check_ir_validity=False``: with executorch 1.5.1 the edge IR validity check specialises a
+bounded batch to the example's size on c2f_ca (its coordinate-attention ``mean``/``split``), so the
+``.pte`` refuses every other batch. Parity at batch 1, an odd batch and the max proves the lowered
+graph instead.
+"""
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from exporter.checks.widening import widen_until_parity
+from exporter.errors import ExportError, tool_failure
+from runtimes.engines.executorch_rt import IO_METHOD
+from runtimes.fileio import atomic_path
+from runtimes.optional import require
+from runtimes.specs import BATCH, TensorSpec
+
+# graph plumbing and INT8 Q/DQ, not compute: left out of the counts (as Q/DQ nodes are in the ONNX INT8 report)
+BOOKKEEPING_OPS = ("getitem", "sym_size")
+QDQ_PREFIX = "quantized_decomposed_"
+
+
+def executorch_version() -> str:
+    """The installed ExecuTorch version; exit 2 naming the extra when it is missing."""
+    return str(require("executorch.version", "--executorch", "executorch").__version__)
+
+
+def bounded_shapes(specs: Sequence[TensorSpec], max_batch: int) -> tuple[dict[int, Any], ...]:
+    """torch.export dynamic shapes with an upper bound on every named axis (one ``Dim`` per name)."""
+    dims: dict[str, Any] = {}
+    for spec in specs:
+        for name in spec.dynamic_axes.values():
+            bound = max_batch if name == BATCH else spec.max_dims.get(name)
+            if bound is None:
+                raise ExportError(f"ExecuTorch plans memory for an upper bound, and axis {name!r} of input "
+                                  f"{spec.name!r} has none: pass --max-dim {name}=N")
+            dims.setdefault(name, torch.export.Dim(name, min=1, max=bound))
+    return tuple({axis: dims[name] for axis, name in s.dynamic_axes.items()} for s in specs)
+
+
+def io_constant(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> torch.Tensor:
+    """The specs as JSON bytes in a uint8 tensor: what ``IO_METHOD`` returns."""
+    text = json.dumps({"inputs": [s.to_json() for s in inputs], "outputs": [s.to_json() for s in outputs]})
+    return torch.tensor(list(text.encode()), dtype=torch.uint8)
+
+
+def delegation(edge_program: Any) -> dict[str, Any]:
+    """Compute operators XNNPACK took versus those left to the portable kernels, by operator."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge_program.exported_program().graph_module)
+    taken, fallback = collections.Counter(), collections.Counter()
+    for op, counts in info.delegation_by_operator.items():
+        if op in BOOKKEEPING_OPS or op.startswith(QDQ_PREFIX):
+            continue
+        name = op.removeprefix("aten_").removesuffix("_default")
+        taken[name] += counts.delegated
+        fallback[name] += counts.non_delegated
+    return {"xnnpack_ops": sum(taken.values()), "portable_ops": sum(fallback.values()),
+            "xnnpack_subgraphs": info.num_delegated_subgraphs,
+            "portable_op_types": dict(sorted((k, v) for k, v in fallback.items() if v))}
+
+
+def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec]) -> dict[str, Any]:
+    """XNNPACK-lower ``program`` and write ``out_path`` atomically; returns the delegation report."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    try:
+        edge = to_edge_transform_and_lower(
+            program, partitioner=[XnnpackPartitioner()], constant_methods={IO_METHOD: io_constant(inputs, outputs)},
+            compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
+        report = delegation(edge)
+        buffer = edge.to_executorch().buffer
+    except Exception as exc:  # ExecuTorch raises many types (export, lowering, memory planning)
+        raise tool_failure("ExecuTorch lowering", exc) from exc
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(buffer)
+    return report
+
+
+def bounded_program(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
+                    max_batch: int) -> torch.export.ExportedProgram:
+    """``module`` exported with every named axis bounded (see :func:`bounded_shapes`)."""
+    return torch.export.export(module, example, dynamic_shapes=bounded_shapes(specs, max_batch))
+
+
+@dataclass(frozen=True)
+class PteInt8Step:
+    """One PT2E configuration: aten operators ``XNNPACKQuantizer`` must leave in float, and whether the first
+    and last weighted layers (the stem and the classifier) stay in float too."""
+
+    name: str
+    float_ops: tuple[str, ...] = ()
+    float_ends: bool = False
+
+
+ELEMENTWISE = ("add", "mul", "cat", "adaptive_avg_pool2d")
+WEIGHTED = ("conv1d", "conv2d", "conv_transpose2d", "linear")
+# each step keeps in float everything the one before did, and more
+WIDENING_STEPS = (
+    PteInt8Step("default"),
+    PteInt8Step("first and last layers in float", float_ends=True),
+    PteInt8Step("convolutions and linears only, first and last in float", ELEMENTWISE, float_ends=True),
+)
+
+
+def _op(node: Any) -> str:
+    return getattr(node.target, "__name__", "").split(".")[0]
+
+
+def _quantizer(step: PteInt8Step, graph: torch.fx.Graph) -> Any:
+    """``XNNPACKQuantizer`` (symmetric, per-channel) that skips ``step``'s operators and, with ``float_ends``,
+    the first and last weighted layers of ``graph``: the layers whose INT8 error every later one inherits
+    (the stem) or that decides the class (the classifier), as ModelOpt and TensorRT users commonly do."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    weighted = [n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED]
+    ends = {weighted[0], weighted[-1]} if step.float_ends and weighted else set()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    if step.float_ops or ends:
+        quantizer.set_filter_function(lambda node: _op(node) not in step.float_ops and node.name not in ends)
+    return quantizer
+
+
+def _rows(arrays: Mapping[str, np.ndarray], names: Sequence[str], chunk: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    total = len(arrays[names[0]])
+    for start in range(0, total, chunk):
+        yield tuple(torch.from_numpy(np.ascontiguousarray(arrays[n][start:start + chunk])) for n in names)
+
+
+def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
+                  max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step
+                  ) -> torch.export.ExportedProgram:
+    """PT2E INT8 of ``module``: annotate (``step``), calibrate on ``calibration`` in chunks of at most
+    ``max_batch`` rows, convert, and export the quantized module with the same bounds."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    captured = bounded_program(module, specs, example, max_batch).module()
+    prepared = prepare_pt2e(captured, _quantizer(step, captured.graph))
+    with torch.no_grad():
+        for rows in _rows(calibration, [s.name for s in specs], max_batch):
+            prepared(*rows)
+    converted = convert_pt2e(prepared)
+    return bounded_program(converted, specs, example, max_batch)
+
+
+def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                          example: tuple[torch.Tensor, ...], max_batch: int, calibration: Mapping[str, np.ndarray],
+                          out_path: Path, check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool
+                          ) -> tuple[dict[str, Any], Any]:
+    """``model.int8.pte`` widened step by step (``widening.widen_until_parity``) until ``check`` passes."""
+
+    def build(step: PteInt8Step) -> dict[str, Any]:
+        program = quantize_pt2e(module, specs, example, max_batch, calibration, step)
+        report = lower_to_pte(program, out_path, specs, outputs)
+        return {**report, "quantizer": "XNNPACKQuantizer (symmetric, per-channel)", "float_ops": list(step.float_ops),
+                "float_ends": step.float_ends, "samples": len(next(iter(calibration.values())))}
+
+    return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
