@@ -161,3 +161,13 @@ def test_contributing_recipes_name_files_that_exist() -> None:
             assert name in sources, f"CONTRIBUTING.md: {name!r} is not in {[str(f.relative_to(ROOT)) for f in files]}"
             checked += 1
     assert checked > 30
+
+
+def test_docs_name_paths_that_exist() -> None:
+    """A file or folder the README, CONTRIBUTING.md or a docs page names in backticks exists (a move that
+    forgets a page fails here)."""
+    pattern = re.compile(r"`((?:exporter|runtimes|serving|scripts|tests|docs|examples)/[\w/.\-]+)`")
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = [(page.name, m.group(1)) for page in pages for m in pattern.finditer(page.read_text())]
+    missing = [(page, path) for page, path in named if "NAME" not in path and not (ROOT / path.rstrip("/")).exists()]
+    assert len(named) > 60 and missing == []

@@ -104,6 +104,25 @@ def _stats(server) -> dict:
     return json.loads(server.get(f"/v2/models/{MODEL}/stats")[1])["model_stats"][0]
 
 
+def assert_refused_at_the_cap_and_answered_correctly(server, folder, flood: Flood, before: dict,
+                                                     cap_phrase: str) -> None:
+    """A flood came back as 200s and 503s only, each 503 with Retry-After and a message naming the model and
+    the cap, each 200 its own input's answer, and the model's statistics count both."""
+    refused, answered = flood.of(503), flood.of(200)
+    assert len(refused) + len(answered) == len(flood.results), {r[0] for r in flood.results}
+    assert refused and answered
+    status, headers, body, _ = refused[0]
+    assert {k.lower(): v for k, v in headers.items()}.get("retry-after") == "1"
+    assert f"model '{MODEL}': its queue is full (" in body["error"] and cap_phrase in body["error"], body
+    with runtimes.load(folder) as rt:  # every answer is its own input's, computed alone
+        want = {seed: rt({"image": _image(seed)})["logits"] for seed in {r[3] for r in answered}}
+    worst = max(np.abs(np.asarray(r[2]["outputs"][0]["data"]) - want[r[3]].ravel()).max() for r in answered)
+    assert worst <= 1e-5 * max(np.abs(w).max() for w in want.values())
+    after = _stats(server)["inference_stats"]
+    assert after["refused"]["count"] - before["refused"]["count"] == len(refused)
+    assert after["success"]["count"] - before["success"]["count"] == len(answered)
+
+
 def test_a_full_queue_refuses_at_once_over_http_and_readiness_turns_false(server, folder) -> None:
     before = _stats(server)["inference_stats"]
     readiness = []
@@ -113,22 +132,25 @@ def test_a_full_queue_refuses_at_once_over_http_and_readiness_turns_false(server
             readiness.append(server.get("/v2/health/ready")[0])
             time.sleep(0.05)
     assert 503 in readiness, f"readiness never turned false while 16 clients flooded a queue of {MAX_QUEUE}"
-    refused, answered = flood.of(503), flood.of(200)
-    assert len(refused) + len(answered) == len(flood.results), {r[0] for r in flood.results}
-    assert refused and answered
-    status, headers, body, _ = refused[0]
-    assert {k.lower(): v for k, v in headers.items()}.get("retry-after") == "1"
-    assert f"model '{MODEL}': its queue is full ({MAX_QUEUE} requests waiting or running, --max-queue " \
-           f"{MAX_QUEUE})" in body["error"]
-    with runtimes.load(folder) as rt:  # every answer is its own input's, computed alone
-        want = {seed: rt({"image": _image(seed)})["logits"] for seed in {r[3] for r in answered}}
-    worst = max(np.abs(np.asarray(r[2]["outputs"][0]["data"]) - want[r[3]].ravel()).max() for r in answered)
-    assert worst <= 1e-5 * max(np.abs(w).max() for w in want.values())
-    after = _stats(server)["inference_stats"]
-    assert after["refused"]["count"] - before["refused"]["count"] == len(refused)
-    assert after["success"]["count"] - before["success"]["count"] == len(answered)
+    assert_refused_at_the_cap_and_answered_correctly(
+        server, folder, flood, before, f"({MAX_QUEUE} requests waiting or running, --max-queue {MAX_QUEUE})")
     time.sleep(0.5)
     assert server.get("/v2/health/ready")[0] == 200  # the queue emptied: ready again
+
+
+def test_under_ray_serve_the_same_cap_refuses_and_answers_correctly(folder, tmp_path) -> None:
+    """``--runner ray`` with one replica: Ray Serve is given the same cap (max_ongoing_requests and
+    max_queued_requests), and a flood of 16 clients is refused by it with the same 503, Retry-After and message."""
+    srv = serving_procs.start([str(folder), "--runner", "ray", "--max-batch", "1", "--max-queue", str(MAX_QUEUE)],
+                              tmp_path / "attn-serve-ray.log", [MODEL])
+    try:
+        before = _stats(srv)["inference_stats"]
+        with Flood(srv) as flood:
+            time.sleep(4)
+        assert_refused_at_the_cap_and_answered_correctly(srv, folder, flood, before, f"--max-queue {MAX_QUEUE}")
+    finally:
+        serving_procs.stop(srv)
+    assert srv.proc.returncode == 0 and srv.children == [], (tmp_path / "attn-serve-ray.log").read_text()[-3000:]
 
 
 def test_a_full_queue_refuses_grpc_with_unavailable(server) -> None:
