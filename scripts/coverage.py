@@ -3,6 +3,7 @@
 
     python scripts/coverage.py --list scripts/coverage_models.txt --out coverage-run --markdown docs/coverage.md
     python scripts/coverage.py timm:vit_tiny_patch16_224 torchvision:swin_t --out /tmp/cov
+    python scripts/coverage.py --list scripts/coverage_models.txt --start 46 --out coverage-run   # models 46 on
 
 Each model runs ``attn-export MODEL --keep-going --fp16 --int8 --openvino --ort-format --executorch`` in its own
 process with a timeout, at random init (no hub), batch profile 1:2:4. Where the FP32 ONNX fails at the
@@ -216,10 +217,12 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: write coverage.json and --markdown from the results already in OUT "
                              "(models of the list without a result are left out, and counted)")
+    parser.add_argument("--start", default=1, type=int, metavar="K",
+                        help="begin at the K-th model (1-based): a sweep split over several runs or machines")
     parser.add_argument("--without", action="append", default=[], choices=["executorch"],
                         help="leave a stage out of the pipeline (repeatable; its columns then read 'not run')")
     args = parser.parse_args()
-    models = read_models(args.models, args.list_file)
+    models = read_models(args.models, args.list_file)[max(args.start, 1) - 1:]
     if not models:
         parser.error("give models or --list FILE")
     (args.out / "results").mkdir(parents=True, exist_ok=True)
