@@ -38,6 +38,7 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
         accepted = report is not None and accept(report)
         tries.append({"step": step.name, "passed": accepted,
                       "worst": report.worst if report is not None else None,
+                      **({"error": report.errors[0]} if getattr(report, "errors", None) else {}),
                       **({"accuracy": report.accuracy} if getattr(report, "accuracy", None) else {})})
         if accepted:
             break
