@@ -15,9 +15,6 @@ at the first step while random inputs gave cosine 0.88 after every step.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -134,26 +131,6 @@ def unopenable_report(path: Path, engine: str, exc: BaseException, sets: Sequenc
     for inputs in sets[:1]:
         report.add_error(inputs.label, inputs.reference, message)
     return report
-
-
-# Opens a file the way open_candidate does, in a child process: a crash there is the file's verdict, not ours.
-OPEN_PROBE = "import sys, runtimes; runtimes.load(sys.argv[1], engine=sys.argv[2]).open()"
-
-
-class EngineCrash(RuntimeError):
-    """The engine killed its process while opening a file (a segfault in its graph optimiser)."""
-
-
-def crash_on_open(path: Path, engine: str, probe: str = OPEN_PROBE) -> EngineCrash | None:
-    """Open ``path`` with ``engine`` in a child process first, so a file that crashes the engine fails its check
-    in one line instead of killing the export (onnxruntime 1.2x segfaults creating a session for the FP16 file
-    AutoCast writes of torchvision's ViT-B/16). Only a death by signal is returned; an exception in the child
-    is left for the in-process open to report as usual."""
-    result = subprocess.run([sys.executable, "-c", probe, str(path), engine], capture_output=True, text=True)
-    if result.returncode >= 0:
-        return None
-    signal_name = signal.Signals(-result.returncode).name
-    return EngineCrash(f"it died of {signal_name} opening the file (in a child process; the export went on)")
 
 
 def open_candidate(path: Path, engine: str, precision: str | None = None) -> Runtime:
