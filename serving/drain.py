@@ -6,9 +6,9 @@ inference requests are refused (503 / UNAVAILABLE, ``ArtifactModel``), while tho
 their answers, with ``Connection: close`` on every REST answer so that clients drop their keep-alive
 connections. When none is left in flight, or ``drain_timeout_s`` has passed, the server refuses for
 ``LINGER_S`` more, then the REST and gRPC servers stop and ``start`` returns (``unanswered`` says how many a
-timeout cut off). A second signal during the drain stops at once: the process exits 130 without waiting for engine calls in progress (``hard_exit``,
-in-process), or, on Ray, raises ``KeyboardInterrupt`` so that Serve and the Ray processes it started are
-shut down first.
+timeout cut off). A second signal during the drain stops at once: the process exits 130 without waiting
+for engine calls in progress (``hard_exit``, in-process), or, on Ray, raises ``KeyboardInterrupt`` so that
+Serve and the Ray processes it started are shut down first.
 
 uvicorn takes SIGINT and SIGTERM for itself when it starts serving, so the handlers are installed once it
 has started; before that, the CLI's own handler stops the process.

@@ -111,7 +111,7 @@ def assert_refused_at_the_cap_and_answered_correctly(server, folder, flood: Floo
     refused, answered = flood.of(503), flood.of(200)
     assert len(refused) + len(answered) == len(flood.results), {r[0] for r in flood.results}
     assert refused and answered
-    status, headers, body, _ = refused[0]
+    _, headers, body, _ = refused[0]
     assert {k.lower(): v for k, v in headers.items()}.get("retry-after") == "1"
     assert f"model '{MODEL}': its queue is full (" in body["error"] and cap_phrase in body["error"], body
     with runtimes.load(folder) as rt:  # every answer is its own input's, computed alone

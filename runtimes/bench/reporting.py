@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from runtimes.bench.timing import BenchResult
+from runtimes.fileio import atomic_path
 
 
 def _group(label: str) -> str:
@@ -44,18 +45,13 @@ def format_accuracy_table(rows: Sequence[tuple[str, dict[str, Any]]], source: st
 def plot_accuracy(points: Sequence[tuple[str, float, float]], path: str, title: str) -> None:
     """PNG of top-1 against p50 latency, one point per engine:precision (``(label, p50 ms, top-1)``)."""
     plt = _pyplot()
-    from runtimes.fileio import atomic_path
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, latency, top1 in points:
         ax.scatter([latency], [100 * top1], s=40)
         ax.annotate(label, (latency, 100 * top1), textcoords="offset points", xytext=(5, 5))
     ax.set(xlabel="p50 latency (ms)", ylabel="top-1 (%)", title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_png(plt, fig, path)
 
 
 def _pyplot() -> Any:
@@ -67,12 +63,18 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save_png(plt: Any, fig: Any, path: str) -> None:
+    """Lay ``fig`` out, write it to ``path`` atomically as a PNG, and free it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> None:
     """PNG of p50 latency and throughput against ``x`` (batch size, or concurrency for a server), one line per
     engine; with achieved GFLOP/s (local rows of a model with counted FLOPs) a third panel beside its ceilings."""
     plt = _pyplot()
-    from runtimes.fileio import atomic_path
-
     engines: dict[str, list[Any]] = {}
     for r in results:
         engines.setdefault(r.engine, []).append(r)
@@ -97,7 +99,4 @@ def plot(results: Sequence[Any], path: str, title: str, x: str = "batch") -> Non
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_png(plt, fig, path)
