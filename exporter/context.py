@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from exporter import onnx_files
+from exporter.checks.crash_probe import crash_on_open
 from exporter.checks.parity import ParityReport, Tolerance
 from exporter.checks.references import (
     ParityInputs,
+    candidate_device,
     check_parity,
     labelled_sets,
     open_candidate,
@@ -91,6 +93,10 @@ class ExportContext:
         file checked, the FP32 ONNX, is the accuracy reference). A ``calibrated`` artifact (INT8) is compared
         on ``calibrated_sets()``, every other one on ``sets``."""
         sets = self.calibrated_sets() if calibrated else self.sets
+        if engine == "ort" and path.name != "model.onnx":  # a converter's file: AutoCast's, ModelOpt's, .ort
+            crash = crash_on_open(path, engine, candidate_device(engine))
+            if crash is not None:
+                return unopenable_report(path, engine, crash, sets, tolerance)
         try:
             opened = open_candidate(path, engine, precision)
         except Exception as exc:  # ArtifactError, or an engine's own exception type while compiling our file

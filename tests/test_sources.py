@@ -278,6 +278,52 @@ def test_unopenable_file_of_our_own_stage_is_a_failed_step_not_exit_2(tmp_path, 
     assert failed["failure_class"] == "parity"
 
 
+def test_an_engine_that_dies_opening_a_file_is_caught_in_a_child_process(tmp_path) -> None:
+    """The probe opens a file as the parity check would, in a child: a death by signal comes back as a one-line
+    EngineCrash naming the signal; a file that opens, a child that raises and a child that outlives the timeout
+    give None (the in-process open then decides)."""
+    from onnx import TensorProto, helper
+
+    from exporter.checks.crash_probe import OPEN_PROBE, crash_on_open
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    path = tmp_path / "model.fp16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with runtimes.load(path, engine="ort") as rt:  # the file opens, so the probe's None means it opened there too
+        assert rt.input_specs[0].shape == ("batch", 4)
+    assert crash_on_open(path, "ort", "cpu") is None
+    segfault = OPEN_PROBE.replace("os._exit(0)", "import signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    crash = crash_on_open(path, "ort", "cpu", probe=segfault)
+    assert crash is not None and str(crash).startswith("it died of SIGSEGV opening the file"), crash
+    assert crash_on_open(path, "ort", "cpu", probe="raise SystemExit(1)") is None
+    assert crash_on_open(path, "ort", "cpu", probe="import time; time.sleep(30)", timeout_s=1.0) is None
+
+
+def test_a_widening_step_whose_file_crashes_the_engine_fails_and_the_next_one_is_tried(tmp_path, monkeypatch) -> None:
+    """onnxruntime 1.31 segfaulted creating a session for AutoCast's first FP16 files of torchvision's ViT-B/16
+    (its NchwcTransformer) and took the export down. Now the first step's file "crashes" (the probe says so):
+    that step fails with the signal in its try, the next step is built and passes, and the export exits 0."""
+    from exporter import context
+    from exporter.checks.crash_probe import EngineCrash
+
+    probed: list[str] = []
+
+    def first_fp16_file_crashes(path, engine, device):
+        probed.append(path.name)
+        return EngineCrash("it died of SIGSEGV opening the file") if probed.count("model.fp16.onnx") == 1 else None
+
+    monkeypatch.setattr(context, "crash_on_open", first_fp16_file_crashes)
+    code, output = run_cli([f"{FALLBACK}:GroupedQueryAttention", "--input", "tokens:batch,8,16", "--batch", PROFILE,
+                            "--opset", "18", "--fp16", "--out", str(tmp_path)])
+    assert code == 0 and "Traceback" not in output, output
+    tries = mf.read_manifest(tmp_path / "GroupedQueryAttention")["fp16"]["tries"]
+    assert not tries[0]["passed"] and "died of SIGSEGV" in tries[0]["error"], tries[0]
+    assert tries[-1]["passed"] and len(tries) >= 2 and "error" not in tries[-1]
+    assert "model.onnx" not in probed  # the FP32 file our exporter wrote is opened in process only
+
+
 def test_verbose_differs_only_in_third_party_lines(tmp_path) -> None:
     """The same export with and without -v: the console lines of the default run (stdout and stderr), in order,
     are the -v run's minus third-party output (here the TorchScript exporter's IR dump, which it prints on

@@ -133,11 +133,15 @@ def unopenable_report(path: Path, engine: str, exc: BaseException, sets: Sequenc
     return report
 
 
+def candidate_device(engine: str) -> str:
+    """The device files are checked on: CUDA where onnxruntime can use it and ``engine`` runs there, else the
+    engine's own (``runtimes.selection.default_device``)."""
+    return default_device(engine, prefer_cuda=cuda_usable())
+
+
 def open_candidate(path: Path, engine: str, precision: str | None = None) -> Runtime:
-    """``path`` opened with ``engine`` at ``precision``, on CUDA where onnxruntime can use it and the engine
-    runs there, else on the engine's own device (``runtimes.selection.default_device``)."""
-    return runtimes.load(path, engine=engine, device=default_device(engine, prefer_cuda=cuda_usable()),
-                         precision=precision)
+    """``path`` opened with ``engine`` at ``precision`` on ``candidate_device(engine)``."""
+    return runtimes.load(path, engine=engine, device=candidate_device(engine), precision=precision)
 
 
 def check_file_parity(path: Path, engine: str, sets: Sequence[ParityInputs], tolerance: Tolerance,
