@@ -101,3 +101,40 @@ def test_reductions_are_kept_fp32_by_measured_range_not_by_type(tmp_path) -> Non
     assert small["fp32_reasons"] == {fp16.FP32_OPS_REASON: 1}
     assert "sumsq" in large["fp32_node_names"] and "pool" not in large["fp32_node_names"]
     assert large["fp32_reasons"][fp16.FP32_OPS_REASON] == 1 and large["fp32_reasons"]["AutoCast: activation range"] >= 1
+
+
+def test_a_tensor_below_fp16s_normal_range_keeps_its_nodes_fp32(tmp_path) -> None:
+    """DeiT-3's class token (initialised at 1e-6) lost 2 % in FP16, where such values are subnormals: x · 1e-6
+    (LayerScale's shape) into a LayerNorm, which magnifies that loss back to full scale. The Mul is kept FP32
+    for its subnormal output, the Relu beside it stays FP16, and the file matches FP32 within 1e-3."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    gamma = (1e-6 * (1 + rng.random(8))).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["x", "gamma"], ["tiny"], name="layerscale"),
+             helper.make_node("LayerNormalization", ["tiny", "ones", "zeros"], ["y"], name="norm", axis=-1),
+             helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8]),
+         helper.make_tensor_value_info("r", TensorProto.FLOAT, ["batch", 4, 8])],
+        [numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(np.ones(8, np.float32), "ones"),
+         numpy_helper.from_array(np.zeros(8, np.float32), "zeros")])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(src))
+    x = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    (tmp_path / "calib").mkdir()
+    np.savez(tmp_path / "calib" / "c.npz", x=x)
+    tiny = x * gamma
+    assert np.abs(tiny).max() < fp16.FP16_SMALLEST_NORMAL
+    assert np.abs(tiny.astype(np.float16) - tiny).max() / np.abs(tiny).max() > 1e-3  # what FP16 would lose
+
+    report = fp16.convert(src, tmp_path / "m.fp16.onnx", str(tmp_path / "calib"), [], fp16.WIDENING_STEPS[0], 17)
+    assert report["fp32_node_names"] == ["layerscale", "norm"] and report["fp16_nodes"] == 1  # the Relu
+    assert report["fp32_reasons"] == {fp16.SUBNORMAL_REASON: 1, fp16.FP32_OPS_REASON: 1}
+    reference = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    converted = ort.InferenceSession(str(tmp_path / "m.fp16.onnx"),
+                                     providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    assert np.abs(converted - reference).max() / np.abs(reference).max() < 1e-3

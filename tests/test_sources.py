@@ -349,18 +349,22 @@ def test_verbose_differs_only_in_third_party_lines(tmp_path) -> None:
     assert "Torch IR graph at exception" in (tmp_path / "GroupedQueryAttention" / "export.log").read_text()
 
 
-def test_fp16_file_runs_at_every_batch_size(tmp_path) -> None:
+def test_deit3_fp16_file_runs_at_every_batch_size_and_passes(tmp_path) -> None:
     """AutoCast writes the shapes of its calibration run into the FP16 file (value_info); onnxruntime then
-    re-used a LayerNormalization buffer of the wrong size at other batch sizes and raised. A one-block DeiT-3 at
-    64 px: every FP16 parity row now has numbers, no engine error (at random init its FP16 error may still
-    exceed the tolerance: that is a parity verdict, recorded with --keep-going)."""
+    re-used a LayerNormalization buffer of the wrong size at other batch sizes and raised. And DeiT-3's class
+    token, initialised at 1e-6, is subnormal in FP16: every widening step missed rel 1e-2 (3.0e-2 at the widest)
+    until nodes of such tensors stayed FP32. A one-block DeiT-3 at 64 px: every FP16 parity row has numbers
+    and the first step passes."""
     code, output = run_cli(["timm:deit3_small_patch16_224", "--model-arg", "depth=1", "--model-arg", "img_size=64",
                             "--model-arg", "num_classes=10", "--batch", PROFILE, "--no-photos", "--fp16",
-                            "--keep-going", "--out", str(tmp_path)])
-    assert code in (0, 3), output
+                            "--out", str(tmp_path)])
+    assert code == 0, output
     rows = json.loads((tmp_path / "deit3_small_patch16_224" / "parity.json").read_text())["onnx_fp16"]["rows"]
     assert {r["batch"] for r in rows} == {1, 2, 3, 4}
-    assert all(r["error"] is None and r["cosine"] > 0.999 for r in rows), [r["error"] for r in rows]
+    assert all(r["error"] is None and r["max_rel"] < 1e-2 for r in rows), rows
+    report = mf.read_manifest(tmp_path / "deit3_small_patch16_224")["fp16"]
+    assert [t["step"] for t in report["tries"]] == ["default"]
+    assert report["fp32_reasons"][fp16.SUBNORMAL_REASON] >= 1 and report["fp16_nodes"] > report["fp32_nodes"]
 
 
 @pytest.mark.parametrize("text, expected", [

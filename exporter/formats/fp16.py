@@ -6,7 +6,10 @@ measured range, reductions (ReduceMean, ReduceSum) included — a mean may be a
 pooling or a variance, and the operator type does not say which. By rule we
 keep in FP32 only the power and square root of a std and LayerNorm
 (``FP32_OPS``: a square overflows FP16 from 256 up, and a normalisation divides
-by their result), and softmaxes over many keys. When FP16 parity still fails,
+by their result), and softmaxes over many keys. AutoCast guards the top of FP16's range only; we guard the
+bottom too: a node one of whose tensors lies wholly below FP16's smallest normal (6.1e-5) stays FP32
+(``subnormal_rule``), since FP16 holds such values as subnormals with a few bits left (DeiT-3's class token,
+initialised at 1e-6, lost 2 % through a subnormal Expand/Concat). When FP16 parity still fails,
 ``WIDENING_STEPS`` keeps more in FP32 — lower ``data_max``, every attention
 MatMul/Softmax, then ever lower ``data_max`` — until it holds; the report says
 which step was needed and why each FP32 node stayed FP32.
@@ -34,6 +37,8 @@ from runtimes.specs import TensorSpec
 
 FP32_OPS = ("Pow", "Sqrt", "LayerNormalization")
 FP32_OPS_REASON = "std/LayerNorm op (Pow, Sqrt, LayerNormalization)"
+FP16_SMALLEST_NORMAL = float(np.finfo(np.float16).tiny)  # 6.1e-5: below it FP16 keeps fewer than 10 bits
+SUBNORMAL_REASON = "a tensor FP16 holds only as subnormals (|x| < 6.1e-5)"
 LARGE_SOFTMAX_KEYS = 1024
 
 
@@ -110,14 +115,17 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
     if step.attention_fp32:
         op_types += ["MatMul", "Softmax"]
         kept.update(MatMul="widened: attention in fp32", Softmax="widened: attention in fp32")
-    with warnings.catch_warnings(), streaming_reference_run():
+    ranges: dict[str, Any] = {}
+    subnormal = subnormal_rule(ranges)
+    with warnings.catch_warnings(), streaming_reference_run(ranges):
         warnings.simplefilter("ignore")
         logging.getLogger("modelopt").setLevel(logging.ERROR)
         model = convert_to_mixed_precision(
             str(onnx_path), low_precision_type="fp16", keep_io_types=True, data_max=step.data_max,
             op_types_to_exclude=op_types, nodes_to_exclude=[f"^{n}$" for n in softmaxes],
-            calibration_data=autocast_npz_dir, opset=opset, providers=["cpu"],
+            calibration_data=autocast_npz_dir, opset=opset, providers=["cpu"], custom_rule=subnormal,
         )
+    kept.update({name: SUBNORMAL_REASON for name in subnormal.kept})
     del model.graph.value_info[:]  # AutoCast's shapes are its calibration run's, not the dynamic ones
     onnx_files.save(model, out_path, external=external_data)
     return {"tool": "modelopt.onnx.autocast", "step": step.name, "data_max": step.data_max,
@@ -125,14 +133,43 @@ def convert(onnx_path: Path, out_path: Path, autocast_npz_dir: str, softmaxes: S
             **precision_report(model, kept)}
 
 
+def subnormal_rule(ranges: Mapping[str, Any]) -> Any:
+    """An AutoCast rule (``NodeRuleBase``) keeping in FP32 every node with an input or output whose nonzero
+    range, in ``ranges`` (the reference run's ``TensorStats``, filled before AutoCast classifies), lies below
+    ``FP16_SMALLEST_NORMAL``; the names it kept are in its ``kept``."""
+    from modelopt.onnx.autocast.nodeclassifier import NodeRuleBase
+
+    class SubnormalRangeRule(NodeRuleBase):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.kept: list[str] = []
+
+        def _check_inner(self, node: onnx.NodeProto) -> bool:
+            tiny = any(0.0 < ranges[name].absmax < FP16_SMALLEST_NORMAL
+                       for name in [*node.input, *node.output] if name in ranges)
+            if tiny:
+                self.kept.append(node.name)
+            return tiny
+
+    return SubnormalRangeRule()
+
+
 @contextlib.contextmanager
-def streaming_reference_run() -> Iterator[None]:
+def streaming_reference_run(ranges: dict[str, Any]) -> Iterator[None]:
     """AutoCast's reference run one sample at a time (``activation_memory.streaming_runner_class``): the same
-    ranges, one sample's activations in memory instead of every calibration batch's."""
+    ranges, one sample's activations in memory instead of every calibration batch's; ``ranges`` receives
+    them (for ``subnormal_rule``)."""
     from modelopt.onnx.autocast import convert as autocast_convert
 
+    streaming = activation_memory.streaming_runner_class()
+
+    class RecordingRunner(streaming):  # type: ignore[misc, valid-type]
+        def run(self, inputs: Any = None) -> Any:
+            stats = super().run(inputs)
+            ranges.update(stats)
+            return stats
+
     original = autocast_convert.ReferenceRunner
-    autocast_convert.ReferenceRunner = activation_memory.streaming_runner_class()
+    autocast_convert.ReferenceRunner = RecordingRunner
     try:
         yield
     finally:
