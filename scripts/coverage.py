@@ -43,6 +43,11 @@ STAGE_OF = {  # the stage (its name's start) that writes each artifact, as the m
 }
 FALLBACK_OPSETS = (18, 23, 20, 13)
 PIPELINE = ["--keep-going", "--fp16", "--int8", "--openvino", "--ort-format", "--executorch"]
+LEAVE_OUT = {  # --without's choices: the flag left out of PIPELINE, and the artifacts that then read 'not run'
+    "fp16": ("--fp16", ("onnx_fp16",)), "int8": ("--int8", ("onnx_int8", "executorch_int8")),
+    "openvino": ("--openvino", ("openvino",)), "ort-format": ("--ort-format", ("onnx_ort",)),
+    "executorch": ("--executorch", ("executorch", "executorch_int8")),
+}
 
 
 def read_models(names: list[str], list_file: str | None) -> list[str]:
@@ -90,7 +95,7 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without:
     rows: dict[str, dict[str, Any]] = {}
     failures = (manifest or {}).get("failures", [])
     for key in ARTIFACTS:
-        if any(key.startswith(stage) for stage in without):
+        if any(key in LEAVE_OUT[stage][1] for stage in without):
             rows[key] = {"passed": None, "class": "not run", "reason": "left out of this sweep (--without)"}
             continue
         parity = (manifest or {}).get("parity", {}).get(key)
@@ -126,7 +131,7 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without:
     name = folder_name(model)
     exports, kept = out / "exports", out / "results" / name
     opset_args = ["--opset", str(opset)] if opset else []
-    pipeline = [flag for flag in PIPELINE if flag.removeprefix("--") not in without]
+    pipeline = [flag for flag in PIPELINE if flag not in {LEAVE_OUT[stage][0] for stage in without}]
     run = run_export(model, exports, name, [*pipeline, *opset_args], timeout)
     manifest = read_folder(exports / name)
     kept.mkdir(parents=True, exist_ok=True)
@@ -219,8 +224,9 @@ def main() -> int:
                              "(models of the list without a result are left out, and counted)")
     parser.add_argument("--start", default=1, type=int, metavar="K",
                         help="begin at the K-th model (1-based): a sweep split over several runs or machines")
-    parser.add_argument("--without", action="append", default=[], choices=["executorch"],
-                        help="leave a stage out of the pipeline (repeatable; its columns then read 'not run')")
+    parser.add_argument("--without", action="append", default=[], choices=sorted(LEAVE_OUT),
+                        help="leave a stage out of the pipeline (repeatable; its columns then read 'not run'; "
+                             "int8 takes ExecuTorch INT8 with it)")
     args = parser.parse_args()
     models = read_models(args.models, args.list_file)[max(args.start, 1) - 1:]
     if not models:

@@ -380,3 +380,25 @@ def test_a_third_party_failure_is_one_line_with_its_class(text, expected) -> Non
     failure = tool_failure("OpenVINO's conversion of model.onnx", RuntimeError(text))
     assert str(failure) == f"OpenVINO's conversion of model.onnx failed: RuntimeError: {text.splitlines()[0]}"
     assert failure.failure_class == expected
+
+
+def test_coverage_sweep_leaves_out_the_stages_asked_and_reads_the_rest() -> None:
+    """scripts/coverage.py --without fp16 --without int8: those flags leave the pipeline, their artifacts (and
+    ExecuTorch INT8, which needs --int8) read 'not run', and the others are read from the manifest."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("coverage_script", HERE.parent / "scripts" / "coverage.py")
+    coverage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(coverage)
+    without = ["fp16", "int8"]
+    assert [f for f in coverage.PIPELINE if f not in {coverage.LEAVE_OUT[w][0] for w in without}] == \
+        ["--keep-going", "--openvino", "--ort-format", "--executorch"]
+    worst = {"max_rel": 1e-6, "min_cosine": 1.0, "min_top1": 1.0}
+    manifest = {"status": "ok", "model": "m", "failures": [],
+                "parity": {key: {"passed": True, "worst": worst} for key in ("onnx", "openvino", "onnx_ort")},
+                "artifacts": {"onnx": "model.onnx", "openvino": "model.xml", "onnx_ort": "model.ort"}}
+    run = {"timed_out": False, "killed": False, "last_line": "m: ok"}
+    rows = coverage.artifact_rows(manifest, run, without)
+    assert {k for k, r in rows.items() if r["passed"]} == {"onnx", "openvino", "onnx_ort"}
+    assert {k for k, r in rows.items() if r.get("class") == "not run"} == {"onnx_fp16", "onnx_int8", "executorch_int8"}
+    assert rows["executorch"]["passed"] is False and rows["executorch"]["class"] == "not reached"
