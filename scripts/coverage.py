@@ -50,6 +50,12 @@ LEAVE_OUT = {  # --without's choices: the flag left out of PIPELINE, and the art
 }
 
 
+def pipeline_flags(without: list[str]) -> list[str]:
+    """``PIPELINE`` less the flags of the stages ``without`` names (``LEAVE_OUT``)."""
+    left_out = {LEAVE_OUT[stage][0] for stage in without}
+    return [flag for flag in PIPELINE if flag not in left_out]
+
+
 def read_models(names: list[str], list_file: str | None) -> list[str]:
     models = list(names)
     if list_file:
@@ -131,8 +137,7 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without:
     name = folder_name(model)
     exports, kept = out / "exports", out / "results" / name
     opset_args = ["--opset", str(opset)] if opset else []
-    pipeline = [flag for flag in PIPELINE if flag not in {LEAVE_OUT[stage][0] for stage in without}]
-    run = run_export(model, exports, name, [*pipeline, *opset_args], timeout)
+    run = run_export(model, exports, name, [*pipeline_flags(without), *opset_args], timeout)
     manifest = read_folder(exports / name)
     kept.mkdir(parents=True, exist_ok=True)
     for file in ("manifest.json", "parity.json", "export.log"):
