@@ -6,7 +6,12 @@
 # scripts/auto_table.py prints the table for docs/benchmarks.md: auto's choice, its speed against the fastest
 # single row of the same run, and achieved GFLOP/s with % of each engine's measured GEMM ceiling.
 # Everything lives under runs-auto/MODEL/; a finished step is skipped (delete it to redo).
+# --without-executorch: leave the .pte files out (their INT8 lowering of a ResNet-50 or VGG16 is the longest
+# stage on a 2-core CPU); auto then chooses among the ONNX, .ort and OpenVINO artifacts.
+#   ./scripts/bench_auto.sh [--without-executorch] [MODEL...]
 source "$(dirname "$0")/_venv.sh"
+executorch=(--executorch)
+[ "${1:-}" = "--without-executorch" ] && { executorch=(); shift; }
 models=("$@")
 [ ${#models[@]} -gt 0 ] || mapfile -t models < <(attn-export --list --json | python -c \
     "import json,sys; print('\n'.join(r['name'] for r in json.load(sys.stdin)))")
@@ -14,7 +19,7 @@ export ATTN_EXPORT_CACHE="${ATTN_EXPORT_CACHE:-runs-auto/cache}"
 for model in "${models[@]}"; do
   run="runs-auto/$model"
   [ -f "$run/artifacts/$model/manifest.json" ] || attn-export "$model" --batch 1:8:8 --fp16 --int8 --openvino \
-      --executorch --keep-going --no-photos --out "$run/artifacts" || [ $? -eq 3 ] || exit $?
+      "${executorch[@]}" --keep-going --no-photos --out "$run/artifacts" || [ $? -eq 3 ] || exit $?
   engines=(--engine auto)
   for spec in $(python -c "
 import sys; from runtimes import manifest as mf; from runtimes.auto_select import verdict

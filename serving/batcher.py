@@ -11,7 +11,10 @@ under load batches form without any wait.
 Overload (Triton's ``max_queue_size`` with ``timeout_action`` REJECT): a replica holds at most ``max_queue``
 requests, waiting or in its engine call; one more is refused at once (``QueueFull``) instead of growing the
 queue and everyone's latency. Counting the running call too bounds what a request can find ahead of it, so
-its latency stays under ``max_queue`` × the per-request engine time. A request may carry a timeout: if it passes while the request still waits, the request leaves the
+its latency stays under ``max_queue`` × the per-request engine time — while a request costs what it costs
+alone. ``budget_s`` also bounds the queue in time (``serving/admission.py``): a request that the replica, at
+the pace it keeps under its present load, would not answer within the budget is refused at once too. A
+request may carry a timeout: if it passes while the request still waits, the request leaves the
 queue (``DeadlineExpired``) and the engine never computes it. A request already in an engine call is
 answered, whatever its deadline.
 
@@ -25,15 +28,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .admission import Pace, over_budget
 from .batching import Answer, Arrays, run_batched
 
 
 class QueueFull(Exception):
-    """The replica already holds ``max_queue`` requests: this one is refused without queueing."""
+    """The replica already holds ``max_queue`` requests, or as many as it can answer within its time budget:
+    this one is refused without queueing. ``by_time``: the time budget refused it."""
 
-    def __init__(self, held: int) -> None:
-        super().__init__(f"{held} requests are already waiting or running")
-        self.held = held
+    def __init__(self, held: int, over_time: str | None = None) -> None:
+        super().__init__(over_time or f"{held} requests are already waiting or running")
+        self.held, self.by_time = held, over_time is not None
 
 
 class DeadlineExpired(Exception):
@@ -66,13 +71,16 @@ class DynamicBatcher:
     MIN_GAP_S = 0.001  # a burst that arrived within one event-loop turn still waits this long for its tail
 
     def __init__(self, run: Callable[[Arrays], Arrays], max_requests: int, wait_s: float,
-                 max_queue: int | None = None) -> None:
-        if max_requests < 1 or wait_s < 0 or (max_queue is not None and max_queue < 1):
-            raise ValueError(f"max_requests and max_queue must be >= 1 and wait_s >= 0, got {max_requests}, "
-                             f"{max_queue}, {wait_s}")
+                 max_queue: int | None = None, budget_s: float | None = None, pace: Pace | None = None) -> None:
+        if max_requests < 1 or wait_s < 0 or (max_queue is not None and max_queue < 1) or (budget_s or 0) < 0:
+            raise ValueError(f"max_requests and max_queue must be >= 1 and wait_s, budget_s >= 0, got "
+                             f"{max_requests}, {max_queue}, {wait_s}, {budget_s}")
         self.run, self.max_requests, self.wait_s, self.max_queue = run, max_requests, wait_s, max_queue
+        self.budget_s = budget_s or None  # 0: no time cap
+        self.pace = pace or Pace()
         self.waiting = 0
         self.running = 0
+        self._free_since = 0.0  # perf_counter when the last engine call ended
         self._queue: asyncio.Queue[Pending] | None = None
         self._worker: asyncio.Task | None = None
 
@@ -89,6 +97,9 @@ class DynamicBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._work())
         if self.max_queue is not None and self.held >= self.max_queue:
             raise QueueFull(self.held)
+        over_time = over_budget(self.pace, self.held, self.max_requests, self.budget_s)
+        if over_time:
+            raise QueueFull(self.held, over_time)
         now = time.perf_counter()
         pending = Pending(arrays, asyncio.get_running_loop().create_future(),
                           None if timeout_s is None else now + timeout_s, now)
@@ -180,7 +191,11 @@ class DynamicBatcher:
                 continue
             finally:
                 self.running = 0
-            engine_ms = (time.perf_counter() - started) * 1e3
+            ended = time.perf_counter()
+            # the replica's pace: from when it was last free (or the oldest request came) to this answer
+            self.pace.observe(ended - max(self._free_since, min(p.arrived for p in batch)), len(batch))
+            self._free_since = ended
+            engine_ms = (ended - started) * 1e3
             for pending, answer in zip(batch, answers):
                 if not pending.future.done():  # a caller that gave up (cancelled) is skipped
                     pending.future.set_result(Timed(answer, (started - pending.arrived) * 1e3, engine_ms))

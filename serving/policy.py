@@ -24,6 +24,18 @@ def default_max_queue(max_batch: int) -> int:
     return QUEUE_PER_BATCH * max_batch
 
 
+def queue_budget(max_queue: int | None, max_queue_ms: float | None, lone_s: float) -> tuple[float | None, str]:
+    """The replica's time budget in seconds (``serving/admission.py``) and how it was set, for refusals:
+    ``--max-queue-ms`` when given (0: no time cap), else ``max_queue`` × the batch-1 engine time ``lone_s``."""
+    if max_queue_ms is not None:
+        return (max_queue_ms / 1e3 or None), f"--max-queue-ms {max_queue_ms:g}"
+    if max_queue is None:
+        return None, "no time cap"
+    budget_s = max_queue * lone_s
+    return budget_s, (f"a {budget_s * 1e3:.0f} ms budget: --max-queue {max_queue} x the {lone_s * 1e3:.1f} ms "
+                      f"batch-1 engine time; --max-queue-ms sets it")
+
+
 def queue_full(held: int, cap_source: str) -> str:
     """Why a request was refused: how many requests the replica holds, and where its cap comes from."""
     return f"its queue is full ({held} requests waiting or running, {cap_source})"
@@ -38,6 +50,7 @@ class Policy:
     max_queue: int = QUEUE_PER_BATCH * 8  # requests a replica holds, waiting or running; beyond: refused at once
     request_timeout_s: float | None = None  # a request's timeout when it sets none
     drain_timeout_s: float = 30.0  # SIGTERM: how long accepted requests may take to be answered
+    max_queue_ms: float | None = None  # the time cap (serving/admission.py); None: max_queue x batch-1 time; 0: off
 
 
 def ray_options(name: str, replicas: int, policy: Policy, max_replicas_per_node: int | None) -> dict[str, Any]:

@@ -51,11 +51,14 @@ import runtimes
 from runtimes.selection import AUTO
 from runtimes import manifest as mf
 from runtimes.errors import AttnExportError
+from runtimes.specs import random_inputs
 
+from .admission import Pace, lone_call_seconds
 from .batcher import DeadlineExpired, DynamicBatcher, QueueFull
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
 from .overload import DeadlineExceeded, Draining, Unavailable, add_rest_handlers, use_deadline_servicer
-from .policy import READY_HOLD_S, RETRY_AFTER_S, Policy, queue_full, ray_options, request_timeout_s
+from .policy import (READY_HOLD_S, RETRY_AFTER_S, Policy, queue_budget, queue_full, ray_options,
+                     request_timeout_s)
 from .stats import ModelStats
 
 
@@ -70,7 +73,7 @@ class ReplicaCore:
     an opened runtime and its dynamic batcher; concurrent requests joined up to ``max_batch`` requests."""
 
     def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
-                 identity: dict[str, Any], max_queue: int | None = None) -> None:
+                 identity: dict[str, Any], max_queue: int | None = None, max_queue_ms: float | None = None) -> None:
         # the front's event loop shares these cores: engine threads sleep between calls (measured on c2f_ca,
         # concurrency 8: +5-8 % throughput in an A/B of alternating runs, docs/benchmarks.md#serving)
         # engine="auto" measures at the batch the batcher joins (runtimes.auto_select; cached per machine)
@@ -78,7 +81,11 @@ class ReplicaCore:
         self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False, **chosen_at)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity
-        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue)
+        lone = random_inputs(self.runtime.input_specs, 1)
+        self.lone_s = lone_call_seconds(lambda: self.runtime(**lone))  # also the warm-up
+        budget_s, self.budget_source = queue_budget(max_queue, max_queue_ms, self.lone_s)
+        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue, budget_s,
+                                      Pace(self.lone_s))
 
     async def infer(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors, a refusal (queue full) and a
@@ -95,7 +102,8 @@ class ReplicaCore:
         try:
             timed = await self.batcher.submit(feeds, timeout_s)
         except QueueFull as exc:
-            return {"refused": queue_full(exc.held, f"--max-queue {self.batcher.max_queue}")}
+            source = self.budget_source if exc.by_time else f"--max-queue {self.batcher.max_queue}"
+            return {"refused": f"its queue is full ({exc}; {source})"}
         except DeadlineExpired as exc:
             return {"timed_out": str(exc)}
         answer = timed.answer
@@ -113,7 +121,7 @@ class ArtifactReplica:
 
         identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
         self.core = ReplicaCore(folder, engine, precision, policy.max_batch, policy.wait_ms, identity,
-                                policy.max_queue)
+                                policy.max_queue, policy.max_queue_ms)
 
     async def __call__(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
         return await self.core.infer(arrays, timeout_s)
@@ -300,7 +308,7 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
         models = []
         for folder in folders:
             core = ReplicaCore(str(folder.resolve()), engine, precision, policy.max_batch, policy.wait_ms,
-                               {"node": "in-process", "pid": os.getpid()}, policy.max_queue)
+                               {"node": "in-process", "pid": os.getpid()}, policy.max_queue, policy.max_queue_ms)
             models.append(ArtifactModel(folder.name, InProcessHandle(core), mf.read_manifest(folder),
                                         queue_gauge=in_process_gauge, queue_cap=policy.max_queue,
                                         default_timeout_s=policy.request_timeout_s))

@@ -1,6 +1,7 @@
 """serving.batcher.DynamicBatcher without a server: a lone request never waits for a batch, a burst is one
 engine call, requests arriving during an engine call form the next one, and each caller gets its rows; the
-queue cap refuses at once, and a request whose timeout passes in the queue never reaches the engine."""
+queue cap refuses at once, so does the time cap once the replica's measured pace says a request would wait
+past the budget, and a request whose timeout passes in the queue never reaches the engine."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from serving.admission import PACE_WEIGHT, Pace, lone_call_seconds, over_budget
 from serving.batcher import DeadlineExpired, DynamicBatcher, QueueFull
 
 
@@ -97,10 +99,54 @@ def test_an_engine_error_reaches_every_caller_of_that_call_and_the_next_call_wor
     np.testing.assert_array_equal(third.answer.outputs["y"], _x(3.0)["x"])
 
 
-@pytest.mark.parametrize("max_requests,wait_s,max_queue", [(0, 0.0, None), (4, -1.0, None), (4, 0.0, 0)])
-def test_bad_settings_are_refused(max_requests, wait_s, max_queue) -> None:
+@pytest.mark.parametrize("max_requests,wait_s,max_queue,budget_s",
+                         [(0, 0.0, None, None), (4, -1.0, None, None), (4, 0.0, 0, None), (4, 0.0, 8, -1.0)])
+def test_bad_settings_are_refused(max_requests, wait_s, max_queue, budget_s) -> None:
     with pytest.raises(ValueError, match="max_requests and max_queue must be >= 1"):
-        DynamicBatcher(Engine(), max_requests, wait_s, max_queue)
+        DynamicBatcher(Engine(), max_requests, wait_s, max_queue, budget_s)
+
+
+def test_the_pace_is_a_moving_mean_per_request_and_prices_a_full_batch_behind_the_queue() -> None:
+    pace = Pace()
+    assert pace.answered_within_s(5, 8) is None and over_budget(pace, 5, 8, 0.1) is None  # nothing measured
+    pace.observe(0.08, 8)  # the first call sets it: 10 ms per request
+    assert pace.seconds_per_request == pytest.approx(0.010)
+    pace.observe(0.030, 1)  # a slower call moves it by PACE_WEIGHT of the difference
+    assert pace.seconds_per_request == pytest.approx(0.010 + PACE_WEIGHT * 0.020)
+    assert pace.answered_within_s(4, 8) == pytest.approx(12 * pace.seconds_per_request)
+    assert over_budget(pace, 4, 8, 12 * pace.seconds_per_request + 1e-9) is None
+    why = over_budget(Pace(0.02), 30, 8, 0.5)
+    assert why == "30 requests ahead would keep it about 760 ms at the present 20.0 ms per request, over the " \
+                  "500 ms budget"
+    assert over_budget(Pace(0.02), 30, 8, None) is None  # no budget: the count cap alone
+
+
+def test_lone_call_seconds_is_the_median_after_a_warm_up() -> None:
+    times = iter([0.3, 0.01, 0.05, 0.02, 0.01, 0.02])  # the first (warm-up) is slow and not counted
+    assert lone_call_seconds(lambda: time.sleep(next(times)), calls=5) == pytest.approx(0.02, abs=0.008)
+
+
+def test_the_time_cap_refuses_what_the_count_cap_would_still_take_and_never_computes_it() -> None:
+    """100 ms per request, a 250 ms budget, room for 100 by count: the first request is answered within
+    (0 + 1) x 100 ms, the second within 200 ms, the third would need 300: refused at once, never computed."""
+    engine = Engine(seconds=0.1)
+    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=100, budget_s=0.25, pace=Pace(0.1))
+
+    async def flood() -> tuple[list, QueueFull, float]:
+        admitted = [asyncio.ensure_future(batcher.submit(_x(float(i)))) for i in (1, 2)]
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        with pytest.raises(QueueFull) as refused:
+            await batcher.submit(_x(3.0))
+        refused_in = time.perf_counter() - start
+        return await asyncio.gather(*admitted), refused.value, refused_in
+
+    answers, refused, refused_in = asyncio.run(flood())
+    assert refused.by_time and refused.held == 2 and refused_in < 0.01
+    assert "2 requests ahead would keep it about 300 ms" in str(refused) and "250 ms budget" in str(refused)
+    assert engine.calls == [1, 1]  # the refused request never reached the engine
+    assert [float(t.answer.outputs["y"][0, 0]) for t in answers] == [2.0, 4.0]
+    assert batcher.pace.seconds_per_request == pytest.approx(0.1, rel=0.3)  # measured, still ~100 ms
 
 
 def test_a_full_queue_refuses_at_once_and_the_waiting_ones_are_answered() -> None:

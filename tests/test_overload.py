@@ -20,7 +20,8 @@ import tritonclient.grpc as grpcclient
 
 import runtimes
 from runtimes.bench import open_loop
-from serving.policy import GRPC_TIME_REMAINING, Policy, default_max_queue, ray_options, request_timeout_s
+from serving.policy import (GRPC_TIME_REMAINING, Policy, default_max_queue, queue_budget, ray_options,
+                            request_timeout_s)
 
 from . import serving_procs
 from .exports import exported
@@ -36,9 +37,12 @@ def folder(artifacts_root):
 
 @pytest.fixture(scope="module")
 def server(folder, tmp_path_factory):
-    """One request per engine call, two held at most: a flood of 16 clients is mostly refused."""
+    """One request per engine call, two held at most by count (the time cap off, so that refusals name the
+    count cap; the time cap is tested below and in tests/test_batcher.py): a flood of 16 clients is mostly
+    refused."""
     log = tmp_path_factory.mktemp("overload") / "attn-serve.log"
-    srv = serving_procs.start([str(folder), "--max-batch", "1", "--max-queue", str(MAX_QUEUE)], log, [MODEL])
+    srv = serving_procs.start([str(folder), "--max-batch", "1", "--max-queue", str(MAX_QUEUE), "--max-queue-ms", "0"],
+                              log, [MODEL])
     yield srv
     serving_procs.stop(srv)
 
@@ -141,8 +145,8 @@ def test_a_full_queue_refuses_at_once_over_http_and_readiness_turns_false(server
 def test_under_ray_serve_the_same_cap_refuses_and_answers_correctly(folder, tmp_path) -> None:
     """``--runner ray`` with one replica: Ray Serve is given the same cap (max_ongoing_requests and
     max_queued_requests), and a flood of 16 clients is refused by it with the same 503, Retry-After and message."""
-    srv = serving_procs.start([str(folder), "--runner", "ray", "--max-batch", "1", "--max-queue", str(MAX_QUEUE)],
-                              tmp_path / "attn-serve-ray.log", [MODEL])
+    srv = serving_procs.start([str(folder), "--runner", "ray", "--max-batch", "1", "--max-queue", str(MAX_QUEUE),
+                               "--max-queue-ms", "0"], tmp_path / "attn-serve-ray.log", [MODEL])
     try:
         before = _stats(srv)["inference_stats"]
         with Flood(srv) as flood:
@@ -305,6 +309,48 @@ def test_policy_defaults_ray_options_and_timeouts() -> None:
 
     parameter = service_pb2.InferParameter(int64_param=5000)
     assert request_timeout_s({"timeout": parameter}, None) == 0.005
+
+
+def test_the_time_budget_defaults_to_the_count_cap_times_the_batch_1_engine_time() -> None:
+    assert queue_budget(32, None, 0.0117) == (pytest.approx(0.3744), "a 374 ms budget: --max-queue 32 x the 11.7 ms "
+                                              "batch-1 engine time; --max-queue-ms sets it")
+    assert queue_budget(32, 250.0, 0.0117) == (0.25, "--max-queue-ms 250")
+    assert queue_budget(32, 0.0, 0.0117) == (None, "--max-queue-ms 0")  # 0: the count cap alone
+
+
+REPLICA = """
+import asyncio, json, sys
+from runtimes.specs import random_inputs
+from serving.server import ReplicaCore
+core = ReplicaCore(sys.argv[1], "ort", None, 1, 0.0, {}, max_queue=32, max_queue_ms=float(sys.argv[2]))
+calls = []
+run = core.batcher.run
+core.batcher.run = lambda feeds: calls.append(1) or run(feeds)
+answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
+print(json.dumps({"lone_ms": core.lone_s * 1e3, "budget_s": core.batcher.budget_s, "answer": sorted(answer),
+                  "refused": answer.get("refused"), "calls": len(calls)}))
+"""
+
+
+@pytest.mark.parametrize("max_queue_ms", [0.001, 0.0])
+def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(folder, max_queue_ms) -> None:
+    """A replica (in a fresh interpreter: kserve's OIP protos and tritonclient's cannot share one process)
+    whose budget is under one batch-1 call refuses a request on an idle engine, naming the flag, and never
+    computes it; with the time cap off (0) the same request is answered."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", REPLICA, str(folder), str(max_queue_ms)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0.1 < result["lone_ms"] < 5000  # a measured c2f_ca call, not a default
+    if max_queue_ms:
+        assert result["budget_s"] == pytest.approx(1e-6) and result["calls"] == 0
+        assert result["refused"].startswith("its queue is full (0 requests ahead would keep it about")
+        assert result["refused"].endswith("; --max-queue-ms 0.001)")
+    else:
+        assert result["budget_s"] is None and result["calls"] == 1 and "outputs" in result["answer"]
 
 
 @pytest.mark.parametrize("status,kind", [("503", "refused"), ("StatusCode.UNAVAILABLE", "refused"),

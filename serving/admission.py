@@ -1,0 +1,66 @@
+"""A queue bounded in time as well as in requests: refuse a request at once when the replica, at the pace it
+keeps under its present load, would not answer it within a latency budget.
+
+A count cap (``--max-queue``) bounds latency only as long as each request costs what it costs alone. Under
+overload on shared cores it does not: the same cores also read and refuse the surplus requests, the engine
+slows, and a full queue of 32 takes twice as long to drain as it did unloaded (docs/benchmarks.md#overload).
+So each replica also measures its pace — seconds per request, from the engine calls it has just made,
+counting the time between calls that the work around them took — and admits a request only while
+
+    (requests held + one full batch) × seconds per request ≤ budget
+
+(the request may ride in a full batch behind every request it finds). The default budget is the issue-32
+bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
+it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
+least as much as the count cap, and only overload makes it the tighter one.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+PACE_WEIGHT = 0.25  # the weight of the newest engine call in the moving pace (about the last 4–8 calls)
+LONE_CALLS = 5  # batch-1 calls timed at start (median), after one untimed warm-up call
+
+
+class Pace:
+    """Seconds per request of one replica, an exponentially weighted mean over its recent engine calls."""
+
+    def __init__(self, seconds_per_request: float | None = None) -> None:
+        self.seconds_per_request = seconds_per_request
+
+    def observe(self, seconds: float, requests: int) -> None:
+        """One engine call of ``requests`` requests that took ``seconds`` since the replica was last free."""
+        sample = seconds / max(1, requests)
+        previous = self.seconds_per_request
+        self.seconds_per_request = sample if previous is None else previous + PACE_WEIGHT * (sample - previous)
+
+    def answered_within_s(self, held: int, max_batch: int) -> float | None:
+        """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch of
+        up to ``max_batch``; ``None`` before any engine call was measured."""
+        if self.seconds_per_request is None:
+            return None
+        return (held + max_batch) * self.seconds_per_request
+
+
+def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None) -> str | None:
+    """Why a request arriving now is refused by the time cap, or ``None`` when it is admitted."""
+    if budget_s is None:
+        return None
+    expected = pace.answered_within_s(held, max_batch)
+    if expected is None or expected <= budget_s:
+        return None
+    return (f"{held} requests ahead would keep it about {expected * 1e3:.0f} ms at the present "
+            f"{pace.seconds_per_request * 1e3:.1f} ms per request, over the {budget_s * 1e3:.0f} ms budget")
+
+
+def lone_call_seconds(call: Callable[[], object], calls: int = LONE_CALLS) -> float:
+    """The median wall time of ``calls`` calls after one untimed warm-up: the batch-1 engine time."""
+    call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
