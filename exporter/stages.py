@@ -244,7 +244,7 @@ def run_int8(ctx: ExportContext) -> None:
     info, report = int8.quantize_until_parity(
         ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
         lambda candidate: ctx.check(candidate, "ort", opts.int8_tolerance, calibrated=True), ctx.accepts,
-        opts.external_data)
+        opts.external_data, ctx.model.input_specs)
     ctx.add_onnx_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
     ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "

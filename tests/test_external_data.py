@@ -162,6 +162,26 @@ def test_a_stage_that_would_not_fit_is_refused_with_class_memory(folder, monkeyp
     assert refused.value.failure_class == "memory" and "\n" not in str(refused.value)
 
 
+def test_int8_that_would_not_fit_is_refused_with_class_memory_before_modelopt_runs(folder, tmp_path,
+                                                                                     monkeypatch) -> None:
+    """The INT8 stage's estimate: one sample's activations and ``INT8_WEIGHT_COPIES`` copies of the weights;
+    with less available it is refused in one line, class memory, and ModelOpt is never called."""
+    from exporter.formats import int8
+
+    onnx_path, specs = folder / "model.onnx", mf.input_specs(mf.read_manifest(folder))
+    weights = onnx_files.total_bytes(onnx_path)
+    called = []
+    monkeypatch.setattr(int8, "quantize", lambda *a, **k: called.append(a))
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: int(weights * int8.INT8_WEIGHT_COPIES))
+    calib = int8.calibration_data(specs, 0, 2)
+    with pytest.raises(MemoryBudgetError, match=r"^INT8 quantization \(ModelOpt's calibration run\) would need "
+                                                rf"about [\d.]+ GiB .* of weights ×{int8.INT8_WEIGHT_COPIES:g}\) but") \
+            as refused:
+        int8.quantize_until_parity(onnx_path, tmp_path / "model.int8.onnx", calib, "max", 17, lambda p: None,
+                                   input_specs=specs)
+    assert refused.value.failure_class == "memory" and "\n" not in str(refused.value) and called == []
+
+
 def test_a_worker_process_runs_the_call_and_its_death_is_a_memory_failure() -> None:
     assert isolation.call("pid", os.getpid, isolate=True) != os.getpid()
     assert isolation.call("pid", os.getpid, isolate=False) == os.getpid()

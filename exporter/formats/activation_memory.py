@@ -76,14 +76,15 @@ def activation_bytes_per_sample(path: Path, input_specs: Sequence[TensorSpec]) -
     return total
 
 
-def check_fits(stage: str, path: Path, input_specs: Sequence[TensorSpec], samples: int) -> dict[str, Any]:
+def check_fits(stage: str, path: Path, input_specs: Sequence[TensorSpec], samples: int,
+               weight_copies: float = WEIGHT_COPIES) -> dict[str, Any]:
     """Refuse ``stage`` (``MemoryBudgetError``) when ``samples`` samples' activations, with onnxruntime's
-    overhead, plus ``WEIGHT_COPIES`` copies of the weights exceed the available memory; returns the estimate for
-    the manifest."""
+    overhead, plus ``weight_copies`` copies of the weights (AutoCast's ``WEIGHT_COPIES`` unless told) exceed the
+    available memory; returns the estimate for the manifest."""
     per_sample = activation_bytes_per_sample(path, input_specs)
     weights = onnx_files.total_bytes(path)
     activations = int(per_sample * samples * ORT_OVERHEAD)
-    needed, available = activations + int(weights * WEIGHT_COPIES), available_bytes()
+    needed, available = activations + int(weights * weight_copies), available_bytes()
     estimate = {"activation_mb_per_sample": round(per_sample / 2**20, 1), "samples_held": samples,
                 "weights_mb": round(weights / 2**20), "estimated_peak_mb": round(needed / 2**20),
                 "available_mb": round(available / 2**20)}
@@ -91,7 +92,7 @@ def check_fits(stage: str, path: Path, input_specs: Sequence[TensorSpec], sample
         raise MemoryBudgetError(
             f"{stage} would need about {needed / 2**30:.1f} GiB ({activations / 2**30:.1f} GiB of activations: "
             f"{samples} sample(s) × {per_sample / 2**30:.2f} GiB, ×{ORT_OVERHEAD:g} for onnxruntime; "
-            f"{weights / 2**30:.2f} GiB of weights ×{WEIGHT_COPIES:g}) but {available / 2**30:.1f} GiB is "
+            f"{weights / 2**30:.2f} GiB of weights ×{weight_copies:g}) but {available / 2**30:.1f} GiB is "
             "available: use a smaller input size or a machine with more memory")
     return estimate
 

@@ -31,11 +31,16 @@ from exporter import onnx_files
 from exporter.checks.photos import image_size, photo_inputs, with_images
 from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
-from exporter.formats import isolation
+from exporter.formats import activation_memory, isolation
 from exporter.formats.onnx_export import default_opset
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
 
+# ModelOpt's copies of the weights while it quantizes (its loaded and graph-surgeon models, the calibration model
+# with every tensor an output, onnxruntime's session, the quantized model), over one sample's activations: 8.81 on
+# vit_large_patch16_224 (1,160 MB of weights; 12.9 GB peak from 0.5 GB) by scripts/int8_memory.py; ViT-Huge was
+# killed at 21.2 GB (docs/coverage.md, "Models over 2 GB")
+INT8_WEIGHT_COPIES = 9.0
 MODELOPT_MIN_OPSET = 19  # ModelOpt's BASE_MIN_OPSET for INT8 Q/DQ (FP16-capable scales); it upgrades below
 
 
@@ -146,17 +151,21 @@ def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, o
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
                           check: Callable[[Path], Any], accept: Callable[[Any], bool] = bool,
-                          external_data: bool = False) -> tuple[dict[str, Any], Any]:
+                          external_data: bool = False, input_specs: Sequence[TensorSpec] = ()
+                          ) -> tuple[dict[str, Any], Any]:
     """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
-    (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried. A large
+    (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried.
+    Refused first (``MemoryBudgetError``) when ModelOpt's copies of the weights and one sample's activations (it
+    calibrates a dynamic batch one sample at a time) would not fit; the estimate is ``info["memory"]``. A large
     model quantizes in a worker process (``isolation``; ``info["isolated"]``)."""
-
+    memory = activation_memory.check_fits("INT8 quantization (ModelOpt's calibration run)", onnx_path, input_specs,
+                                          1, INT8_WEIGHT_COPIES)
     isolate = isolation.is_large(onnx_path)
 
     def build(step: Int8Step) -> dict[str, Any]:
         info = isolation.call(f"INT8 quantization ({step.name})", quantize, onnx_path, out_path, calib, method, opset,
                               step, external_data, isolate=isolate)
         return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
-                "excluded_op_types": list(step.exclude_op_types), "isolated": isolate}
+                "excluded_op_types": list(step.exclude_op_types), "isolated": isolate, "memory": memory}
 
     return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
