@@ -7,9 +7,9 @@ slows, and a full queue of 32 takes twice as long to drain as it did unloaded (d
 So each replica also measures its pace — seconds per request, from the engine calls it has just made,
 counting the time between calls that the work around them took — and admits a request only while
 
-    (requests held + one full batch) × seconds per request ≤ budget
+    min(requests held + one full batch, --max-queue) × seconds per request ≤ budget
 
-(the request may ride in a full batch behind every request it finds). The default budget is the issue-32
+(the request may ride in a full batch behind every request it finds; an idle replica always admits). The default budget is the issue-32
 bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
 it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
 least as much as the count cap, and only overload makes it the tighter one.
@@ -36,19 +36,23 @@ class Pace:
         previous = self.seconds_per_request
         self.seconds_per_request = sample if previous is None else previous + PACE_WEIGHT * (sample - previous)
 
-    def answered_within_s(self, held: int, max_batch: int) -> float | None:
+    def answered_within_s(self, held: int, max_batch: int, max_queue: int | None = None) -> float | None:
         """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch of
-        up to ``max_batch``; ``None`` before any engine call was measured."""
+        up to ``max_batch`` (never more requests than the count cap lets the replica hold); ``None`` before any
+        engine call was measured."""
         if self.seconds_per_request is None:
             return None
-        return (held + max_batch) * self.seconds_per_request
+        requests = held + max_batch if max_queue is None else min(held + max_batch, max_queue)
+        return requests * self.seconds_per_request
 
 
-def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None) -> str | None:
-    """Why a request arriving now is refused by the time cap, or ``None`` when it is admitted."""
-    if budget_s is None:
+def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None,
+                max_queue: int | None = None) -> str | None:
+    """Why a request arriving now is refused by the time cap, or ``None`` when it is admitted. An idle replica
+    (``held`` 0) always admits: its request runs at once, and there is no queue to bound."""
+    if budget_s is None or held == 0:
         return None
-    expected = pace.answered_within_s(held, max_batch)
+    expected = pace.answered_within_s(held, max_batch, max_queue)
     if expected is None or expected <= budget_s:
         return None
     return (f"{held} requests ahead would keep it about {expected * 1e3:.0f} ms at the present "

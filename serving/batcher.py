@@ -97,7 +97,7 @@ class DynamicBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._work())
         if self.max_queue is not None and self.held >= self.max_queue:
             raise QueueFull(self.held)
-        over_time = over_budget(self.pace, self.held, self.max_requests, self.budget_s)
+        over_time = over_budget(self.pace, self.held, self.max_requests, self.budget_s, self.max_queue)
         if over_time:
             raise QueueFull(self.held, over_time)
         now = time.perf_counter()

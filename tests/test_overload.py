@@ -326,17 +326,20 @@ core = ReplicaCore(sys.argv[1], "ort", None, 1, 0.0, {}, max_queue=32, max_queue
 calls = []
 run = core.batcher.run
 core.batcher.run = lambda feeds: calls.append(1) or run(feeds)
-answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
-print(json.dumps({"lone_ms": core.lone_s * 1e3, "budget_s": core.batcher.budget_s, "answer": sorted(answer),
-                  "refused": answer.get("refused"), "calls": len(calls)}))
+async def two():
+    return await asyncio.gather(*(core.infer(random_inputs(core.runtime.input_specs, 1, seed=s)) for s in (3, 4)))
+first, second = asyncio.run(two())
+print(json.dumps({"lone_ms": core.lone_s * 1e3, "budget_s": core.batcher.budget_s, "first": sorted(first),
+                  "second": sorted(second), "refused": second.get("refused"), "calls": len(calls)}))
 """
 
 
 @pytest.mark.parametrize("max_queue_ms", [0.001, 0.0])
 def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(folder, max_queue_ms) -> None:
     """A replica (in a fresh interpreter: kserve's OIP protos and tritonclient's cannot share one process)
-    whose budget is under one batch-1 call refuses a request on an idle engine, naming the flag, and never
-    computes it; with the time cap off (0) the same request is answered."""
+    whose budget is under one batch-1 call answers the first of two requests sent together (an idle replica
+    always admits) and refuses the second at once, naming the flag, without computing it; with the time cap
+    off (0) both are answered."""
     import subprocess
     import sys
 
@@ -345,12 +348,13 @@ def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(fo
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert 0.1 < result["lone_ms"] < 5000  # a measured c2f_ca call, not a default
+    assert "outputs" in result["first"]
     if max_queue_ms:
-        assert result["budget_s"] == pytest.approx(1e-6) and result["calls"] == 0
-        assert result["refused"].startswith("its queue is full (0 requests ahead would keep it about")
+        assert result["budget_s"] == pytest.approx(1e-6) and result["calls"] == 1
+        assert result["refused"].startswith("its queue is full (1 requests ahead would keep it about")
         assert result["refused"].endswith("; --max-queue-ms 0.001)")
     else:
-        assert result["budget_s"] is None and result["calls"] == 1 and "outputs" in result["answer"]
+        assert result["budget_s"] is None and result["calls"] == 2 and "outputs" in result["second"]
 
 
 @pytest.mark.parametrize("status,kind", [("503", "refused"), ("StatusCode.UNAVAILABLE", "refused"),
