@@ -7,9 +7,10 @@ slows, and a full queue of 32 takes twice as long to drain as it did unloaded (d
 So each replica also measures its pace — seconds per request, from the engine calls it has just made,
 counting the time between calls that the work around them took — and admits a request only while
 
-    min(requests held + one full batch, --max-queue) × seconds per request ≤ budget
+    (requests held + one full batch) × seconds per request ≤ budget
 
-(the request may ride in a full batch behind every request it finds; an idle replica always admits). The default budget is the issue-32
+(the request may ride in a full batch, of at most ``--max-queue`` requests, behind every request it finds;
+an idle replica always admits). The default budget is the issue-32
 bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
 it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
 least as much as the count cap, and only overload makes it the tighter one.
@@ -38,12 +39,12 @@ class Pace:
 
     def answered_within_s(self, held: int, max_batch: int, max_queue: int | None = None) -> float | None:
         """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch of
-        up to ``max_batch`` (never more requests than the count cap lets the replica hold); ``None`` before any
-        engine call was measured."""
+        up to ``max_batch`` (a batch is taken from the requests held, so it is never larger than ``max_queue``);
+        ``None`` before any engine call was measured."""
         if self.seconds_per_request is None:
             return None
-        requests = held + max_batch if max_queue is None else min(held + max_batch, max_queue)
-        return requests * self.seconds_per_request
+        batch = max_batch if max_queue is None else min(max_batch, max_queue)
+        return (held + batch) * self.seconds_per_request
 
 
 def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None,
