@@ -9,9 +9,8 @@ counting the time between calls that the work around them took — and admits a 
 
     (requests held + one full batch) × seconds per request ≤ budget
 
-(the request may ride in a full batch, of at most ``--max-queue`` requests, behind every request it finds).
-It applies only while the replica holds at least half of ``--max-queue`` (``TIME_CAP_FLOOR``): below that
-it admits, so a slow machine alone never turns away a load the count cap has room for. The default budget is the issue-32
+(the request may ride in a full batch, of at most ``--max-queue`` requests, behind every request it finds;
+an idle replica always admits). The default budget is the issue-32
 bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
 it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
 least as much as the count cap, and only overload makes it the tighter one.
@@ -22,7 +21,6 @@ import statistics
 import time
 from typing import Callable
 
-TIME_CAP_FLOOR = 0.5  # the time cap refuses only while the replica holds at least this share of --max-queue
 PACE_WEIGHT = 0.25  # the weight of the newest engine call in the moving pace (about the last 4–8 calls)
 LONE_CALLS = 5  # batch-1 calls timed at start (median), after one untimed warm-up call
 
@@ -52,11 +50,8 @@ class Pace:
 def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None,
                 max_queue: int | None = None) -> str | None:
     """Why a request arriving now is refused by the time cap, or ``None`` when it is admitted. An idle replica
-    (``held`` 0) always admits: its request runs at once, and there is no queue to bound. Below
-    ``TIME_CAP_FLOOR`` × ``max_queue`` held it admits too: an engine slowed by other work on the machine (not by
-    this replica's queue) raises the pace of every request alike, and the time cap may tighten the count cap by
-    at most half, so that a closed-loop load well inside ``--max-queue`` is never refused."""
-    if budget_s is None or held == 0 or (max_queue is not None and held < TIME_CAP_FLOOR * max_queue):
+    (``held`` 0) always admits: its request runs at once, and there is no queue to bound."""
+    if budget_s is None or held == 0:
         return None
     expected = pace.answered_within_s(held, max_batch, max_queue)
     if expected is None or expected <= budget_s:

@@ -123,9 +123,6 @@ def test_the_pace_is_a_moving_mean_per_request_and_prices_a_full_batch_behind_th
     # a batch is taken from the requests held: under a cap of 4 it is at most 4, so 2 held + 4 is 6 requests' work
     assert Pace(0.02).answered_within_s(2, 8, max_queue=4) == pytest.approx(0.12)
     assert over_budget(Pace(0.02), 2, 8, 0.12, max_queue=4) is None
-    # below half of the count cap the time cap never refuses, however slow the pace
-    assert over_budget(Pace(1.0), 15, 8, 0.001, max_queue=32) is None
-    assert over_budget(Pace(1.0), 16, 8, 0.001, max_queue=32).startswith("16 requests ahead")
 
 
 def test_lone_call_seconds_is_the_median_after_a_warm_up() -> None:
@@ -134,10 +131,10 @@ def test_lone_call_seconds_is_the_median_after_a_warm_up() -> None:
 
 
 def test_the_time_cap_refuses_what_the_count_cap_would_still_take_and_never_computes_it() -> None:
-    """100 ms per request, a 250 ms budget, room for 4 by count: the first request is answered within
+    """100 ms per request, a 250 ms budget, room for 100 by count: the first request is answered within
     (0 + 1) x 100 ms, the second within 200 ms, the third would need 300: refused at once, never computed."""
     engine = Engine(seconds=0.1)
-    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=4, budget_s=0.25, pace=Pace(0.1))
+    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=100, budget_s=0.25, pace=Pace(0.1))
 
     async def flood() -> tuple[list, QueueFull, float]:
         admitted = [asyncio.ensure_future(batcher.submit(_x(float(i)))) for i in (1, 2)]

@@ -322,7 +322,7 @@ REPLICA = """
 import asyncio, json, sys
 from runtimes.specs import random_inputs
 from serving.server import ReplicaCore
-core = ReplicaCore(sys.argv[1], "ort", None, 1, 0.0, {}, max_queue=2, max_queue_ms=float(sys.argv[2]))
+core = ReplicaCore(sys.argv[1], "ort", None, 1, 0.0, {}, max_queue=32, max_queue_ms=float(sys.argv[2]))
 calls = []
 run = core.batcher.run
 core.batcher.run = lambda feeds: calls.append(1) or run(feeds)
