@@ -34,9 +34,12 @@ OWN_MODEL = "image_text"  # a user's two-input module (image + int64 ids), expor
 def server(artifacts_root, tmp_path_factory):
     folders = [str(exported(m, artifacts_root)[0]) for m in MODELS] + [str(exported_own_model(artifacts_root)[0])]
     log = tmp_path_factory.mktemp("serve") / "attn-serve.log"
-    # a long batch window: a lone request must not pay it (test_a_lone_request_does_not_wait_for_a_batch)
-    srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "500"], log,
-                              [*MODELS, OWN_MODEL])
+    # a long batch window: a lone request must not pay it (test_a_lone_request_does_not_wait_for_a_batch). The
+    # time cap is off: these tests check rows, batching and replicas, not admission (tests/test_overload.py), and
+    # the suite's other worker slows these replicas below the batch-1 pace they measured at start, which the time
+    # cap rightly reads as a queue it cannot answer within its budget
+    srv = serving_procs.start([*folders, "--replicas", "2", "--max-batch", "16", "--batch-wait-ms", "500",
+                               "--max-queue-ms", "0"], log, [*MODELS, OWN_MODEL])
     started = list(srv.children)
     yield srv
     took = serving_procs.stop(srv)  # SIGTERM: KServe stops its servers, then Serve and Ray are shut down
