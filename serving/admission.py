@@ -17,9 +17,11 @@ least as much as the count cap, and only overload makes it the tighter one.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Callable
+
+import numpy as np
+
+from runtimes.bench.timing import time_calls
 
 PACE_WEIGHT = 0.25  # the weight of the newest engine call in the moving pace (about the last 4–8 calls)
 LONE_CALLS = 5  # batch-1 calls timed at start (median), after one untimed warm-up call
@@ -62,10 +64,4 @@ def over_budget(pace: Pace, held: int, max_batch: int, budget_s: float | None,
 
 def lone_call_seconds(call: Callable[[], object], calls: int = LONE_CALLS) -> float:
     """The median wall time of ``calls`` calls after one untimed warm-up: the batch-1 engine time."""
-    call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return float(np.median(time_calls(call, warmup=1, iters=calls, seconds=None))) / 1e3
