@@ -102,8 +102,9 @@ class ReplicaCore:
         try:
             timed = await self.batcher.submit(feeds, timeout_s)
         except QueueFull as exc:
-            source = self.budget_source if exc.by_time else f"--max-queue {self.batcher.max_queue}"
-            return {"refused": f"its queue is full ({exc}; {source})"}
+            if exc.by_time:
+                return {"refused": f"its queue is full ({exc}; {self.budget_source})"}
+            return {"refused": queue_full(exc.held, f"--max-queue {self.batcher.max_queue}")}
         except DeadlineExpired as exc:
             return {"timed_out": str(exc)}
         answer = timed.answer
