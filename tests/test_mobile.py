@@ -221,31 +221,3 @@ def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
         assert result.returncode == 2, (what, result.stderr)
         assert "pip install 'attn-export[executorch]'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
-
-
-class _BatchReshapes(torch.nn.Module):
-    """Two reshapes that hold the symbolic batch, as attention blocks write them (``x.reshape(B, N, C)``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], 32) * 2.0
-        return flat.reshape(x.shape[0], 4, 8).softmax(-1)
-
-
-def test_reshapes_holding_the_batch_are_delegated_and_keep_every_batch(tmp_path) -> None:
-    """XNNPACK refuses a symbolic size in a reshape; ``infer_symbolic_view_dims`` writes -1 there, so both
-    reshapes run on XNNPACK, and the ``.pte`` still answers every batch up to its bound."""
-    from exporter.formats import executorch_pte
-    from runtimes.specs import TensorSpec
-
-    specs = [TensorSpec("x", ("batch", 4, 8))]
-    outputs = [TensorSpec("y", ("batch", 4, 8))]
-    program = executorch_pte.bounded_program(_BatchReshapes(), specs, (torch.randn(2, 4, 8),), max_batch=4)
-    symbolic = [n.args[1] for n in program.graph.nodes if "reshape" in str(n.target) or "view" in str(n.target)]
-    assert len(symbolic) == 2 and all(not isinstance(shape[0], int) for shape in symbolic)
-    report = executorch_pte.lower_to_pte(program, tmp_path / "model.pte", specs, outputs)
-    assert "view_copy" not in report["portable_op_types"] and report["xnnpack_subgraphs"] == 1
-    with runtimes.load(tmp_path / "model.pte", engine="executorch") as rt:
-        for batch in (1, 3, 4):
-            x = np.random.default_rng(batch).standard_normal((batch, 4, 8), dtype=np.float32)
-            want = _BatchReshapes()(torch.from_numpy(x)).numpy()
-            np.testing.assert_allclose(rt({"x": x})["y"], want, rtol=1e-5, atol=1e-6)

@@ -2,16 +2,8 @@
 
 torch.export again, with every named axis bounded (batch by the profile max, other axes by their
 ``max_dims``): ExecuTorch plans memory for the upper bound, so an unbounded axis cannot be lowered.
-The program is lowered to XNNPACK with the ``XnnpackPartitioner``; what XNNPACK does not take runs on
-ExecuTorch's portable kernels, and :func:`delegation` counts both.
-
-Why FP32 goes ``to_edge`` → :func:`infer_symbolic_view_dims` → ``to_backend``: XNNPACK refuses a reshape
-whose shape holds the symbolic batch, and every refused one splits the delegated graph, while the lowering
-pays per partition (it re-legalises the whole graph and re-runs XNNPACK's passes for each). On coat_tiny
-(1,932 operators, batch bounded by 4) the rewrite cut the XNNPACK subgraphs from 177 to 106 and the lowering
-from 185 s to 150 s, and ``to_edge`` decomposes once where ``to_edge_transform_and_lower`` decomposes three
-times (190 s for the lowering, 181 subgraphs); the ``.pte`` runs as fast (docs/coverage.md). PT2E INT8 keeps
-``to_edge_transform_and_lower``, the flow its widening steps were measured with.
+The program is lowered with ``to_edge_transform_and_lower`` and the ``XnnpackPartitioner``; what
+XNNPACK does not take runs on ExecuTorch's portable kernels, and :func:`delegation` counts both.
 
 The tensor specs travel inside the ``.pte`` as a constant method (``runtimes.engines.executorch_rt.IO_METHOD``,
 JSON bytes as a uint8 tensor), so a lone ``.pte`` opens with its names, dynamic axes and bounds.
@@ -91,48 +83,16 @@ def delegation(edge_program: Any) -> dict[str, Any]:
             "portable_op_types": dict(sorted((k, v) for k, v in fallback.items() if v))}
 
 
-def infer_symbolic_view_dims(graph_module: torch.fx.GraphModule) -> Any:
-    """Edge pass: a ``view_copy`` whose shape has exactly one symbolic size (the batch) and no zero gets -1 there
-    instead, which XNNPACK's static reshape takes (it refuses symbolic sizes). The same reshape: -1 is inferred
-    from the element count, which the other, constant sizes divide."""
-    from torch.fx.passes.infra.pass_base import PassResult
-
-    changed = False
-    for node in graph_module.graph.nodes:
-        if node.op != "call_function" or "view_copy" not in str(node.target):
-            continue
-        shape = list(node.args[1])
-        symbolic = [i for i, size in enumerate(shape) if not isinstance(size, int)]
-        if len(symbolic) == 1 and -1 not in shape and 0 not in shape:
-            shape[symbolic[0]] = -1
-            node.args = (node.args[0], shape, *node.args[2:])
-            changed = True
-    if changed:
-        graph_module.graph.eliminate_dead_code()
-        graph_module.recompile()
-    return PassResult(graph_module, changed)
-
-
-def _edge_program(program: torch.export.ExportedProgram, quantized: bool, constant_methods: dict[str, Any]) -> Any:
-    """The XNNPACK-delegated edge program (the two flows: see the module docstring)."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeCompileConfig, to_edge, to_edge_transform_and_lower
-
-    config = EdgeCompileConfig(_check_ir_validity=False)  # see the module docstring
-    if quantized:
-        return to_edge_transform_and_lower(program, transform_passes=[infer_symbolic_view_dims],
-                                           partitioner=[XnnpackPartitioner()], constant_methods=constant_methods,
-                                           compile_config=config)
-    edge = to_edge(program, constant_methods=constant_methods, compile_config=config)
-    return edge.transform([infer_symbolic_view_dims]).to_backend(XnnpackPartitioner())
-
-
 def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: Sequence[TensorSpec],
-                 outputs: Sequence[TensorSpec], quantized: bool = False) -> dict[str, Any]:
-    """XNNPACK-lower ``program`` (PT2E INT8 when ``quantized``) and write ``out_path`` atomically; returns the
-    delegation report."""
+                 outputs: Sequence[TensorSpec]) -> dict[str, Any]:
+    """XNNPACK-lower ``program`` and write ``out_path`` atomically; returns the delegation report."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
     try:
-        edge = _edge_program(program, quantized, {IO_METHOD: io_constant(inputs, outputs)})
+        edge = to_edge_transform_and_lower(
+            program, partitioner=[XnnpackPartitioner()], constant_methods={IO_METHOD: io_constant(inputs, outputs)},
+            compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
         report = delegation(edge)
         buffer = edge.to_executorch().buffer
     except Exception as exc:  # ExecuTorch raises many types (export, lowering, memory planning)
@@ -219,7 +179,7 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
 
     def build(step: PteInt8Step) -> dict[str, Any]:
         program = quantize_pt2e(module, specs, example, max_batch, calibration, step)
-        report = lower_to_pte(program, out_path, specs, outputs, quantized=True)
+        report = lower_to_pte(program, out_path, specs, outputs)
         return {**report, "quantizer": "XNNPACKQuantizer (symmetric, per-channel)", "float_ops": list(step.float_ops),
                 "float_ends": step.float_ends, "samples": len(next(iter(calibration.values())))}
 
