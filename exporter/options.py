@@ -11,7 +11,7 @@ from runtimes.manifest import BatchProfile
 class ExportOptions:
     """Everything ``attn-export`` can be told; defaults are the CLI's."""
 
-    opset: int = 17
+    opset: int = 18  # the coverage sweep's choice: docs/coverage.md#the-default-opset
     batch: BatchProfile = field(default_factory=lambda: BatchProfile(1, 8, 32))
     num_classes: int = 1000  # zoo and plugin builders only; a callable gets --model-arg num_classes=N
     weights: str | None = None  # a state_dict file (strict), or torchvision weights for a zoo backbone
