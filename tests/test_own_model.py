@@ -373,7 +373,7 @@ def test_model_source_errors_exit_2_in_one_line(args, phrase, bad_models, tmp_pa
     (["{file}:grid_sample", "--input", "x:batch,3,4,4", "--opset", "13"],
      ["operator aten::grid_sampler has no ONNX conversion at opset 13", "use --opset 16 or higher"]),
     (["{file}:bessel", "--input", "x:batch,3"],
-     ["operator aten::special_bessel_j0 has no ONNX conversion at opset 17", "no ONNX opset up to 24",
+     ["operator aten::special_bessel_j0 has no ONNX conversion at opset 18", "no ONNX opset up to 24",
       "dynamo: operator prims.bessel_j0 has no ONNX function in the dynamo exporter"]),
 ])
 def test_export_failures_exit_4_naming_the_cause(args, phrases, bad_models, tmp_path) -> None:
