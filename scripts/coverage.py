@@ -7,7 +7,8 @@
 
 Each model runs ``attn-export MODEL --keep-going --fp16 --int8 --openvino --ort-format --executorch`` in its own
 process with a timeout, at random init (no hub), batch profile 1:2:4. Where the FP32 ONNX fails at the
-default opset, FP32 alone is tried at 18, 23, 20 and 13 until one passes ("FP32 at some opset"). Each model's
+asked opset (--opset, else attn-export's default), FP32 alone is tried at 17, 18, 23, 20 and 13, the asked one left
+out, until one passes ("FP32 at some opset"). Each model's
 result is written to OUT/results/NAME.json as soon as it is known, and a run started again skips models that
 have one (delete the file to redo a model). The export folders are deleted after reading (disk), their manifest,
 parity report and export.log kept beside the result. At the end OUT/coverage.json holds every row and
@@ -31,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from exporter.options import ExportOptions  # noqa: E402
 from runtimes.machine import machine_info, machine_summary  # noqa: E402
 
 ARTIFACTS = {  # parity key → column title
@@ -41,7 +43,7 @@ STAGE_OF = {  # the stage (its name's start) that writes each artifact, as the m
     "onnx_fp16": "fp16", "onnx_int8": "int8", "openvino": "openvino", "onnx_ort": "ort mobile format",
     "executorch": "executorch .pte", "executorch_int8": "executorch int8",
 }
-FALLBACK_OPSETS = (18, 23, 20, 13)
+FALLBACK_OPSETS = (17, 18, 23, 20, 13)
 PIPELINE = ["--keep-going", "--fp16", "--int8", "--openvino", "--ort-format", "--executorch"]
 LEAVE_OUT = {  # --without's choices: the flag left out of PIPELINE, and the artifacts that then read 'not run'
     "fp16": ("--fp16", ("onnx_fp16",)), "int8": ("--int8", ("onnx_int8", "executorch_int8")),
@@ -154,8 +156,9 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without:
     }
     row["fp32_some_opset"] = row["artifacts"]["onnx"]["passed"] and {"opset": row["opset"]}
     if not row["artifacts"]["onnx"]["passed"] and not run["timed_out"]:
+        asked = opset or ExportOptions().opset
         for fallback in FALLBACK_OPSETS:
-            if fallback == opset:
+            if fallback == asked:
                 continue
             retry = run_export(model, exports, name, ["--opset", str(fallback)], timeout)
             passed = retry["exit"] == 0
