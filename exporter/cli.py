@@ -86,9 +86,9 @@ def _profile_text(batch: BatchProfile) -> str:
                    "else output0..N). Their count is checked against what forward returns.")
 @click.option("--name", default=None, help="Folder name under --out (default: the model or callable name).")
 @click.option("--opset", default=DEFAULTS.opset, show_default=True, type=int,
-              help="ONNX opset to write, exactly (13..24); the written file is checked. The default, 18, covers the "
-                   "most models in the coverage sweep (docs/coverage.md). 23 and 24 hold ONNX Attention where "
-                   "the model calls scaled_dot_product_attention.")
+              help="ONNX opset to write, exactly (13..24); the written file is checked. The default is the one that "
+                   "covers the most models in the coverage sweep (docs/coverage.md). 23 and 24 hold ONNX "
+                   "Attention where the model calls scaled_dot_product_attention.")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder that receives OUT/MODEL/ with every artifact and manifest.json.")
 @click.option("--batch", default=_profile_text(DEFAULTS.batch), show_default=True, callback=_batch,
