@@ -251,7 +251,7 @@ def test_sigterm_drains_accepted_requests_refuses_new_ones_and_exits_0(folder, t
     closed_under = [e for e in result.error_examples if "Server disconnected" in e or "reset by peer" in e]
     assert result.errors <= 1 and len(closed_under) == result.errors, result.error_examples
     assert result.answered > 0 and result.refused > 0 and result.wrong == 0
-    assert result.answered + result.refused + result.timed_out == result.sent
+    assert result.answered + result.refused + result.timed_out + result.errors == result.sent
 
 
 def test_the_open_loop_schedule_is_kept_against_a_trivial_server() -> None:
