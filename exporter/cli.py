@@ -100,6 +100,10 @@ def _profile_text(batch: BatchProfile) -> str:
                    "loaded strictly into any model, or a torchvision weights name (e.g. IMAGENET1K_V1) for a zoo "
                    "backbone.")
 @click.option("--seed", default=DEFAULTS.seed, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for initial weights and parity inputs.")
+@click.option("--redraw-zero-weights", is_flag=True,
+              help="Random init only: re-draw every all-zero weight matrix (a zero-initialised classifier head, as "
+                   "torchvision's ViT has) with seeded N(0, 0.02^2), so the outputs depend on the input and parity "
+                   "means something; the names are recorded in the manifest. Refused with --weights.")
 @click.option("--max-rel-error", "max_rel_error", default=FP32.max_rel, show_default=True,
               type=FiniteFloatRange(min=0, min_open=True),
               help="FP32 parity: the largest error allowed relative to max|reference| of the output (one number per "
@@ -172,7 +176,8 @@ def _profile_text(batch: BatchProfile) -> str:
                    "and tracebacks on errors.")
 def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs: tuple[str, ...],
          max_dims: tuple[str, ...], outputs: tuple[str, ...], name: str | None, opset: int, out: str,
-         batch: BatchProfile, num_classes: int, weights: str | None, seed: int, max_rel_error: float,
+         batch: BatchProfile, num_classes: int, weights: str | None, seed: int, redraw_zero_weights: bool,
+         max_rel_error: float,
          atol: float | None,
          min_cosine: float, no_simplify: bool, external_data: bool, no_photos: bool, sample_inputs: str | None,
          exporter: str,
@@ -222,6 +227,7 @@ def main(model: str | None, list_zoo: bool, model_args: tuple[str, ...], inputs:
         }
         options = ExportOptions(
             opset=opset, batch=batch, num_classes=num_classes, weights=weights, seed=seed,
+            redraw_zero_weights=redraw_zero_weights,
             tolerance=dataclasses.replace(FP32, max_rel=max_rel_error, min_cosine=min_cosine, max_abs=atol),
             simplify=not no_simplify, external_data=external_data, exporter=exporter, photos=not no_photos,
             sample_inputs=sample_inputs,

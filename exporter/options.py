@@ -16,6 +16,7 @@ class ExportOptions:
     num_classes: int = 1000  # zoo and plugin builders only; a callable gets --model-arg num_classes=N
     weights: str | None = None  # a state_dict file (strict), or torchvision weights for a zoo backbone
     seed: int = 0
+    redraw_zero_weights: bool = False  # random init: re-draw all-zero weight matrices (zero-init heads), seeded
     tolerance: Tolerance = field(default_factory=Tolerance.fp32)
     simplify: bool = True
     external_data: bool = False  # ONNX weights in FILE.onnx.data at any size (always above 2 GiB)

@@ -29,11 +29,12 @@ from exporter.options import ExportOptions
 from exporter.progress import Printer, Stages, silent
 from exporter.sources.model_hubs import SourceModel
 from exporter.sources.model_source import build_source, default_name
+from exporter.sources.zero_weights import redraw_zero_weights
 from exporter.stages import check_requirements, run_stages
 from exporter.zoo.weights import load_weights
 from runtimes import manifest as mf
 from runtimes.bench.labels import image_folder
-from runtimes.errors import AttnExportError
+from runtimes.errors import AttnExportError, OptionError
 from runtimes.images import Preprocess
 from runtimes.specs import TensorSpec
 
@@ -123,10 +124,16 @@ def export_module(
     label = name or type(module).__name__.lower()
     out, target = Path(out_dir), Path(out_dir) / label
     check_requirements(opts)  # fail before any work when TensorRT, the GPU or ExecuTorch is missing
+    if opts.weights and opts.redraw_zero_weights:
+        raise OptionError("--redraw-zero-weights is for random init: it would overwrite zeros of --weights")
     timer = Stages(label, printer)
     with timer.stage("check model"):  # weights, specs and sample files are checked before the folder is touched
         if opts.weights:
             load_weights(module, opts.weights)
+        redrawn = redraw_zero_weights(module, opts.seed) if opts.redraw_zero_weights else []
+        if redrawn:
+            printer(f"[{label}] re-drew {len(redrawn)} all-zero weight tensor(s): {', '.join(redrawn[:4])}"
+                    f"{' …' if len(redrawn) > 4 else ''}")
         model = ExportModel.of(module.eval(), inputs, outputs, max_dims, preprocess)
         samples = read_npz(opts.sample_inputs, model.input_specs) if opts.sample_inputs else None
         calib_arrays = read_npz(opts.calib, model.input_specs, "--calib") \
@@ -141,7 +148,7 @@ def export_module(
         "inputs": [s.to_json() for s in model.input_specs], "outputs": [s.to_json() for s in model.output_specs],
         "batch": opts.batch.to_json(), "artifacts": {}, "files": {}, "parity": {}, "versions": versions(),
         "seed": opts.seed, "parameters": sum(p.numel() for p in module.parameters()), "timings": timer.timings,
-        "peak_rss_mb": timer.peak_rss_mb,
+        "peak_rss_mb": timer.peak_rss_mb, **({"redrawn_zero_weights": redrawn} if redrawn else {}),
         **({"preprocess": model.preprocess.to_json()} if model.preprocess else {}),
     }
     context = ExportContext(folder, model, opts, exporters[0], manifest, printer, timer, exporters, samples,

@@ -19,7 +19,7 @@ from exporter import flops, onnx_files
 from exporter.checks import bf16_floor
 from exporter.checks.parity import Tolerance
 from exporter.checks.photos import photo_inputs
-from exporter.checks.references import reference_sets
+from exporter.checks.references import input_independent_outputs, reference_sets
 from exporter.context import ExportContext
 from exporter.errors import EngineBuildError, ExportError, MemoryBudgetError, ParityError, ToolCrashError, failure_class
 from exporter.formats import (
@@ -129,8 +129,20 @@ def run_onnx_parity(ctx: ExportContext) -> None:
     ``ctx.calibrated_sets()``)."""
     if not ctx.sets:  # a later exporter attempt reuses them
         ctx.sets = reference_sets(ctx.model, ctx.batches, ctx.options.seed, ctx.options.photos, ctx.samples)
+        warn_if_input_independent(ctx)
     report = ctx.check(ctx.path("onnx"), "ort", ctx.options.tolerance)
     ctx.record_parity("onnx", "ONNX", report)
+
+
+def warn_if_input_independent(ctx: ExportContext) -> None:
+    """Outputs that PyTorch computes the same for every checked input make every parity row hollow: recorded
+    (manifest ``input_independent_outputs``) and shown, with the way out."""
+    constant = input_independent_outputs(ctx.sets)
+    if constant:
+        ctx.manifest["input_independent_outputs"] = constant
+        ctx.printer(f"[{ctx.label}] warning: output {', '.join(constant)} is the same for every checked input "
+                    f"(a zero-initialised head?): parity compares constants and proves little; load trained "
+                    f"weights (--weights) or, at random init, add --redraw-zero-weights")
 
 
 def run_ort_format(ctx: ExportContext) -> None:

@@ -6,7 +6,9 @@
     python scripts/coverage.py --list scripts/coverage_models.txt --start 46 --out coverage-run   # models 46 on
 
 Each model runs ``attn-export MODEL --keep-going --fp16 --int8 --openvino --ort-format --executorch`` in its own
-process with a timeout, at random init (no hub), batch profile 1:2:4. Where the FP32 ONNX fails at the
+process with a timeout, at random init (no hub, ``--redraw-zero-weights``: a zero-initialised head would make
+every parity row compare constants; a model whose outputs still do not depend on the input fails with class
+"constant outputs"), batch profile 1:2:4. Where the FP32 ONNX fails at the
 asked opset (--opset, else attn-export's default), FP32 alone is tried at 17, 18, 23, 20 and 13, the asked one left
 out, until one passes ("FP32 at some opset"). Each model's
 result is written to OUT/results/NAME.json as soon as it is known, and a run started again skips models that
@@ -75,7 +77,7 @@ def folder_name(model: str) -> str:
 def run_export(model: str, out: Path, name: str, args: list[str], timeout: float) -> dict[str, Any]:
     """One attn-export process; returns exit code, seconds, whether it timed out or was killed, tracebacks."""
     command = [sys.executable, "-m", "exporter.cli", model, "--out", str(out), "--name", name, "--batch", "1:2:4",
-               "--calib-size", "8", *args]
+               "--calib-size", "8", "--redraw-zero-weights", *args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=ROOT)
@@ -110,6 +112,11 @@ def artifact_rows(manifest: dict[str, Any] | None, run: dict[str, Any], without:
         published = key in (manifest or {}).get("artifacts", {})
         worst = {"max_rel": parity["worst"]["max_rel"], "cosine": parity["worst"]["min_cosine"],
                  "top1": parity["worst"]["min_top1"]} if parity else {}
+        constant = (manifest or {}).get("input_independent_outputs")
+        if parity and parity["passed"] and published and constant:
+            rows[key] = {"passed": False, "checked": True, "class": "constant outputs", **worst,
+                         "reason": f"output {', '.join(constant)} is the same for every input: a pass proves nothing"}
+            continue
         if parity and parity["passed"] and published and (manifest or {}).get("status") == "ok":
             rows[key] = {"passed": True, "checked": True, **worst}
             continue
@@ -153,6 +160,7 @@ def sweep_one(model: str, out: Path, timeout: float, opset: int | None, without:
         "exporter": (manifest or {}).get("exporter"), "exporter_attempts": (manifest or {}).get("exporter_attempts"),
         "timings": (manifest or {}).get("timings", {}), "peak_rss_mb": (manifest or {}).get("peak_rss_mb", {}),
         "preprocess": (manifest or {}).get("preprocess"),
+        "redrawn_zero_weights": (manifest or {}).get("redrawn_zero_weights", []),
     }
     row["fp32_some_opset"] = row["artifacts"]["onnx"]["passed"] and {"opset": row["opset"]}
     if not row["artifacts"]["onnx"]["passed"] and not run["timed_out"]:

@@ -3,6 +3,7 @@ a user would (file.py:callable, package.module:callable, the Python API), a plug
 the test, and every error a user's module can meet, by exit code and key phrase."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import runtimes
 from exporter import cli
 from exporter.export_model import ExportModel, infer_output_specs, parse_input
 from exporter.errors import ModelSourceError
+from runtimes.errors import OptionError
 from exporter.sources.model_source import parse_model_args
 from runtimes.specs import TensorSpec, random_inputs
 
@@ -177,6 +179,56 @@ def test_forward_signature_is_checked_before_tracing() -> None:
                                                r"ImageText\.forward\(image, ids\)"):
         ExportModel.of(ImageText(), [TensorSpec("image", ("batch", 3, 64, 64)), TensorSpec("tokens", ("batch", "seq"),
                                                                                           "int64", (0, 10))])
+
+
+class ZeroHead(nn.Module):
+    """A conv trunk under a zero-initialised classifier (as torchvision's ViT): its logits are 0 for any image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8, 5)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+
+def test_constant_outputs_are_flagged_and_redrawn_weights_make_parity_mean_something(tmp_path) -> None:
+    from exporter.options import ExportOptions
+    from exporter.pipeline import export
+
+    spec = [TensorSpec("x", ("batch", 3, 32, 32))]
+    printed: list[str] = []
+    opts = ExportOptions(opset=17, batch=TEST_PROFILE, photos=False)
+    hollow = export(ZeroHead(), tmp_path, name="hollow", options=opts, inputs=spec, printer=printed.append)
+    assert hollow["input_independent_outputs"] == ["output0"] and "redrawn_zero_weights" not in hollow
+    assert hollow["parity"]["onnx"]["worst"]["max_rel"] == 0.0  # what a pass on constants looks like
+    assert any("output0 is the same for every checked input" in line for line in printed)
+    redrawn = export(ZeroHead(), tmp_path, name="redrawn", inputs=spec,
+                     options=dataclasses.replace(opts, redraw_zero_weights=True))
+    assert redrawn["redrawn_zero_weights"] == ["head.weight"] and "input_independent_outputs" not in redrawn
+    assert 0.0 < redrawn["parity"]["onnx"]["worst"]["max_rel"] <= 1e-4
+    weights = torch.load(tmp_path / "redrawn" / "weights.pt", weights_only=True)["head.weight"]
+    assert 0.01 < float(weights.std()) < 0.04  # N(0, 0.02^2), written with the export
+    with pytest.raises(OptionError, match="--redraw-zero-weights"):
+        export(ZeroHead(), tmp_path, name="refused", inputs=spec,
+               options=dataclasses.replace(opts, redraw_zero_weights=True, weights=str(tmp_path / "w.pt")))
+
+
+def test_input_independence_compares_samples_of_one_shape() -> None:
+    from exporter.checks.references import ParityInputs, input_independent_outputs
+
+    def sets(*refs: np.ndarray) -> list[ParityInputs]:
+        return [ParityInputs(f"s{i}", {}, {"y": r}) for i, r in enumerate(refs)]
+
+    row = np.array([[1.0, -2.0, 3.0]])
+    moving = np.arange(12.0).reshape(3, 4)
+    assert input_independent_outputs(sets(np.repeat(row, 2, 0), row, moving)) == []  # of two shapes, one moves
+    assert input_independent_outputs(sets(np.repeat(row, 2, 0), row, np.zeros((3, 4)))) == ["y"]
+    assert input_independent_outputs(sets(np.repeat(row, 2, 0), row + 1e-3)) == []
+    assert input_independent_outputs(sets(row)) == []  # one sample cannot show dependence
 
 
 # ---- a plugin package, installed into a folder the test puts on PYTHONPATH ----

@@ -94,6 +94,26 @@ def labelled_sets(model: ExportModel, labelled: LabelledImages, seed: int) -> li
     return [ParityInputs(f"labelled b={len(chosen)}", arrays, model.forward_arrays(arrays))]
 
 
+def input_independent_outputs(sets: Sequence[ParityInputs], max_spread: float = 1e-6) -> list[str]:
+    """Outputs whose reference is the same for every sample of every input set (within ``max_spread`` of their
+    largest magnitude): parity on them compares constants and cannot tell a wrong graph from a right one (a
+    zero-initialised head at random init). Samples are compared within sets of one per-sample shape."""
+    constant = []
+    for name in dict.fromkeys(n for s in sets for n in s.reference):
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for s in sets:
+            ref = s.reference.get(name)
+            if ref is not None and ref.ndim:
+                by_shape.setdefault(ref.shape[1:], []).append(ref.astype(np.float64))
+        groups = [np.concatenate(refs) for refs in by_shape.values()]
+        if not groups or sum(len(g) for g in groups) < 2:
+            continue
+        scale = max(max(float(np.abs(g).max()) if g.size else 0.0 for g in groups), 1e-12)
+        if all(float(np.abs(g - g[:1]).max()) <= max_spread * scale for g in groups if g.size):
+            constant.append(name)
+    return constant
+
+
 _ENGINE_NOISE = re.compile(r"/onnxruntime_src/\S+:\d+ |onnxruntime::[\w:]+\([^)]*\)\s*(const\s*)?|"
                            r"\[ONNXRuntimeError\] : \d+ : \w+ : ")
 
