@@ -357,6 +357,49 @@ def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(fo
         assert result["budget_s"] is None and result["calls"] == 2 and "outputs" in result["second"]
 
 
+BACKPRESSURE = """
+import asyncio, json, sys
+import numpy as np
+from kserve import InferInput, InferRequest
+from ray.serve.exceptions import BackPressureError
+from runtimes import manifest as mf
+from serving.overload import Unavailable
+from serving.server import ArtifactModel
+
+class FullHandle:  # what Ray Serve's handle does past max_ongoing_requests + max_queued_requests
+    async def remote(self, arrays, timeout_s):
+        raise BackPressureError(num_queued_requests=3, max_queued_requests=2)
+
+model = ArtifactModel("m", FullHandle(), mf.read_manifest(sys.argv[1]), queue_gauge=lambda m: m.in_flight,
+                      queue_cap=8)
+image = InferInput(name="image", shape=[1, 3, 224, 224], datatype="FP32")
+image.set_data_from_numpy(np.zeros((1, 3, 224, 224), np.float32))
+try:
+    asyncio.run(model(InferRequest(model_name="m", infer_inputs=[image])))
+    outcome = {"raised": None}
+except Unavailable as exc:
+    outcome = {"raised": "Unavailable", "message": str(exc)}
+print(json.dumps({**outcome, "refused": model.stats.to_json()["inference_stats"]["refused"]["count"],
+                  "in_flight": model.in_flight, "ready": model.accepting()}))
+"""
+
+
+def test_ray_serves_backpressure_is_the_same_refusal(folder) -> None:
+    """Ray Serve's own BackPressureError (its caller queue past max_queued_requests; attn-serve's front end caps
+    first, so a live server rarely reaches it) becomes the same UNAVAILABLE / 503, counted as refused, with
+    readiness false after it (a fresh interpreter: kserve's protos and tritonclient's cannot share one)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", BACKPRESSURE, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["raised"] == "Unavailable" and result["message"].startswith("model 'm': Ray Serve's queue is full")
+    assert "retry after" in result["message"] and result["refused"] == 1 and result["in_flight"] == 0
+    assert result["ready"] is False  # the refusal holds readiness false (READY_HOLD_S)
+
+
 @pytest.mark.parametrize("status,kind", [("503", "refused"), ("StatusCode.UNAVAILABLE", "refused"),
                                          ("504", "timed_out"), ("StatusCode.DEADLINE_EXCEEDED", "timed_out"),
                                          ("500", "error"), ("StatusCode.INTERNAL", "error")])
