@@ -41,6 +41,12 @@ def queue_full(held: int, cap_source: str) -> str:
     return f"its queue is full ({held} requests waiting or running, {cap_source})"
 
 
+def queue_full_by_time(wait: str, budget_source: str) -> str:
+    """Why a request was refused by the time cap: the wait it would find (the batcher's words), and where the
+    budget comes from."""
+    return f"its queue is full ({wait}; {budget_source})"
+
+
 @dataclass(frozen=True)
 class Policy:
     """How every replica batches and admits work (attn-serve's options)."""

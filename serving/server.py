@@ -57,8 +57,8 @@ from .admission import Pace, lone_call_seconds
 from .batcher import DeadlineExpired, DynamicBatcher, QueueFull
 from .binary_rest import HEADER_LENGTH, BinaryRequestError, parse_binary_body
 from .overload import DeadlineExceeded, Draining, Unavailable, add_rest_handlers, use_deadline_servicer
-from .policy import (READY_HOLD_S, RETRY_AFTER_S, Policy, queue_budget, queue_full, ray_options,
-                     request_timeout_s)
+from .policy import (READY_HOLD_S, RETRY_AFTER_S, Policy, queue_budget, queue_full, queue_full_by_time,
+                     ray_options, request_timeout_s)
 from .stats import ModelStats
 
 
@@ -103,7 +103,7 @@ class ReplicaCore:
             timed = await self.batcher.submit(feeds, timeout_s)
         except QueueFull as exc:
             if exc.by_time:
-                return {"refused": f"its queue is full ({exc}; {self.budget_source})"}
+                return {"refused": queue_full_by_time(str(exc), self.budget_source)}
             return {"refused": queue_full(exc.held, f"--max-queue {self.batcher.max_queue}")}
         except DeadlineExpired as exc:
             return {"timed_out": str(exc)}
