@@ -133,6 +133,43 @@ def test_int8_pte_is_quantized_smaller_and_passes_int8_parity(name, artifacts_ro
     assert info["bytes"] < 0.5 * manifest["executorch"]["bytes"]
 
 
+class _Verdict:
+    """A stand-in parity report: truthy when it passes, with the ``worst`` every report has."""
+
+    def __init__(self, passed: bool) -> None:
+        self.passed, self.worst = passed, {"min_cosine": 1.0 if passed else 0.9}
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def test_a_step_its_simulation_rejects_is_not_lowered_but_the_last_always_is() -> None:
+    """The ExecuTorch INT8 widening screens each step's quantized program in PyTorch before lowering it: a
+    rejected step costs no lowering, the file's own check still decides every step lowered, and the last step
+    is always written and checked."""
+    from exporter.checks.widening import widen_until_parity
+    from exporter.formats.executorch_pte import WIDENING_STEPS
+
+    first, second, last = (s.name for s in WIDENING_STEPS)
+    lowered: list[str] = []
+
+    def run(simulation: dict[str, bool], file: dict[str, bool]) -> dict:
+        lowered.clear()
+        info, report = widen_until_parity(WIDENING_STEPS, lambda step: lowered.append(step.name) or {},
+                                          lambda: _Verdict(file[lowered[-1]]), bool,
+                                          lambda step: _Verdict(simulation[step.name]))
+        return {**info, "passed": bool(report)}
+
+    info = run({first: False, second: True}, {second: False, last: True})  # the simulation passed, the file not
+    assert lowered == [second, last] and info["step"] == last and info["passed"]
+    assert [(t["step"], t["passed"], t.get("screened", False)) for t in info["tries"]] == [
+        (first, False, True), (second, False, False), (last, True, False)]
+    info = run({first: False, second: False}, {last: False})  # random init: only the last file is made
+    assert lowered == [last] and not info["passed"] and len(info["tries"]) == 3
+    info = run({first: True}, {first: True})  # trained weights: the first step, one lowering
+    assert lowered == [first] and info["step"] == first and len(info["tries"]) == 1
+
+
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
 @pytest.mark.parametrize("batch", [1, 3, TEST_PROFILE.max, TEST_PROFILE.max + 3])
 def test_pte_equals_pytorch_at_every_batch(name, precision, batch, artifacts_root) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -129,10 +129,17 @@ def engine_message(exc: BaseException, arrays: Mapping[str, np.ndarray] | None =
 def check_parity(candidate: Runtime, sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
     """Compare ``candidate`` (an opened runtime) with the PyTorch reference on every input set. An engine that
     raises on a set gives failed rows carrying its message (a parity failure, exit 3), never a traceback."""
-    report = ParityReport(candidate=f"{candidate.label}-{candidate.device}:{candidate.path.name}", tolerance=tolerance)
+    return compare_runs(f"{candidate.label}-{candidate.device}:{candidate.path.name}", candidate, sets, tolerance)
+
+
+def compare_runs(label: str, run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+                 sets: Sequence[ParityInputs], tolerance: Tolerance) -> ParityReport:
+    """``run`` (numpy inputs by name → outputs by name: a runtime, or a simulation of a file not yet written)
+    against the references on every input set, as :func:`check_parity`."""
+    report = ParityReport(candidate=label, tolerance=tolerance)
     for inputs in sets:
         try:
-            outputs = candidate(inputs.arrays)
+            outputs = run(inputs.arrays)
         except InputSpecError:
             raise  # our own input checks: a bug in the reference sets, not the file
         except Exception as exc:  # onnxruntime, OpenVINO, ExecuTorch and TensorRT raise their own types

@@ -19,9 +19,14 @@ Check = Callable[[], Any]  # returns a ParityReport (truthy when it passes)
 
 
 def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]], check: Check,
-                       accept: Callable[[Any], bool] = bool) -> tuple[dict[str, Any], Any]:
+                       accept: Callable[[Any], bool] = bool, screen: Callable[[S], Any] | None = None
+                       ) -> tuple[dict[str, Any], Any]:
     """``build(step)`` then ``check()`` for each step until ``accept(report)`` — by default the parity
     verdict; with ``--eval`` also the accuracy drop on the labels.
+
+    ``screen(step)``, when given, is a cheaper check of the same step made before the file is built (a
+    simulation of it): a step it rejects is recorded (``screened``) and not built, except the last, so a
+    file is always written and checked. The file's own check still decides every step that is built.
 
     Returns (the last build's info with ``step`` and ``tries`` added, the last report). When no
     step passes, the last file stays on disk and its failing report is returned for the caller
@@ -32,7 +37,13 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
     tries: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     report: Any = None
-    for step in steps:
+    for index, step in enumerate(steps):
+        if screen is not None and index < len(steps) - 1:
+            screened = screen(step)
+            if not accept(screened):
+                tries.append({"step": step.name, "passed": False, "screened": True, "worst": screened.worst,
+                              **({"error": screened.errors[0]} if getattr(screened, "errors", None) else {})})
+                continue
         info = build(step)
         report = check()
         accepted = report is not None and accept(report)
