@@ -318,6 +318,17 @@ def test_the_time_budget_defaults_to_the_count_cap_times_the_batch_1_engine_time
     assert queue_budget(32, 0.0, 0.0117) == (None, "--max-queue-ms 0")  # 0: the count cap alone
 
 
+def _in_a_fresh_interpreter(script: str, *args: object) -> dict:
+    """``script`` run by ``python -c`` with ``args`` (kserve's OIP protos and tritonclient's cannot share one
+    process); the JSON its last line prints."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 REPLICA = """
 import asyncio, json, sys
 from runtimes.specs import random_inputs
@@ -340,13 +351,7 @@ def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(fo
     whose budget is under one batch-1 call answers the first of two requests sent together (an idle replica
     always admits) and refuses the second at once, naming the flag, without computing it; with the time cap
     off (0) both are answered."""
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", REPLICA, str(folder), str(max_queue_ms)], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _in_a_fresh_interpreter(REPLICA, folder, max_queue_ms)
     assert 0.1 < result["lone_ms"] < 5000  # a measured c2f_ca call, not a default
     assert "outputs" in result["first"]
     if max_queue_ms:
@@ -388,13 +393,7 @@ def test_ray_serves_backpressure_is_the_same_refusal(folder) -> None:
     """Ray Serve's own BackPressureError (its caller queue past max_queued_requests; attn-serve's front end caps
     first, so a live server rarely reaches it) becomes the same UNAVAILABLE / 503, counted as refused, with
     readiness false after it (a fresh interpreter: kserve's protos and tritonclient's cannot share one)."""
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", BACKPRESSURE, str(folder)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _in_a_fresh_interpreter(BACKPRESSURE, folder)
     assert result["raised"] == "Unavailable" and result["message"].startswith("model 'm': Ray Serve's queue is full")
     assert "retry after" in result["message"] and result["refused"] == 1 and result["in_flight"] == 0
     assert result["ready"] is False  # the refusal holds readiness false (READY_HOLD_S)

@@ -41,17 +41,21 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
         if screen is not None and index < len(steps) - 1:
             screened = screen(step)
             if not accept(screened):
-                tries.append({"step": step.name, "passed": False, "screened": True, "worst": screened.worst,
-                              **({"error": screened.errors[0]} if getattr(screened, "errors", None) else {})})
+                tries.append(_tried(step, screened, False, screened=True))
                 continue
         info = build(step)
         report = check()
         accepted = report is not None and accept(report)
-        tries.append({"step": step.name, "passed": accepted,
-                      "worst": report.worst if report is not None else None,
-                      **({"error": report.errors[0]} if getattr(report, "errors", None) else {}),
-                      **({"accuracy": report.accuracy} if getattr(report, "accuracy", None) else {})})
+        tries.append(_tried(step, report, accepted))
         if accepted:
             break
     info.update(step=tries[-1]["step"], tries=tries)
     return info, report
+
+
+def _tried(step: Step, report: Any, passed: bool, **extra: Any) -> dict[str, Any]:
+    """One entry of ``tries``: the step, its verdict, the report's worst values, and its first engine error and
+    accuracy where it has them."""
+    return {"step": step.name, "passed": passed, "worst": report.worst if report is not None else None,
+            **({"error": report.errors[0]} if getattr(report, "errors", None) else {}),
+            **({"accuracy": report.accuracy} if getattr(report, "accuracy", None) else {}), **extra}

@@ -32,6 +32,7 @@ from torch import nn
 
 from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
+from exporter.export_model import forward_arrays
 from runtimes.engines.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
@@ -179,15 +180,13 @@ def simulate(program: torch.export.ExportedProgram, specs: Sequence[TensorSpec],
     """The quantized ``program`` run by PyTorch (its Q/DQ as reference kernels) on numpy inputs, in chunks of at
     most ``max_batch`` rows as the ``.pte`` runs them: what the file will compute, without lowering it."""
     graph_module = program.module()
-    names = [s.name for s in specs]
+    names = [o.name for o in outputs]
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        chunks: list[tuple[torch.Tensor, ...]] = []
-        with torch.no_grad():
-            for rows in _rows(arrays, names, max_batch):
-                out = graph_module(*rows)
-                chunks.append(tuple(out) if isinstance(out, (tuple, list)) else (out,))
-        return {o.name: torch.cat([c[i] for c in chunks]).numpy() for i, o in enumerate(outputs)}
+        total = len(next(iter(arrays.values())))
+        chunks = [forward_arrays(graph_module, specs, names, {k: v[start:start + max_batch] for k, v in arrays.items()})
+                  for start in range(0, total, max_batch)]
+        return {name: np.concatenate([c[name] for c in chunks]) for name in names}
 
     return run
 
