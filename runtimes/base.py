@@ -31,7 +31,14 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from runtimes.errors import ArtifactError, InputSpecError, OptionError, RuntimeClosedError, first_line
+from runtimes.errors import (
+    ArtifactError,
+    InputSpecError,
+    OptionError,
+    RuntimeClosedError,
+    UnreadableArtifactError,
+    first_line,
+)
 from runtimes.images import Preprocess, image_preprocess
 from runtimes.selection import AUTO, DEFAULT_PRECISION, normalise_precision
 from runtimes.specs import BATCH, TensorSpec, is_default_output_name, random_inputs
@@ -132,11 +139,12 @@ class Runtime(ABC):
         return self.engine if self.precision == default else f"{self.engine}:{self.precision}"
 
     # ----- lifecycle -------------------------------------------------------------------------
-    def unreadable(self, engine_name: str, exc: BaseException, reexport: str = "attn-export") -> ArtifactError:
+    def unreadable(self, engine_name: str, exc: BaseException, reexport: str = "attn-export") -> UnreadableArtifactError:
         """The one message for a file an engine cannot load: the engine's first line of complaint, and the fix."""
         first = first_line(exc)
-        return ArtifactError(f"{engine_name} cannot load {self.path}: {first} "
-                             f"(missing, corrupt or truncated file? re-run {reexport})")
+        return UnreadableArtifactError(f"{engine_name} cannot load {self.path}: {first} "
+                                       f"(missing, corrupt or truncated file? re-run {reexport})",
+                                       reason=f"{type(exc).__name__}: {first}")
 
     def open(self) -> "Runtime":
         """Load the artifact (idempotent); specs not given are read from it."""

@@ -38,6 +38,15 @@ class ArtifactError(AttnExportError):
     """A missing, corrupt or incompatible artifact (manifest, ONNX, .pt2, engine)."""
 
 
+class UnreadableArtifactError(ArtifactError):
+    """A file an engine refuses to load; ``reason`` is the engine's own line, without our advice to re-export
+    (which is wrong for a file that an export stage has just written)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class BackendUnavailableError(AttnExportError):
     """An optional backend (TensorRT, CUDA) that is not installed or has no device."""
 

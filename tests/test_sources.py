@@ -19,10 +19,13 @@ from PIL import Image
 import runtimes
 from exporter import cli
 from exporter.formats import fp16, ort_format
+from exporter.checks import references
+from exporter.checks.parity import Tolerance
 from exporter.errors import tool_failure
 from exporter.sources.model_hubs import build_timm, build_torchvision, hub_reference
 from exporter.sources.model_source import default_name
 from runtimes import manifest as mf
+from runtimes.errors import ArtifactError
 from runtimes.bench.cli import main as bench_main
 from runtimes.images import Preprocess, load_batch, sample_photo_files
 
@@ -404,3 +407,19 @@ def test_coverage_sweep_leaves_out_the_stages_asked_and_reads_the_rest() -> None
     assert {k for k, r in rows.items() if r["passed"]} == {"onnx", "openvino", "onnx_ort"}
     assert {k for k, r in rows.items() if r.get("class") == "not run"} == {"onnx_fp16", "onnx_int8", "executorch_int8"}
     assert rows["executorch"]["passed"] is False and rows["executorch"]["class"] == "not reached"
+
+
+def test_an_engine_refusing_a_file_our_stage_wrote_quotes_the_engine_not_our_re_export_advice(tmp_path) -> None:
+    """The runtime's ArtifactError tells a user to re-export a corrupt file; for a file an export stage has just
+    written (halonet26t's INT8 .pte) the failed row carries only the engine's own reason."""
+    path = tmp_path / "model.int8.onnx"
+    path.write_bytes(b"\x08\x07not an onnx model")
+    with pytest.raises(ArtifactError) as refused:
+        runtimes.load(path, engine="ort")
+    assert "re-run" in str(refused.value)  # what a user opening a damaged file is told
+    sets = [references.ParityInputs("b1", {"x": np.zeros((1, 2), np.float32)}, {"y": np.zeros((1, 3), np.float32)})]
+    report = references.unopenable_report(path, "ort", refused.value, sets, Tolerance(1e-3, 0.99, 0.9))
+    [error] = report.errors
+    assert error.startswith("ort cannot open the file: ") and "re-run" not in error and "corrupt" not in error
+    assert refused.value.reason.split(":")[0] in error and len(error) < 400
+    assert not report and [row.batch for row in report.rows] == [1]

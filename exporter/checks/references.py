@@ -28,7 +28,7 @@ from exporter.export_model import ExportModel
 from runtimes.base import Runtime
 from runtimes.bench.labels import LabelledImages
 from runtimes.engines.providers import cuda_usable
-from runtimes.errors import InputSpecError, OptionError
+from runtimes.errors import InputSpecError, OptionError, UnreadableArtifactError
 from runtimes.manifest import BatchProfile
 from runtimes.selection import default_device
 from runtimes.specs import BATCH, random_inputs
@@ -152,9 +152,10 @@ def compare_runs(label: str, run: Callable[[Mapping[str, np.ndarray]], Mapping[s
 def unopenable_report(path: Path, engine: str, exc: BaseException, sets: Sequence[ParityInputs],
                       tolerance: Tolerance) -> ParityReport:
     """A file one of our stages wrote that ``engine`` refuses to open: a failed check (the stage widens further
-    or fails), not a corrupt-file error."""
+    or fails), not a corrupt-file error: the engine's own reason, without the runtime's advice to re-export."""
     report = ParityReport(candidate=f"{engine}:{path.name}", tolerance=tolerance)
-    message = f"{engine} cannot open the file: {engine_message(exc)}"
+    reason = exc.reason if isinstance(exc, UnreadableArtifactError) else engine_message(exc)
+    message = f"{engine} cannot open the file: {reason}"
     for inputs in sets[:1]:
         report.add_error(inputs.label, inputs.reference, message)
     return report
