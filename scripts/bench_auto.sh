@@ -4,7 +4,8 @@
 # batch 1:8:8, INT8 parity on random weights may fail: that artifact is then not a candidate), then timed at
 # batch 1 and 8 with --engine auto first and every engine:precision the folder has, then
 # scripts/auto_table.py prints the table for docs/benchmarks.md: auto's choice, its speed against the fastest
-# single row of the same run, and achieved GFLOP/s with % of each engine's measured GEMM ceiling.
+# single row of the same run, and achieved GFLOP/s with % of each engine's measured GEMM ceiling. The rows are
+# timed in 5 alternating rounds (attn-bench --rounds), so drift on a shared machine hits every row alike.
 # Everything lives under runs-auto/MODEL/; a finished step is skipped (delete it to redo).
 # --without-executorch: leave the .pte files out (their INT8 lowering of a ResNet-50 or VGG16 is the longest
 # stage on a 2-core CPU); auto then chooses among the ONNX, .ort and OpenVINO artifacts.
@@ -27,7 +28,7 @@ from runtimes.selection import TABLE
 m = mf.read_manifest(sys.argv[1])
 print(' '.join(f'{c.engine}:{c.precision}' for c in TABLE.values() if c.engine != 'trt' and verdict(c, m, 1.0) is None))
 " "$run/artifacts/$model"); do engines+=(--engine "$spec"); done
-  [ -f "$run/bench.json" ] || attn-bench "$run/artifacts/$model" "${engines[@]}" --batch 1,8 --seconds 3 \
+  [ -f "$run/bench.json" ] || attn-bench "$run/artifacts/$model" "${engines[@]}" --batch 1,8 --seconds 3 --rounds 5 \
       --json "$run/bench.json" || exit $?
 done
 python scripts/auto_table.py "${models[@]}"

@@ -21,7 +21,7 @@ from torch import nn
 import runtimes
 from exporter import flops, onnx_files
 from runtimes import auto_select
-from runtimes.bench import ceiling
+from runtimes.bench import ceiling, timing
 from runtimes import manifest as mf
 from runtimes.bench.cli import main as bench_main
 from runtimes.specs import TensorSpec, random_inputs
@@ -74,6 +74,32 @@ def test_attn_bench_json_has_gflops_and_ceiling(encoder, tmp_path) -> None:
     assert row["ceiling_gflops_per_s"] > 1 and row["ceiling_pct"] == pytest.approx(
         100 * row["gflops_per_s"] / row["ceiling_gflops_per_s"], abs=0.1)
     assert "GFLOP/s" in result.output and "% ceil" in result.output
+
+
+def test_attn_bench_rounds_alternate_the_rows_and_keep_each_rows_count(encoder, tmp_path) -> None:
+    """--rounds 3: every engine and batch gets a third of --iters per round, the rows taking turns (so drift hits
+    them alike), and the table keeps one row per engine and batch."""
+    calls: list[str] = []
+
+    class Recording(FakeRuntime):
+        label, precision, device = "", "fp32", "cpu"
+
+        def __call__(self, feeds):
+            calls.append(self.label)
+
+    a, b = Recording(mf.input_specs(encoder[1]), 0), Recording(mf.input_specs(encoder[1]), 0)
+    a.label, b.label = "a", "b"
+    rows = timing.bench_alternating([(a, 1), (b, 1)], rounds=3, warmup=1, iters=6, seconds=None)
+    assert [(r.engine, r.iterations) for r in rows] == [("a", 6), ("b", 6)]
+    assert "".join(calls) == "a" * 3 + "b" * 3 + ("aa" + "bb") * 2  # warm-up only in the first round
+    result = CliRunner().invoke(bench_main, [str(encoder[0]), "--engine", "ort", "--engine", "ort:int8",
+                                             "--rounds", "2", "--batch", "1,2", "--iters", "4", "--warmup", "1",
+                                             "--json", str(tmp_path / "bench.json")])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [(r["engine"], r["batch"], r["iterations"]) for r in table] == [
+        ("ort", 1, 4), ("ort", 2, 4), ("ort:int8", 1, 4), ("ort:int8", 2, 4)]
+    assert "in 2 alternating rounds" in result.output
 
 
 def test_ceiling_is_measured_once_then_read_from_the_cache(monkeypatch) -> None:

@@ -170,6 +170,39 @@ def test_a_step_its_simulation_rejects_is_not_lowered_but_the_last_always_is() -
     assert lowered == [first] and info["step"] == first and len(info["tries"]) == 1
 
 
+def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same() -> None:
+    """ExecuTorch's per-partition re-ordering, done in place: a node placed before its input moves after it, the
+    rest keep their order, the module computes the same; an ordered graph is left as it is (no new code); inside
+    the context ExecuTorch calls it, and the original is back after."""
+    from executorch.exir import lowered_backend_module
+
+    from exporter.formats import partition_order
+
+    class Chain(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = torch.relu(x)
+            b = a * 2
+            c = torch.sin(x)
+            return b + c
+
+    module = torch.fx.symbolic_trace(Chain())
+    x = torch.randn(3, 4)
+    expected = module(x)
+    ordered = [n.name for n in module.graph.nodes]
+    code = module.code
+    assert partition_order.sort_in_place(module).code is code  # already in order: nothing moved, no codegen
+    relu, mul = (n for n in module.graph.nodes if n.name in ("relu", "mul"))
+    relu.prepend(mul)  # mul now comes before its input relu
+    assert [n.name for n in module.graph.nodes] != ordered
+    partition_order.sort_in_place(module)
+    assert [n.name for n in module.graph.nodes] == ordered
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+    original = lowered_backend_module.legalize_graph
+    with partition_order.in_place_partition_order():
+        assert lowered_backend_module.legalize_graph is partition_order.sort_in_place
+    assert lowered_backend_module.legalize_graph is original
+
+
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
 @pytest.mark.parametrize("batch", [1, 3, TEST_PROFILE.max, TEST_PROFILE.max + 3])
 def test_pte_equals_pytorch_at_every_batch(name, precision, batch, artifacts_root) -> None:

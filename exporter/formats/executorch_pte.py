@@ -33,6 +33,7 @@ from torch import nn
 from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
 from exporter.export_model import forward_arrays
+from exporter.formats.partition_order import in_place_partition_order
 from runtimes.engines.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
@@ -91,9 +92,11 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     try:
-        edge = to_edge_transform_and_lower(
-            program, partitioner=[XnnpackPartitioner()], constant_methods={IO_METHOD: io_constant(inputs, outputs)},
-            compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
+        with in_place_partition_order():  # see exporter/formats/partition_order.py: 244 → 145 s on coat_tiny
+            edge = to_edge_transform_and_lower(
+                program, partitioner=[XnnpackPartitioner()],
+                constant_methods={IO_METHOD: io_constant(inputs, outputs)},
+                compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
         report = delegation(edge)
         buffer = edge.to_executorch().buffer
     except Exception as exc:  # ExecuTorch raises many types (export, lowering, memory planning)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -84,6 +85,10 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed calls before timing.")
 @click.option("--iters", default=None, type=click.IntRange(min=1), help="Timed calls per engine and batch (default 30).")
 @click.option("--seconds", default=None, type=FiniteFloatRange(min=0, min_open=True), help="Time each engine and batch for this long instead.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Time the engines in this many alternating rounds, each with its share of --iters or --seconds, "
+                   "all artifacts open at once: drift on a busy machine then hits every row alike, so the "
+                   "ratios between rows hold (1: each engine timed once, in turn, one open at a time).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op CPU threads for ort and torch (default: all).")
 @click.option("--device", default=None, type=click.Choice(["cpu", "cuda"]),
               help="Where ort and torch run (default: each engine's own device: trt on cuda, the others on cpu).")
@@ -116,16 +121,16 @@ def resolve_folder(target: str, out: str, max_batch: int) -> Path:
 @click.option("--overhead", is_flag=True,
               help="Also measure Runtime.__call__ against a bare InferenceSession.run at batch 1 (ort).")
 def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str, batches: list[int], warmup: int, iters: int | None,
-         seconds: float | None, threads: int | None, device: str | None, out: str, json_path: str | None,
+         seconds: float | None, rounds: int, threads: int | None, device: str | None, out: str, json_path: str | None,
          plot_path: str | None, url: str | None, concurrency: list[int], protocol: str, rate: float | None,
          duration: float, timeout_ms: float | None, data: str | None, labels: str | None, overhead: bool) -> None:
     """Time MODEL_OR_FOLDER (a zoo name, exported first if OUT/MODEL is missing, or an artifact folder)."""
     if iters is not None and seconds is not None:
         raise click.UsageError("give --iters or --seconds, not both")
     if url:
-        if seconds is not None or engines or overhead or data or labels:
-            raise click.UsageError("--url times a server: --seconds, --engine, --data, --labels and --overhead "
-                                   "do not apply")
+        if seconds is not None or engines or overhead or data or labels or rounds > 1:
+            raise click.UsageError("--url times a server: --seconds, --rounds, --engine, --data, --labels and "
+                                   "--overhead do not apply")
         if rate:
             _bench_open_loop(url, target, protocol, rate, duration, timeout_ms, json_path)
         else:
@@ -153,27 +158,25 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
         flops = mf.flops_per_sample(mf.read_manifest(folder))
         scored: list[tuple[str, dict[str, Any]]] = []
         reference = None
-        for engine, wanted in runs:
-            if engine == AUTO:  # chosen per batch: the fastest artifact can differ between batch 1 and 32
-                for batch in batches:
-                    with load(folder, engine=AUTO, precision=wanted, batch=batch,
-                              **({"threads": threads} if threads else {}), hint=hint) as rt:
-                        click.echo(f"attn-bench: auto batch {batch}: {rt.choice.reason} → {rt.label}", err=True)
-                        report.setdefault("auto", []).append({"batch": batch, **rt.choice.to_json()})
-                        results.append(_timed_row(rt, batch, flops, threads, warmup, iters, seconds, "auto→"))
-                continue
-            with load(folder, engine=engine, precision=wanted, device=device,
-                      **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)) as rt:
-                for batch in batches:
-                    click.echo(f"attn-bench: {rt.label} batch {batch} …", err=True)
-                    results.append(_timed_row(rt, batch, flops, threads, warmup, iters, seconds))
-                if overhead and (engine, rt.precision) == ("ort", "fp32"):
-                    report["overhead"] = timing.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
-                if labelled is not None:
-                    acc = _score(rt, labelled, max(batches), reference)
-                    reference = acc.predictions if reference is None else reference
-                    scored.append((rt.label, acc.to_json()))
-                    results[-len(batches):] = [replace(r, accuracy=acc.to_json()) for r in results[-len(batches):]]
+        for group in [runs] if rounds > 1 else [[run] for run in runs]:  # alternating rounds time every row at once
+            with ExitStack() as stack:
+                rows = _opened_rows(stack, folder, group, batches, device, threads, hint, report)
+                click.echo(f"attn-bench: {', '.join(f'{prefix}{rt.label} batch {b}' for rt, b, prefix in rows)}"
+                           + (f" in {rounds} alternating rounds" if rounds > 1 else "") + " …", err=True)
+                timed = timing.bench_alternating([(rt, b) for rt, b, _ in rows], rounds=rounds, warmup=warmup,
+                                                 iters=iters, seconds=seconds)
+                first = len(results)
+                results += [_with_ceiling(replace(t, engine=prefix + rt.label), rt, flops, threads)
+                            for (rt, _, prefix), t in zip(rows, timed)]
+                for rt in {id(rt): rt for rt, _, prefix in rows if not prefix}.values():  # auto's twins are not re-scored
+                    if overhead and (rt.engine, rt.precision) == ("ort", "fp32"):
+                        report["overhead"] = timing.overhead(rt, 1, rounds=5, iters=max(iters or 30, 20))
+                    if labelled is not None:
+                        acc = _score(rt, labelled, max(batches), reference)
+                        reference = acc.predictions if reference is None else reference
+                        scored.append((rt.label, acc.to_json()))
+                        results[first:] = [replace(r, accuracy=acc.to_json()) if r.engine == rt.label else r
+                                           for r in results[first:]]
         report["machine"] = machine.machine_info()
         report["results"] = [r.to_json() for r in results]
         click.echo(reporting.format_table(results))
@@ -194,11 +197,29 @@ def main(target: str, engines: tuple[str, ...], precision: str | None, hint: str
                                     f"{Path(labelled.source).name} vs p50 at batch {batches[0]}")
 
 
-def _timed_row(rt: Any, batch: int, flops: int | None, threads: int | None, warmup: int, iters: int | None,
-               seconds: float | None, prefix: str = "") -> timing.BenchResult:
-    """One engine at one batch, with its achieved GFLOP/s and % of the engine's ceiling (CPU runs)."""
-    timed = replace(timing.bench_runtime(rt, batch, warmup=warmup, iters=iters, seconds=seconds),
-                    engine=prefix + rt.label)
+def _opened_rows(stack: ExitStack, folder: Path, group: list[tuple[str, str | None]], batches: list[int],
+                 device: str | None, threads: int | None, hint: str, report: dict[str, Any]
+                 ) -> list[tuple[Any, int, str]]:
+    """Open the runtimes of ``group`` on ``stack``: ``(runtime, batch, row prefix)`` for every batch. ``auto`` is
+    chosen per batch (the fastest artifact can differ between batch 1 and 32), its choice recorded in ``report``."""
+    rows: list[tuple[Any, int, str]] = []
+    for engine, wanted in group:
+        if engine == AUTO:
+            for batch in batches:
+                rt = stack.enter_context(load(folder, engine=AUTO, precision=wanted, batch=batch,
+                                              **({"threads": threads} if threads else {}), hint=hint))
+                click.echo(f"attn-bench: auto batch {batch}: {rt.choice.reason} → {rt.label}", err=True)
+                report.setdefault("auto", []).append({"batch": batch, **rt.choice.to_json()})
+                rows.append((rt, batch, "auto→"))
+            continue
+        rt = stack.enter_context(load(folder, engine=engine, precision=wanted, device=device,
+                                      **ENGINE_OPTIONS.get(engine, lambda **_: {})(threads=threads, hint=hint)))
+        rows += [(rt, batch, "") for batch in batches]
+    return rows
+
+
+def _with_ceiling(timed: timing.BenchResult, rt: Any, flops: int | None, threads: int | None) -> timing.BenchResult:
+    """``timed`` with its achieved GFLOP/s and % of the engine's ceiling (CPU runs)."""
     if not flops or rt.device != "cpu":
         return timing.with_achieved(timed, flops, None)
     row = timing.with_achieved(timed, flops, ceiling.ceiling(rt.engine, rt.precision, threads))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -108,13 +108,20 @@ def _cuda_events() -> tuple[Any, Any] | None:
     return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
 
-def bench_runtime(runtime: Runtime, batch: int, *, warmup: int, iters: int | None, seconds: float | None,
-                  seed: int = 0) -> BenchResult:
-    """Time ``runtime`` on seeded random inputs of ``batch`` rows."""
-    arrays = random_inputs(runtime.input_specs, batch, seed=seed)
-    lat = time_calls(lambda: runtime(arrays), warmup=warmup, iters=iters, seconds=seconds,
-                     cuda=runtime.device == "cuda")
-    return summarise(runtime.label, batch, lat, runtime.precision)
+def bench_alternating(runs: Sequence[tuple[Runtime, int]], *, rounds: int, warmup: int, iters: int | None,
+                      seconds: float | None, seed: int = 0) -> list[BenchResult]:
+    """Time each ``(runtime, batch)`` on seeded random inputs of ``batch`` rows, in ``rounds`` rounds that
+    alternate them, each round giving every row its share of ``iters`` or ``seconds``: drift on a noisy machine
+    then hits every row alike, as in ``runtimes.auto_select``. One round times each row once, in turn."""
+    arrays = [random_inputs(rt.input_specs, batch, seed=seed) for rt, batch in runs]
+    samples: list[list[np.ndarray]] = [[] for _ in runs]
+    for round_index in range(rounds):
+        for index, (rt, _) in enumerate(runs):
+            samples[index].append(time_calls(
+                lambda rt=rt, x=arrays[index]: rt(x), warmup=warmup if round_index == 0 else 0,
+                iters=-(-iters // rounds) if iters else None, seconds=seconds / rounds if seconds else None,
+                cuda=rt.device == "cuda"))
+    return [summarise(rt.label, batch, np.concatenate(lat), rt.precision) for (rt, batch), lat in zip(runs, samples)]
 
 
 def overhead(runtime: Runtime, batch: int, *, rounds: int, iters: int, seed: int = 0) -> dict[str, float]:
