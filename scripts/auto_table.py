@@ -39,7 +39,7 @@ def main(models: list[str]) -> None:
     first = json.loads((RUNS / models[0] / "bench.json").read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"Measured on {machine_summary(first['machine'])}, commit {commit}, with `scripts/bench_auto.sh "
-          f"{' '.join(models)}` (random init, 1000 classes, `--seconds 3` per row).\n")
+          f"{' '.join(models)}` (random init, 1000 classes, `--seconds 3` per row in 5 alternating rounds).\n")
     print("| model | batch | auto chose | auto row ms | fastest single (ms) | choice / fastest | best FP32 GFLOP/s | "
           "% of ceiling |")
     print("|---|---:|---|---:|---|---:|---|---:|")
