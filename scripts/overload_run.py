@@ -129,8 +129,10 @@ def run_model(model: str, duration: float, out: Path) -> None:
         for protocol in ("http", "grpc"):
             over = open_loop.run_open_loop(server.url(protocol), model, protocol, 2 * c, duration)
             print(open_loop.format_table([over]), flush=True)
-            under = open_loop.run_open_loop(server.url(protocol), model, protocol, 0.8 * c, duration)
+            under = open_loop.run_open_loop(server.url(protocol), model, protocol, 0.8 * c, duration, window_s=10)
             print(open_loop.format_table([under]), flush=True)
+            for why in under.refusal_examples:
+                print(f"  0.8C refused ({under.refused_by_window} per 10 s): {why}", flush=True)
             checks = overload_checks(over, engine_ms) + [
                 check("0.8C: nothing refused", under.refused == 0 and under.timed_out == 0 and under.errors == 0,
                       f"{under.answered} answered, {under.refused} refused, {under.timed_out} timed out, "
@@ -153,6 +155,8 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     finally:
         server.stop()
     print(open_loop.format_table([soak]))
+    for why in soak.refusal_examples:
+        print(f"  refused ({soak.refused_by_window} per minute; send lag max {soak.send_lag_max_ms:.0f} ms): {why}")
     rss, p99 = soak.rss_by_window_mb, soak.p99_by_window_ms
     swings = [abs(b / a - 1) for a, b in zip(p99, p99[1:])]
     checks = [

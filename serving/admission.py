@@ -4,8 +4,8 @@ keeps under its present load, would not answer it within a latency budget.
 A count cap (``--max-queue``) bounds latency only as long as each request costs what it costs alone. Under
 overload on shared cores it does not: the same cores also read and refuse the surplus requests, the engine
 slows, and a full queue of 32 takes twice as long to drain as it did unloaded (docs/benchmarks.md#overload).
-So each replica also measures its pace — seconds per request, from the engine calls it has just made,
-counting the time between calls that the work around them took — and admits a request only while
+So each replica also measures its pace — seconds per request, the median over the engine calls it has just
+made, counting the time between calls that the work around them took — and admits a request only while
 
     (requests held + one full batch) × seconds per request ≤ budget
 
@@ -14,30 +14,42 @@ an idle replica always admits). The default budget is the issue-32
 bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
 it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
 least as much as the count cap, and only overload makes it the tighter one.
+
+The pace is a median, not a mean: on two shared cores one engine call in a few dozen takes 3-6x its usual
+time (a garbage collection, the load generator's turn). A moving mean jumped with it (c2f_ca at 0.8 x C on a
+Zen 3: 36-42 ms per request against the 14.3 ms batch-1 time, and requests refused with 3-5 ahead); the
+median of the last ``PACE_CALLS`` calls ignores a lone slow call and follows a slowdown that lasts within
+half of them.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable
 
 import numpy as np
 
 from runtimes.bench.timing import time_calls
 
-PACE_WEIGHT = 0.25  # the weight of the newest engine call in the moving pace (about the last 4–8 calls)
+PACE_CALLS = 7  # engine calls in the moving median of seconds per request
 LONE_CALLS = 5  # batch-1 calls timed at start (median), after one untimed warm-up call
 
 
 class Pace:
-    """Seconds per request of one replica, an exponentially weighted mean over its recent engine calls."""
+    """Seconds per request of one replica: the median over its last ``PACE_CALLS`` engine calls (seeded with
+    the batch-1 time measured at start, which the first calls then push out)."""
 
     def __init__(self, seconds_per_request: float | None = None) -> None:
-        self.seconds_per_request = seconds_per_request
+        self._samples: deque[float] = deque(maxlen=PACE_CALLS)
+        if seconds_per_request is not None:
+            self._samples.append(seconds_per_request)
+
+    @property
+    def seconds_per_request(self) -> float | None:
+        return float(np.median(self._samples)) if self._samples else None
 
     def observe(self, seconds: float, requests: int) -> None:
         """One engine call of ``requests`` requests that took ``seconds`` since the replica was last free."""
-        sample = seconds / max(1, requests)
-        previous = self.seconds_per_request
-        self.seconds_per_request = sample if previous is None else previous + PACE_WEIGHT * (sample - previous)
+        self._samples.append(seconds / max(1, requests))
 
     def answered_within_s(self, held: int, max_batch: int, max_queue: int | None = None) -> float | None:
         """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch of

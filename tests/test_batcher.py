@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.admission import PACE_WEIGHT, Pace, lone_call_seconds, over_budget
+from serving.admission import PACE_CALLS, Pace, lone_call_seconds, over_budget
 from serving.batcher import DeadlineExpired, DynamicBatcher, QueueFull
 
 
@@ -106,13 +106,19 @@ def test_bad_settings_are_refused(max_requests, wait_s, max_queue, budget_s) -> 
         DynamicBatcher(Engine(), max_requests, wait_s, max_queue, budget_s)
 
 
-def test_the_pace_is_a_moving_mean_per_request_and_prices_a_full_batch_behind_the_queue() -> None:
+def test_the_pace_is_a_moving_median_per_request_and_prices_a_full_batch_behind_the_queue() -> None:
     pace = Pace()
     assert pace.answered_within_s(5, 8) is None and over_budget(pace, 5, 8, 0.1) is None  # nothing measured
     pace.observe(0.08, 8)  # the first call sets it: 10 ms per request
     assert pace.seconds_per_request == pytest.approx(0.010)
-    pace.observe(0.030, 1)  # a slower call moves it by PACE_WEIGHT of the difference
-    assert pace.seconds_per_request == pytest.approx(0.010 + PACE_WEIGHT * 0.020)
+    for _ in range(3):
+        pace.observe(0.010, 1)
+    pace.observe(0.060, 1)  # one stalled call (6x): the median does not move
+    assert pace.seconds_per_request == pytest.approx(0.010)
+    for _ in range(PACE_CALLS // 2):
+        pace.observe(0.030, 1)  # a slowdown that lasts: half the window later, the pace is the slower one
+    assert pace.seconds_per_request == pytest.approx(0.030)
+    assert Pace(0.05).seconds_per_request == pytest.approx(0.05)  # seeded with the batch-1 time
     assert pace.answered_within_s(4, 8) == pytest.approx(12 * pace.seconds_per_request)
     assert over_budget(pace, 4, 8, 12 * pace.seconds_per_request + 1e-9) is None
     why = over_budget(Pace(0.02), 30, 8, 0.5)

@@ -220,6 +220,8 @@ def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server) -> No
     result = open_loop.run_open_loop(server.url, MODEL, "http", rate=150, duration_s=3)
     assert result.sent == 450 and result.answered + result.refused + result.timed_out == result.sent
     assert result.refused > 0 and result.answered > 0 and result.errors == 0
+    assert sum(result.refused_by_window) == result.refused and result.send_lag_max_ms >= result.send_lag_p99_ms
+    assert result.refusal_examples and all("queue is full" in why for why in result.refusal_examples)
     assert result.wrong == 0 and result.max_abs_diff == 0.0  # bit-equal to the unloaded answers
     assert result.server_rss_mb and result.server_rss_mb["max"] >= result.server_rss_mb["start"] > 100
     assert result.after_ms < 10 * result.unloaded_ms + 100  # the server recovered once the load stopped

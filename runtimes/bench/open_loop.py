@@ -19,6 +19,7 @@ must be answered 4xx (anything else is an error); p99 and RSS are also reported 
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class OpenLoopResult:
     sent: int
     sent_per_s: float  # what the schedule achieved: sends over the span from the first to the last
     send_lag_p99_ms: float  # how late sends left against their schedule (the generator's own health)
+    send_lag_max_ms: float  # the worst of them: a generator stall sends its backlog as one burst
     answered: int
     refused: int
     timed_out: int
@@ -64,6 +66,8 @@ class OpenLoopResult:
     p99_by_window_ms: list[float] = field(default_factory=list)  # answered good requests, per window_s
     rss_by_window_mb: list[float] = field(default_factory=list)  # the server's RSS at the end of each window
     error_examples: list[str] = field(default_factory=list)
+    refusal_examples: list[str] = field(default_factory=list)  # up to 3 distinct: which cap refused, at what pace
+    refused_by_window: list[int] = field(default_factory=list)  # refusals per window_s, by scheduled time
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,16 +163,23 @@ class _Tally:
     answered: list[tuple[float, float]] = field(default_factory=list)  # (scheduled since t0, latency ms)
     lags_ms: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    refused_at: list[float] = field(default_factory=list)  # scheduled since t0
     wrong: int = 0
     worst: float = 0.0
     bad_sent: int = 0
     bad_rejected: int = 0
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, scheduled: float) -> None:
         kind = classify(exc)
         self.outcomes[kind] += 1
+        text = f"{type(exc).__name__}: {str(exc)[:300]}"
         if kind == "error" and len(self.examples) < 3:
-            self.examples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            self.examples.append(text)
+        if kind == "refused":
+            self.refused_at.append(scheduled)
+            if len(self.refusals) < 3 and text not in self.refusals:
+                self.refusals.append(text)
 
 
 class _RssSampler:
@@ -213,6 +224,10 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         reference.append(await client.infer(i))
         lone_ms.append((loop.time() - start) * 1e3)
     tally, rss = _Tally(), _RssSampler(url)
+    # the generator's own full garbage collections scanned every imported object (tritonclient, numpy: 40 ms
+    # on a Zen 3) and delayed sends into bursts; frozen, they scan only what the run allocates
+    gc.collect()
+    gc.freeze()
     t0 = loop.time() + 0.05
 
     async def one(index: int, scheduled: float) -> None:
@@ -225,10 +240,10 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
             if bad and _rejected_as_bad(exc):
                 tally.bad_rejected += 1
             else:
-                tally.failed(exc)
+                tally.failed(exc, scheduled - t0)
             return
         if bad:  # a bad request answered as good: the server let it through
-            tally.failed(RuntimeError("a request with an unknown input name was answered"))
+            tally.failed(RuntimeError("a request with an unknown input name was answered"), scheduled - t0)
             return
         tally.answered.append((scheduled - t0, (loop.time() - scheduled) * 1e3))
         tally.outcomes["answered"] += 1
@@ -255,6 +270,7 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         after_ms = float("nan")
     sampler.cancel()
     await client.close()
+    gc.unfreeze()  # this run's tally and tasks become collectable again once it returns
     latency = np.asarray([ms for _, ms in tally.answered] or [float("nan")])
     p50, p99 = np.percentile(latency, [50, 99])
     windows = max(1, int(np.ceil(duration_s / window_s)))
@@ -263,13 +279,16 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
     return OpenLoopResult(
         engine=protocol, rate=rate, duration_s=duration_s, sent=count,
         sent_per_s=(count - 1) / max(last_send - t0, 1e-9) if count > 1 else 0.0,
-        send_lag_p99_ms=float(np.percentile(tally.lags_ms, 99)), answered=out["answered"], refused=out["refused"],
+        send_lag_p99_ms=float(np.percentile(tally.lags_ms, 99)), send_lag_max_ms=float(max(tally.lags_ms)),
+        answered=out["answered"], refused=out["refused"],
         timed_out=out["timed_out"], errors=out["error"], wrong=tally.wrong, max_abs_diff=tally.worst,
         p50_ms=float(p50), p99_ms=float(p99), max_ms=float(latency.max()), unloaded_ms=float(np.median(lone_ms)),
         after_ms=after_ms, server_rss_mb=rss.summary(t0), error_examples=tally.examples, bad_sent=tally.bad_sent,
         bad_rejected=tally.bad_rejected,
         p99_by_window_ms=[float(np.percentile(w, 99)) if w else float("nan") for w in by_window],
-        rss_by_window_mb=rss.by_window(t0, window_s, windows))
+        rss_by_window_mb=rss.by_window(t0, window_s, windows), refusal_examples=tally.refusals,
+        refused_by_window=[sum(w * window_s <= t < (w + 1) * window_s for t in tally.refused_at)
+                           for w in range(windows)])
 
 
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,
