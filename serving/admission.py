@@ -7,10 +7,12 @@ slows, and a full queue of 32 takes twice as long to drain as it did unloaded (d
 So each replica also measures its pace — seconds per request, the median over the engine calls it has just
 made, counting the time between calls that the work around them took — and admits a request only while
 
-    (requests held + one full batch) × seconds per request ≤ budget
+    (requests held + its own batch) × seconds per request ≤ budget
 
-(the request may ride in a full batch, of at most ``--max-queue`` requests, behind every request it finds;
-an idle replica always admits). The default budget is the issue-32
+(the request rides in a batch behind every request it finds; its own batch is priced at the largest of the
+replica's last ``PACE_CALLS`` engine calls, since requests arriving after it join that batch as they joined
+those, and at a full batch, of at most ``--max-queue`` requests, before any call was measured; an idle
+replica always admits). The default budget is the issue-32
 bound, ``--max-queue`` × the batch-1 engine time measured when the replica starts; ``--max-queue-ms`` sets
 it, 0 turns it off. Unloaded, the pace is the batch-1 time or better (batching), so the time cap admits at
 least as much as the count cap, and only overload makes it the tighter one.
@@ -19,7 +21,9 @@ The pace is a median, not a mean: on two shared cores one engine call in a few d
 time (a garbage collection, the load generator's turn). A moving mean jumped with it (c2f_ca at 0.8 x C on a
 Zen 3: 36-42 ms per request against the 14.3 ms batch-1 time, and requests refused with 3-5 ahead); the
 median of the last ``PACE_CALLS`` calls ignores a lone slow call and follows a slowdown that lasts within
-half of them.
+half of them. Pricing the request's own batch at a full one whatever the load refused requests at 0.8 x C on
+a slow minute (8 held + a batch of 8 at 29 ms per request: 469 ms against the 447 ms budget) while that
+load's calls took one to three requests; under overload the calls are full and the price is the same.
 """
 from __future__ import annotations
 
@@ -36,10 +40,12 @@ LONE_CALLS = 5  # batch-1 calls timed at start (median), after one untimed warm-
 
 class Pace:
     """Seconds per request of one replica: the median over its last ``PACE_CALLS`` engine calls (seeded with
-    the batch-1 time measured at start, which the first calls then push out)."""
+    the batch-1 time measured at start, which the first calls then push out), and how many requests those
+    calls took."""
 
     def __init__(self, seconds_per_request: float | None = None) -> None:
         self._samples: deque[float] = deque(maxlen=PACE_CALLS)
+        self._call_sizes: deque[int] = deque(maxlen=PACE_CALLS)
         if seconds_per_request is not None:
             self._samples.append(seconds_per_request)
 
@@ -50,14 +56,16 @@ class Pace:
     def observe(self, seconds: float, requests: int) -> None:
         """One engine call of ``requests`` requests that took ``seconds`` since the replica was last free."""
         self._samples.append(seconds / max(1, requests))
+        self._call_sizes.append(max(1, requests))
 
     def answered_within_s(self, held: int, max_batch: int, max_queue: int | None = None) -> float | None:
-        """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch of
-        up to ``max_batch`` (a batch is taken from the requests held, so it is never larger than ``max_queue``);
-        ``None`` before any engine call was measured."""
+        """How long a request arriving now may take, at this pace, behind ``held`` requests and in a batch as
+        large as the largest of the last calls (before any, ``max_batch``; a batch is taken from the requests
+        held, so it is never larger than ``max_queue``); ``None`` before any engine call was measured."""
         if self.seconds_per_request is None:
             return None
-        batch = max_batch if max_queue is None else min(max_batch, max_queue)
+        batch = max(self._call_sizes, default=max_batch)
+        batch = min(batch, max_batch) if max_queue is None else min(batch, max_batch, max_queue)
         return (held + batch) * self.seconds_per_request
 
 

@@ -106,7 +106,7 @@ def test_bad_settings_are_refused(max_requests, wait_s, max_queue, budget_s) -> 
         DynamicBatcher(Engine(), max_requests, wait_s, max_queue, budget_s)
 
 
-def test_the_pace_is_a_moving_median_per_request_and_prices_a_full_batch_behind_the_queue() -> None:
+def test_the_pace_is_a_moving_median_per_request_and_prices_the_largest_recent_batch_behind_the_queue() -> None:
     pace = Pace()
     assert pace.answered_within_s(5, 8) is None and over_budget(pace, 5, 8, 0.1) is None  # nothing measured
     pace.observe(0.08, 8)  # the first call sets it: 10 ms per request
@@ -119,14 +119,21 @@ def test_the_pace_is_a_moving_median_per_request_and_prices_a_full_batch_behind_
         pace.observe(0.030, 1)  # a slowdown that lasts: half the window later, the pace is the slower one
     assert pace.seconds_per_request == pytest.approx(0.030)
     assert Pace(0.05).seconds_per_request == pytest.approx(0.05)  # seeded with the batch-1 time
-    assert pace.answered_within_s(4, 8) == pytest.approx(12 * pace.seconds_per_request)
-    assert over_budget(pace, 4, 8, 12 * pace.seconds_per_request + 1e-9) is None
+    # the last calls took one request each: a request behind 4 rides in a batch of 1, not of 8
+    assert pace.answered_within_s(4, 8) == pytest.approx(5 * 0.030)
+    pace.observe(0.090, 3)  # a call of 3: later arrivals join a batch again
+    assert pace.answered_within_s(4, 8) == pytest.approx(7 * 0.030)
+    assert over_budget(pace, 4, 8, 7 * 0.030 + 1e-9) is None and over_budget(pace, 4, 8, 7 * 0.030 - 1e-9)
+    for _ in range(PACE_CALLS):
+        pace.observe(0.240, 12)  # overload: calls as large as the queue allows, capped at the engine's batch
+    assert pace.answered_within_s(4, 8) == pytest.approx(12 * 0.020)
     why = over_budget(Pace(0.02), 30, 8, 0.5)
     assert why == "30 requests ahead would keep it about 760 ms at the present 20.0 ms per request, over the " \
                   "500 ms budget"
     assert over_budget(Pace(0.02), 30, 8, None) is None  # no budget: the count cap alone
     assert over_budget(Pace(0.02), 0, 8, 1e-6) is None  # an idle replica always admits
-    # a batch is taken from the requests held: under a cap of 4 it is at most 4, so 2 held + 4 is 6 requests' work
+    # before any call a full batch is priced; it is taken from the requests held: under a cap of 4 it is at most
+    # 4, so 2 held + 4 is 6 requests' work
     assert Pace(0.02).answered_within_s(2, 8, max_queue=4) == pytest.approx(0.12)
     assert over_budget(Pace(0.02), 2, 8, 0.12, max_queue=4) is None
 

@@ -253,15 +253,19 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
 
     sampler = loop.create_task(rss.run(loop))
     count = max(1, int(round(rate * duration_s)))
-    tasks = []
+    # only the requests still out are kept: a soak's finished tasks would otherwise pile up in the collector's
+    # oldest generation and make each full collection, which stalls the schedule, longer than the last
+    in_flight: set[asyncio.Task] = set()
     for i in range(count):
         scheduled = t0 + i / rate
         delay = scheduled - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(loop.create_task(one(i, scheduled)))
+        task = loop.create_task(one(i, scheduled))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
     last_send = loop.time()
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*in_flight)
     start = loop.time()
     try:
         await client.infer(0)
