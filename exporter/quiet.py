@@ -6,10 +6,16 @@ fails, onnxruntime logs kernel errors, onnx-ir prints constant-folding notes. So
 export runs, both descriptors and ``sys.stdout``/``sys.stderr`` point at the log; ``progress.stderr_printer``
 writes to the console saved before (``progress.console``). ``-v`` (``ExportOptions.verbose``) leaves
 everything on the console.
+
+Python's ``logging.warning()`` with no handler set up calls ``basicConfig``, whose handler keeps the
+``sys.stderr`` of that moment: inside an export, that log file, closed when the export ends, and every later
+warning in the process then printed "--- Logging error ---" with a stack (onnxruntime's quantizer warns once per
+call). While a block runs, the root logger has a handler that writes to ``sys.stderr`` as it is at each record.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +24,16 @@ from typing import IO, Iterator
 from exporter import progress
 
 LOG_NAME = "export.log"
+
+
+class _StderrNow(logging.Handler):
+    """Writes each record to ``sys.stderr`` as it is when the record comes, never to a stream it kept."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging's own policy: report through handleError, never raise into the caller
+            self.handleError(record)
 
 
 def _real_fd(stream: IO[str]) -> int | None:
@@ -38,6 +54,10 @@ def third_party_output_to(log_path: Path) -> Iterator[None]:
     log = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
     saved_fds: list[tuple[int, int]] = []
     console: IO[str] = saved_streams[1]
+    root = logging.getLogger()
+    handler = _StderrNow() if not root.handlers else None  # else basicConfig would bind the log file for good
+    if handler is not None:
+        root.addHandler(handler)
     try:
         for fd in (1, 2):
             if _real_fd(saved_streams[fd - 1]) == fd:
@@ -51,6 +71,8 @@ def third_party_output_to(log_path: Path) -> Iterator[None]:
         yield
     finally:
         log.flush()
+        if handler is not None:
+            root.removeHandler(handler)
         sys.stdout, sys.stderr = saved_streams
         progress.console = saved_console
         for fd, saved in saved_fds:

@@ -251,7 +251,7 @@ def int8_calibration(ctx: ExportContext) -> int8.Calibration:
 def run_int8(ctx: ExportContext) -> None:
     opts = ctx.options
     calib = int8_calibration(ctx)
-    ctx.printer(f"[{ctx.label}] int8: ModelOpt PTQ, {opts.calib_method}, {calib.samples} samples")
+    ctx.printer(f"[{ctx.label}] int8: post-training quantization, {opts.calib_method}, {calib.samples} samples")
     path = ctx.folder / "model.int8.onnx"
     info, report = int8.quantize_until_parity(
         ctx.path("onnx"), path, calib, opts.calib_method, opts.opset,
@@ -259,7 +259,8 @@ def run_int8(ctx: ExportContext) -> None:
         opts.external_data, ctx.model.input_specs)
     ctx.add_onnx_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
-    ctx.printer(f"int8: {info['quantized_nodes']}/{info['total_nodes']} nodes quantized (step: {info['step']}); "
+    ctx.printer(f"int8 ({info['tool']}): {info['quantized_nodes']}/{info['total_nodes']} nodes quantized "
+                f"(step: {info['step']}); "
                 f"float: {info['float_op_types']}")
     ctx.record_parity("onnx_int8", "INT8 ONNX", report)
 

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import runtimes
-from exporter.formats import activation_memory, isolation, onnx_export, ort_format
+from exporter.formats import activation_memory, int8_ort, isolation, onnx_export, ort_format
 from exporter import onnx_files
 from exporter.errors import ExportError, MemoryBudgetError
 from runtimes import manifest as mf
@@ -162,24 +162,42 @@ def test_a_stage_that_would_not_fit_is_refused_with_class_memory(folder, monkeyp
     assert refused.value.failure_class == "memory" and "\n" not in str(refused.value)
 
 
-def test_int8_that_would_not_fit_is_refused_with_class_memory_before_modelopt_runs(folder, tmp_path,
+def test_int8_that_would_not_fit_is_refused_with_class_memory_before_either_quantizer_runs(folder, tmp_path,
                                                                                      monkeypatch) -> None:
-    """The INT8 stage's estimate: one sample's activations and ``INT8_WEIGHT_COPIES`` copies of the weights;
-    with less available it is refused in one line, class memory, and ModelOpt is never called."""
+    """The INT8 stage's estimate: one sample's activations and ``INT8_WEIGHT_COPIES`` copies of the weights for
+    ModelOpt, ``int8_ort.WEIGHT_COPIES`` for onnxruntime's quantizer; with less available than either needs it is
+    refused in one line, class memory, and neither quantizer is called."""
     from exporter.formats import int8
 
     onnx_path, specs = folder / "model.onnx", mf.input_specs(mf.read_manifest(folder))
     weights = onnx_files.total_bytes(onnx_path)
     called = []
     monkeypatch.setattr(int8, "quantize", lambda *a, **k: called.append(a))
-    monkeypatch.setattr(activation_memory, "available_bytes", lambda: int(weights * int8.INT8_WEIGHT_COPIES))
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: int(weights * int8_ort.WEIGHT_COPIES))
     calib = int8.calibration_data(specs, 0, 2)
-    with pytest.raises(MemoryBudgetError, match=r"^INT8 quantization \(ModelOpt's calibration run\) would need "
-                                                rf"about [\d.]+ GiB .* of weights ×{int8.INT8_WEIGHT_COPIES:g}\) but") \
-            as refused:
+    with pytest.raises(MemoryBudgetError, match=r"^INT8 quantization \(onnxruntime's quantize_static, as "
+                                                r"ModelOpt's would not fit either\) would need about [\d.]+ GiB .* "
+                                                rf"of weights ×{int8_ort.WEIGHT_COPIES:g}\) but") as refused:
         int8.quantize_until_parity(onnx_path, tmp_path / "model.int8.onnx", calib, "max", 17, lambda p: None,
                                    input_specs=specs)
     assert refused.value.failure_class == "memory" and "\n" not in str(refused.value) and called == []
+
+
+def test_int8_that_modelopt_could_not_hold_goes_to_onnxruntime_s_quantizer(folder, monkeypatch) -> None:
+    """Memory for onnxruntime's copies of the weights but not ModelOpt's: onnxruntime quantizes, with only the
+    widening steps that change its file, and the manifest's estimate is onnxruntime's."""
+    from exporter.formats import int8
+
+    onnx_path, specs = folder / "model.onnx", mf.input_specs(mf.read_manifest(folder))
+    weights = onnx_files.total_bytes(onnx_path)
+    between = (int8.INT8_WEIGHT_COPIES + int8_ort.WEIGHT_COPIES) / 2
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: int(weights * between))
+    tool, memory = int8.tool_that_fits(onnx_path, specs)
+    assert tool == int8.ONNXRUNTIME and memory["estimated_peak_mb"] < weights * between / 2**20
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: 64 * weights)
+    assert int8.tool_that_fits(onnx_path, specs)[0] == int8.MODELOPT
+    assert [s.exclude_op_types for s in int8.steps_for(int8.ONNXRUNTIME)] == [(), ("MatMul",)]
+    assert int8.steps_for(int8.MODELOPT) == int8.WIDENING_STEPS
 
 
 def test_a_worker_process_runs_the_call_and_its_death_is_a_memory_failure() -> None:

@@ -162,3 +162,33 @@ def test_int8_top1_is_pooled_over_all_samples() -> None:
     assert report.pooled_top1 == pytest.approx(32 / 33) and report and report.worst["min_top1"] == report.pooled_top1
     report.add("random b=2", {"logits": np.tile(ref, (2, 1))}, {"logits": np.tile(flipped, (2, 1))})
     assert report.pooled_top1 == pytest.approx(32 / 35) and not report  # 91 % < 95 %
+
+
+@pytest.mark.parametrize("name", ["c2f_ca", "transformer_encoder"])
+def test_onnxruntime_s_quantizer_writes_a_per_channel_qdq_file_that_passes_parity(name, artifacts_root, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """The quantizer for models ModelOpt cannot hold in memory (here: memory for 6 copies of the weights, not 9):
+    a fresh worker process (ModelOpt, run before in this one, patches onnxruntime's calibrators), Q/DQ on the
+    inputs of Conv, Gemm and MatMul, weights per channel, the FP32 file's opset kept, INT8 parity."""
+    from exporter import onnx_files
+    from exporter.formats import activation_memory
+
+    folder, _ = exported(name, artifacts_root)
+    sets = reference_sets(small_export_model(name), parity_batches(TEST_PROFILE), seed=0, photos=True)
+    calib = int8.calibration_data(small_model(name).input_specs, seed=7, size=8)
+    weights = onnx_files.total_bytes(folder / "model.onnx")
+    monkeypatch.setattr(activation_memory, "activation_bytes_per_sample", lambda *a: 0)
+    monkeypatch.setattr(activation_memory, "available_bytes", lambda: 6 * weights)
+    out = tmp_path / "model.int8.onnx"
+    info, report = int8.quantize_until_parity(folder / "model.onnx", out, calib, "max", 17,
+                                              lambda path: check_file_parity(path, "ort", sets, Tolerance.int8()))
+    model = onnx.load(str(out))
+    assert info["tool"] == "onnxruntime" and info["isolated"] and info["opset"] == 17 == int8.default_opset(model)
+    assert set(info["quantized_op_types"]) <= {"Conv", "Gemm", "MatMul"} and info["quantized_nodes"] > 0
+    weights_of = {i.name: i for i in model.graph.initializer}
+    scales = [list(weights_of[n.input[1]].dims) for n in model.graph.node if n.op_type == "DequantizeLinear"
+              and n.input[0] in weights_of and weights_of[n.input[0]].data_type == onnx.TensorProto.INT8
+              and len(weights_of[n.input[0]].dims) > 1]  # the weights' (not the biases') dequantization
+    assert scales and all(len(dims) == 1 and dims[0] > 1 for dims in scales), scales  # one scale per channel
+    assert report.worst["min_cosine"] >= Tolerance.int8().min_cosine, report.table()
+    assert report.worst["max_rel"] > 1e-4  # really quantized

@@ -355,6 +355,27 @@ def test_verbose_differs_only_in_third_party_lines(tmp_path) -> None:
     assert "Torch IR graph at exception" in (tmp_path / "GroupedQueryAttention" / "export.log").read_text()
 
 
+def test_a_library_warning_in_one_export_goes_to_its_log_and_not_to_a_closed_one(tmp_path, monkeypatch,
+                                                                                   capfd) -> None:
+    """``logging.warning`` with no handler set up (onnxruntime's quantizer does this) called ``basicConfig``
+    inside the first export, which kept that export's log file; in the next export every warning printed
+    "--- Logging error ---" with a stack. Each block's warnings go to its own log, and nothing else is printed."""
+    import logging
+
+    from exporter import quiet
+
+    monkeypatch.setattr(logging.root, "handlers", [])
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        with quiet.third_party_output_to(tmp_path / name / quiet.LOG_NAME):
+            logging.warning("pre-process before quantization (%s)", name)
+    assert [(tmp_path / n / quiet.LOG_NAME).read_text().count("pre-process before quantization") for n in
+            ("first", "second")] == [1, 1]
+    assert "(second)" in (tmp_path / "second" / quiet.LOG_NAME).read_text()
+    printed = capfd.readouterr()
+    assert "Logging error" not in printed.err + printed.out and logging.root.handlers == []
+
+
 def test_deit3_fp16_file_runs_at_every_batch_size_and_passes(tmp_path) -> None:
     """AutoCast writes the shapes of its calibration run into the FP16 file (value_info); onnxruntime then
     re-used a LayerNormalization buffer of the wrong size at other batch sizes and raised. And DeiT-3's class

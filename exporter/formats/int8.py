@@ -15,6 +15,10 @@ inputs (token ids, cross-attention context) get seeded random data.
 When parity fails, ``WIDENING_STEPS`` keeps more in float — attention MatMuls,
 then everything but convolutions and GEMMs — and the report says which step
 passed and which node types stayed in float.
+
+A model whose ModelOpt run would not fit in memory (ViT-Huge on 24 GiB) is quantized by onnxruntime's own
+``quantize_static`` instead (``int8_ort``: fewer copies of the weights, the same kind of file); one that neither
+fits is refused before either starts.
 """
 from __future__ import annotations
 
@@ -30,8 +34,8 @@ import onnx
 from exporter import onnx_files
 from exporter.checks.photos import image_size, photo_inputs, with_images
 from exporter.checks.widening import widen_until_parity
-from exporter.errors import ExportError, tool_failure
-from exporter.formats import activation_memory, isolation
+from exporter.errors import ExportError, MemoryBudgetError, tool_failure
+from exporter.formats import activation_memory, int8_ort, isolation
 from exporter.formats.onnx_export import default_opset
 from runtimes.images import Preprocess, image_files, is_image_input
 from runtimes.specs import TensorSpec, random_inputs
@@ -41,6 +45,7 @@ from runtimes.specs import TensorSpec, random_inputs
 # vit_large_patch16_224 (1,160 MB of weights; 12.9 GB peak from 0.5 GB) by scripts/int8_memory.py; ViT-Huge was
 # killed at 21.2 GB (docs/coverage.md, "Models over 2 GB")
 INT8_WEIGHT_COPIES = 9.0
+MODELOPT, ONNXRUNTIME = "ModelOpt", "onnxruntime"  # the two quantizers (``quantize``'s ``tool``)
 MODELOPT_MIN_OPSET = 19  # ModelOpt's BASE_MIN_OPSET for INT8 Q/DQ (FP16-capable scales); it upgrades below
 
 
@@ -124,29 +129,60 @@ def quantization_report(model: onnx.ModelProto) -> dict[str, Any]:
 
 
 def quantize(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
-             step: Int8Step, external_data: bool = False) -> dict[str, Any]:
-    """One ModelOpt PTQ run into ``out_path`` (atomically, ``onnx_files.save``); returns the quantization report."""
-    from modelopt.onnx.quantization import quantize as modelopt_quantize
-
+             step: Int8Step, external_data: bool = False, tool: str = MODELOPT) -> dict[str, Any]:
+    """One PTQ run by ``tool`` (ModelOpt, or onnxruntime's ``quantize_static`` for models ModelOpt cannot hold in
+    memory: ``int8_ort``) into ``out_path`` (atomically, ``onnx_files.save``); returns the quantization report."""
     with tempfile.TemporaryDirectory(prefix=".int8.", dir=out_path.parent) as work:
         staged = Path(work) / "quantized" / out_path.name
         staged.parent.mkdir()
         source = onnx_files.copy(onnx_path, Path(work))  # ModelOpt rewrites its input in place (shape inference)
-        external = external_data or bool(onnx_files.data_files(source))
         try:
-            modelopt_quantize(str(source), quantize_mode="int8", calibration_data=calib.arrays,
-                              calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
-                              high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
-                              opset=int8_opset(opset), use_external_data_format=external,
-                              log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
-        except Exception as exc:  # ModelOpt raises many types (onnxruntime, graph-surgeon, value errors)
-            raise tool_failure("ModelOpt INT8 quantization", exc) from exc
+            if tool == MODELOPT:
+                _modelopt_quantize(source, staged, calib, method, opset, step,
+                                   external_data or bool(onnx_files.data_files(source)))
+            else:
+                int8_ort.quantize_static_qdq(source, staged, calib.arrays, method, step.exclude_op_types)
+        except Exception as exc:  # both raise many types (onnxruntime, graph-surgeon, value errors)
+            raise tool_failure(f"{tool} INT8 quantization", exc) from exc
         model = onnx_files.load(staged)
     written = default_opset(model)
-    if written != int8_opset(opset):
+    if tool == MODELOPT and written != int8_opset(opset):
         raise ExportError(f"ModelOpt wrote opset {written} for the INT8 file, expected {int8_opset(opset)}")
     onnx_files.save(model, out_path, external=external_data)
-    return {**quantization_report(model), "opset": written}
+    return {**quantization_report(model), "opset": written, "tool": tool}
+
+
+def _modelopt_quantize(source: Path, staged: Path, calib: Calibration, method: str, opset: int, step: Int8Step,
+                       external: bool) -> None:
+    from modelopt.onnx.quantization import quantize as modelopt_quantize
+
+    modelopt_quantize(str(source), quantize_mode="int8", calibration_data=calib.arrays,
+                      calibration_method=method, calibration_eps=["cpu"], output_path=str(staged),
+                      high_precision_dtype="fp32", op_types_to_exclude=list(step.exclude_op_types) or None,
+                      opset=int8_opset(opset), use_external_data_format=external,
+                      log_level="CRITICAL")  # failures raise; its GPU probe logs ERROR on a CPU machine
+
+
+def tool_that_fits(onnx_path: Path, input_specs: Sequence[TensorSpec]) -> tuple[str, dict[str, Any]]:
+    """ModelOpt, or onnxruntime's ``quantize_static`` when ModelOpt's copies of the weights would not fit, with the
+    memory estimate of the one chosen; ``MemoryBudgetError`` when neither fits."""
+    try:
+        return MODELOPT, activation_memory.check_fits("INT8 quantization (ModelOpt's calibration run)", onnx_path,
+                                                      input_specs, 1, INT8_WEIGHT_COPIES)
+    except MemoryBudgetError:
+        return ONNXRUNTIME, activation_memory.check_fits(
+            "INT8 quantization (onnxruntime's quantize_static, as ModelOpt's would not fit either)", onnx_path,
+            input_specs, 1, int8_ort.WEIGHT_COPIES)
+
+
+def steps_for(tool: str) -> tuple[Int8Step, ...]:
+    """The widening steps that give ``tool`` a different file: onnxruntime quantizes only Conv, Gemm and MatMul, so
+    a step that only excludes other op types would write its last file again."""
+    if tool == MODELOPT:
+        return WIDENING_STEPS
+    by_quantized = {frozenset(set(int8_ort.QUANTIZED_OP_TYPES) - set(s.exclude_op_types)): s
+                    for s in reversed(WIDENING_STEPS)}
+    return tuple(s for s in WIDENING_STEPS if s in by_quantized.values())
 
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,
@@ -155,17 +191,19 @@ def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, m
                           ) -> tuple[dict[str, Any], Any]:
     """Quantize with each ``WIDENING_STEPS`` entry until ``check(out_path)`` (a ParityReport) passes
     (``widening.widen_until_parity``); ``info["step"]`` names the step that passed, or the last one tried.
-    Refused first (``MemoryBudgetError``) when ModelOpt's copies of the weights and one sample's activations (it
-    calibrates a dynamic batch one sample at a time) would not fit; the estimate is ``info["memory"]``. A large
-    model quantizes in a worker process (``isolation``; ``info["isolated"]``)."""
-    memory = activation_memory.check_fits("INT8 quantization (ModelOpt's calibration run)", onnx_path, input_specs,
-                                          1, INT8_WEIGHT_COPIES)
-    isolate = isolation.is_large(onnx_path)
+    ModelOpt quantizes when its copies of the weights and one sample's activations (it calibrates a dynamic batch
+    one sample at a time) fit in memory, else onnxruntime's ``quantize_static`` (``info["tool"]``), else the stage
+    is refused first (``MemoryBudgetError``); the estimate is ``info["memory"]``. A large model quantizes in a
+    worker process (``isolation``; ``info["isolated"]``)."""
+    tool, memory = tool_that_fits(onnx_path, input_specs)
+    # ModelOpt patches onnxruntime's calibrators process-wide once it has run (and AutoCast's FP16 stage imports
+    # it), after which onnxruntime's own quantize_static fails: that tool always gets a fresh worker process
+    isolate = isolation.is_large(onnx_path) or tool == ONNXRUNTIME
 
     def build(step: Int8Step) -> dict[str, Any]:
         info = isolation.call(f"INT8 quantization ({step.name})", quantize, onnx_path, out_path, calib, method, opset,
-                              step, external_data, isolate=isolate)
+                              step, external_data, tool, isolate=isolate)
         return {**info, "method": method, "samples": calib.samples, "calibration": calib.sources,
                 "excluded_op_types": list(step.exclude_op_types), "isolated": isolate, "memory": memory}
 
-    return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept)
+    return widen_until_parity(steps_for(tool), build, lambda: check(out_path), accept)
