@@ -150,7 +150,9 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     server = Server(folder, out / f"soak_{model}.log")
     try:
         c, engine_ms = capacity(server, model)
-        print(f"== {model}: soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request bad", flush=True)
+        # C is measured with batches of up to 8 forming; this says how far the load leans on them to keep up
+        print(f"== {model}: soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request bad (at batch 1 "
+              f"the engine would be {0.8 * c * engine_ms / 10:.0f} % busy)", flush=True)
         soak = open_loop.run_open_loop(server.url("http"), model, "http", 0.8 * c, seconds, bad_every=10)
     finally:
         server.stop()
