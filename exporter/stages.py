@@ -260,8 +260,7 @@ def run_int8(ctx: ExportContext) -> None:
     ctx.add_onnx_artifact("onnx_int8", path)
     ctx.manifest["int8"] = info
     ctx.printer(f"int8 ({info['tool']}): {info['quantized_nodes']}/{info['total_nodes']} nodes quantized "
-                f"(step: {info['step']}); "
-                f"float: {info['float_op_types']}")
+                f"(step: {info['step']}); float: {info['float_op_types']}")
     ctx.record_parity("onnx_int8", "INT8 ONNX", report)
 
 

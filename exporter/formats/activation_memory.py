@@ -97,7 +97,8 @@ def check_fits(stage: str, path: Path, input_specs: Sequence[TensorSpec], sample
     return estimate
 
 
-def _rows(arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def sample_rows(arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """``arrays`` as one feed per sample (batch 1, contiguous)."""
     count = len(next(iter(arrays.values())))
     return [{k: np.ascontiguousarray(v[i:i + 1]) for k, v in arrays.items()} for i in range(count)]
 
@@ -127,7 +128,7 @@ def streaming_runner_class() -> type:
                 with runners[0] as runner:
                     for batch in self._load_inputs(inputs):
                         arrays = {k: batch[k] for k in batch}
-                        for feed in _rows(arrays) if sliceable else [arrays]:
+                        for feed in sample_rows(arrays) if sliceable else [arrays]:
                             for name, value in [*feed.items(), *runner.infer(feed).items()]:
                                 _update(stats, name, np.asarray(value), TensorStats)
             finally:

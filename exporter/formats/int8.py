@@ -180,9 +180,14 @@ def steps_for(tool: str) -> tuple[Int8Step, ...]:
     a step that only excludes other op types would write its last file again."""
     if tool == MODELOPT:
         return WIDENING_STEPS
-    by_quantized = {frozenset(set(int8_ort.QUANTIZED_OP_TYPES) - set(s.exclude_op_types)): s
-                    for s in reversed(WIDENING_STEPS)}
-    return tuple(s for s in WIDENING_STEPS if s in by_quantized.values())
+    seen: set[tuple[str, ...]] = set()
+    steps = []
+    for step in WIDENING_STEPS:
+        quantized = int8_ort.quantized_op_types(step.exclude_op_types)
+        if quantized not in seen:
+            seen.add(quantized)
+            steps.append(step)
+    return tuple(steps)
 
 
 def quantize_until_parity(onnx_path: Path, out_path: Path, calib: Calibration, method: str, opset: int,

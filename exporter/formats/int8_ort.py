@@ -18,11 +18,18 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from exporter.formats import activation_memory
+
 # peak resident memory of quantize_static beyond one sample's activations (×2 for onnxruntime), in copies of the
 # weights: 2.89 on vit_base_patch16_224 (330 MB; 2.19 GB peak from 0.54 GB), where ModelOpt's took 11.7 (5.09 GB),
 # by scripts/int8_memory.py --samples 8 [--tool onnxruntime] (docs/coverage.md, "Models over 2 GB"); 4 leaves room
 WEIGHT_COPIES = 4.0
 QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul")
+
+
+def quantized_op_types(exclude_op_types: Sequence[str]) -> tuple[str, ...]:
+    """The op types whose inputs get Q/DQ once a widening step's exclusions are taken out."""
+    return tuple(t for t in QUANTIZED_OP_TYPES if t not in exclude_op_types)
 
 
 def _reader(arrays: Mapping[str, np.ndarray]) -> object:
@@ -31,9 +38,7 @@ def _reader(arrays: Mapping[str, np.ndarray]) -> object:
 
     class OneSampleAtATime(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            count = len(next(iter(arrays.values())))
-            self._rows = iter([{k: np.ascontiguousarray(v[i:i + 1]) for k, v in arrays.items()}
-                               for i in range(count)])
+            self._rows = iter(activation_memory.sample_rows(arrays))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._rows, None)
@@ -48,7 +53,7 @@ def quantize_static_qdq(onnx_path: Path, out_path: Path, arrays: Mapping[str, np
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(str(onnx_path), str(out_path), _reader(arrays), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=[t for t in QUANTIZED_OP_TYPES if t not in exclude_op_types],
+                    op_types_to_quantize=list(quantized_op_types(exclude_op_types)),
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     use_external_data_format=True,
                     calibrate_method=CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.MinMax,
