@@ -4,12 +4,13 @@
 # HTTP and gRPC an open loop at 2 x C and 0.8 x C for 60 s, and SIGTERM in the middle of a 2 x C load.
 # --soak SECONDS instead: that long at 0.8 x C with a mix of good and bad requests (not part of CI).
 # Every goal is printed pass/FAIL with its numbers; JSON in bench/overload_MODEL.json (bench/soak_MODEL.json).
-#   ./scripts/bench_overload.sh [--duration 60] [--soak 600] [MODEL...]
+# --engine-threads N: attn-serve's engine threads (default: every core).
+#   ./scripts/bench_overload.sh [--duration 60] [--soak 600] [--engine-threads N] [MODEL...]
 source "$(dirname "$0")/_venv.sh"
 flags=() models=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --soak|--duration) flags+=("$1" "$2"); shift 2 ;;
+    --soak|--duration|--engine-threads) flags+=("$1" "$2"); shift 2 ;;
     *) models+=("$1"); shift ;;
   esac
 done

@@ -1,13 +1,20 @@
 """attn-serve under overload, measured (issue 32's goals); called by ./scripts/bench_overload.sh.
 
 For each MODEL: attn-serve (defaults: in-process, --max-batch 8, --max-queue 32) on free loopback ports;
-capacity C first (closed loop, 16 clients over HTTP) and the batch-1 engine time (the server's engine_us at
-one client); then over HTTP and gRPC: an open loop at 2 × C and at 0.8 × C for --duration seconds, and a
-2 × C load with SIGTERM half-way (the server is restarted after it). --soak S instead runs S seconds at
+capacity C first, then over HTTP and gRPC: an open loop at 2 × C and at 0.8 × C for --duration seconds, and a
+2 × C load with SIGTERM half-way (the server is restarted after it).
+
+C is the highest open-loop rate the server answers in full: 10 s probes over HTTP, from the closed-loop
+throughput of 16 clients down in steps of 10 %, until one is answered with nothing refused, timed out or
+failed. Every goal is an open-loop load, and closed-loop clients overstate what an open loop can be served:
+they wait for their answers, so batches of 8 keep forming and no core reads requests that will be refused
+(c2f_ca on a Zen 3: 79.7/s closed loop, while the open loop at 2 × that had 58.7/s answered). The closed-loop
+throughput and every probe are kept in the report. The batch-1 engine time is the server's engine_us at one
+client. --soak S instead runs S seconds at
 0.8 × C with every 10th request bad. Each check of the goals is printed pass/FAIL beside its numbers, and
 everything goes to bench/overload_MODEL.json (bench/soak_MODEL.json for --soak).
 
-Usage: python scripts/overload_run.py MODEL... [--duration 60] [--soak 600]
+Usage: python scripts/overload_run.py MODEL... [--duration 60] [--soak 600] [--engine-threads N]
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,9 @@ from runtimes.bench import open_loop, remote
 
 CLIENTS = 16
 MAX_QUEUE = 32  # attn-serve's default at --max-batch 8
+PROBE_S = 10.0  # each open-loop probe of the capacity search
+PROBE_STEP = 0.9  # the next probe's rate, after one with anything refused
+PROBES = 8  # at most: down to 0.9 ** 7 = 48 % of the closed-loop throughput
 
 
 def free_port() -> int:
@@ -38,12 +49,14 @@ def free_port() -> int:
 
 
 class Server:
-    """``attn-serve FOLDER`` with its defaults, on free ports, until ``stop``."""
+    """``attn-serve FOLDER`` with its defaults (or ``options``), on free ports, until ``stop``."""
+
+    options: list[str] = []  # attn-serve options beyond its defaults (--engine-threads), for every server
 
     def __init__(self, folder: Path, log: Path) -> None:
         self.http, self.grpc = free_port(), free_port()
         self.proc = subprocess.Popen(["attn-serve", str(folder), "--http-port", str(self.http), "--grpc-port",
-                                      str(self.grpc)], stdout=open(log, "a"), stderr=subprocess.STDOUT)
+                                      str(self.grpc), *self.options], stdout=open(log, "a"), stderr=subprocess.STDOUT)
         for _ in range(300):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/health/ready", timeout=5) as r:
@@ -70,12 +83,38 @@ def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"check": name, "pass": bool(ok), "detail": detail}
 
 
-def capacity(server: Server, model: str) -> tuple[float, float]:
-    """(requests/s at CLIENTS closed-loop HTTP clients, the server's mean batch-1 engine ms at one client)."""
-    specs = remote.model_specs(server.url("http"), model, "http")
-    lone = remote.run_level(server.url("http"), model, "http", specs, 1, 30)
-    loaded = remote.run_level(server.url("http"), model, "http", specs, CLIENTS, 20)
-    return loaded.throughput, lone.server_split_ms["engine"]
+@dataclass
+class Capacity:
+    """C and how it was found (see the module docstring)."""
+
+    rate: float  # C, requests/s
+    engine_ms: float  # the server's mean batch-1 engine time at one client
+    closed_loop: float  # requests/s at CLIENTS closed-loop HTTP clients: the first probe's rate
+    probes: list[dict[str, float]]  # rate, answered, refused, timed_out, errors, p99_ms of each probe
+
+    def describe(self) -> str:
+        return (f"C = {self.rate:.1f} requests/s (open loop, {len(self.probes)} probe(s) of {PROBE_S:g} s from the "
+                f"closed-loop {self.closed_loop:.1f}/s at {CLIENTS} clients), batch-1 engine {self.engine_ms:.1f} ms")
+
+
+def capacity(server: Server, model: str) -> Capacity:
+    """Measure C; exit when not even the last probe's rate is answered in full."""
+    url = server.url("http")
+    specs = remote.model_specs(url, model, "http")
+    lone = remote.run_level(url, model, "http", specs, 1, 30)
+    closed = remote.run_level(url, model, "http", specs, CLIENTS, 20).throughput
+    probes: list[dict[str, float]] = []
+    rate = closed
+    for _ in range(PROBES):
+        probe = open_loop.run_open_loop(url, model, "http", rate, PROBE_S)
+        probes.append({"rate": rate, "answered": probe.answered, "refused": probe.refused,
+                       "timed_out": probe.timed_out, "errors": probe.errors, "p99_ms": probe.p99_ms})
+        print(f"   probe {rate:.1f}/s: {probe.answered} answered, {probe.refused} refused, {probe.timed_out} timed "
+              f"out, {probe.errors} errors; p99 {probe.p99_ms:.0f} ms", flush=True)
+        if probe.answered == probe.sent:
+            return Capacity(rate, lone.server_split_ms["engine"], closed, probes)
+        rate *= PROBE_STEP
+    sys.exit(f"{model}: no open-loop rate down to {rate / PROBE_STEP:.1f}/s was answered in full; see the probes above")
 
 
 def overload_checks(over: open_loop.OpenLoopResult, engine_ms: float) -> list[dict[str, Any]]:
@@ -121,11 +160,13 @@ def run_model(model: str, duration: float, out: Path) -> None:
     log = out / f"overload_{model}.log"
     server = Server(folder, log)
     try:
-        c, engine_ms = capacity(server, model)
-        print(f"== {model}: capacity C = {c:.1f} requests/s ({CLIENTS} clients), batch-1 engine {engine_ms:.1f} ms",
-              flush=True)
-        report: dict[str, Any] = {"machine": machine.machine_info(), "model": model, "capacity": c,
-                                  "engine_ms": engine_ms, "max_queue": MAX_QUEUE, "protocols": {}}
+        cap = capacity(server, model)
+        c, engine_ms = cap.rate, cap.engine_ms
+        print(f"== {model}: {cap.describe()}", flush=True)
+        report: dict[str, Any] = {"machine": machine.machine_info(), "model": model, "serve_options": Server.options,
+                                  "capacity": c,
+                                  "engine_ms": engine_ms, "capacity_search": asdict(cap), "max_queue": MAX_QUEUE,
+                                  "protocols": {}}
         for protocol in ("http", "grpc"):
             over = open_loop.run_open_loop(server.url(protocol), model, protocol, 2 * c, duration)
             print(open_loop.format_table([over]), flush=True)
@@ -149,10 +190,11 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     folder = Path("artifacts") / model
     server = Server(folder, out / f"soak_{model}.log")
     try:
-        c, engine_ms = capacity(server, model)
-        # C is measured with batches of up to 8 forming; this says how far the load leans on them to keep up
-        print(f"== {model}: soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request bad (at batch 1 "
-              f"the engine would be {0.8 * c * engine_ms / 10:.0f} % busy)", flush=True)
+        cap = capacity(server, model)
+        c, engine_ms = cap.rate, cap.engine_ms
+        # how far the load leans on batching to keep up
+        print(f"== {model}: {cap.describe()}; soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request "
+              f"bad (at batch 1 the engine would be {0.8 * c * engine_ms / 10:.0f} % busy)", flush=True)
         soak = open_loop.run_open_loop(server.url("http"), model, "http", 0.8 * c, seconds, bad_every=10)
     finally:
         server.stop()
@@ -169,11 +211,13 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
         check("soak: RSS growth <= 5 % after the first minute", rss[-1] / rss[0] - 1 <= 0.05,
               "per minute: " + ", ".join(f"{mb:.0f}" for mb in rss) + " MB"),
         check("soak: p99 within 20 % minute to minute", max(swings, default=0) <= 0.20,
-              "per minute: " + ", ".join(f"{ms:.0f}" for ms in p99) + " ms"),
+              "per minute: " + ", ".join(f"{ms:.0f}" for ms in p99) + " ms (CPU time stolen by the hypervisor: "
+              + ", ".join(f"{pct:.1f}" for pct in soak.steal_by_window_pct) + " %)"),
     ]
     (out / f"soak_{model}.json").write_text(json.dumps({"machine": machine.machine_info(), "model": model,
+                                                        "serve_options": Server.options,
                                                         "capacity": c, "engine_ms": engine_ms,
-                                                        "result": soak.to_json(), "checks": checks}, indent=1))
+                                                        "capacity_search": asdict(cap), "result": soak.to_json(), "checks": checks}, indent=1))
 
 
 def main() -> None:
@@ -181,7 +225,10 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--soak", type=float, default=None)
+    parser.add_argument("--engine-threads", type=int, default=None, help="attn-serve --engine-threads")
     args = parser.parse_args()
+    if args.engine_threads:
+        Server.options = ["--engine-threads", str(args.engine_threads)]
     out = Path("bench")
     out.mkdir(exist_ok=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 
+def capacity_note(report: dict) -> str:
+    """How C was found: the closed-loop throughput the search began at, and each probe (older runs: none)."""
+    search = report.get("capacity_search")
+    if not search:
+        return f"C = {report['capacity']:.1f}/s (closed loop)"
+    probes = ", ".join(f"{p['rate']:.1f}/s: {p['answered']:.0f} answered, {p['refused']:.0f} refused"
+                       for p in search["probes"])
+    return f"C = {report['capacity']:.1f}/s (closed loop {search['closed_loop']:.1f}/s; 10 s probes: {probes})"
+
+
 def main(models: list[str], bench: Path = Path("bench")) -> None:
     print("| model | protocol | load | sent | answered | refused | timed out | errors | wrong | p50 ms | p99 ms "
           "| p99 bound ms | RSS MB 10 s → end | lone → after ms |")
@@ -32,6 +42,7 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
     print()
     for model in models:
         report = json.loads((bench / f"overload_{model}.json").read_text())
+        print(f"- {model}: {capacity_note(report)}")
         for protocol, runs in report["protocols"].items():
             for check in runs["checks"] + runs["sigterm"]["checks"]:
                 print(f"- {model}, {protocol}: **{'pass' if check['pass'] else 'FAIL'}** {check['check']}: "
@@ -41,7 +52,7 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
         if path.is_file():
             soak = json.loads(path.read_text())
             print(f"\nSoak, {model}: {soak['result']['duration_s']:.0f} s at {soak['result']['rate']:.1f}/s "
-                  f"(0.8 × C = {soak['capacity']:.1f}/s), every 10th request bad:")
+                  f"(0.8 × C; {capacity_note(soak)}), every 10th request bad:")
             for check in soak["checks"]:
                 print(f"- **{'pass' if check['pass'] else 'FAIL'}** {check['check']}: {check['detail']}")
 

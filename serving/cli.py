@@ -54,6 +54,7 @@ def _folders(values: tuple[str, ...]) -> list[Path]:
 
 
 RUNNERS = ("auto", "in-process", "ray")
+THREADED_ENGINES = ("ort", "openvino", AUTO)  # the engines whose runtimes take ``threads``
 
 
 def choose_runner(runner: str, replicas: int, ray_address: str | None, max_replicas_per_node: int | None) -> str:
@@ -104,8 +105,13 @@ def _interrupt(signum: int, frame: Any) -> None:
 @click.option("--max-queue-ms", default=None, type=click.FloatRange(0),
               help="The queue's time cap: a request is also refused at once (503 / UNAVAILABLE) when the replica, at "
                    "the pace it keeps under its present load, would not answer it within this many ms (requests "
-                   "held plus one full batch, times the measured seconds per request). Default: --max-queue x the "
+                   "held plus its own batch, priced at the largest of the last engine calls, times the measured "
+                   "seconds per request). Default: --max-queue x the "
                    "batch-1 engine time measured at start; 0: no time cap, --max-queue alone.")
+@click.option("--engine-threads", default=None, type=click.IntRange(1, 1024),
+              help="Threads each replica's engine computes with (ort, openvino, auto). Default: every core. Set it "
+                   "where several models or replicas share a machine, so that their engines together run no more "
+                   "threads than there are cores; see docs/serving.md#engine-threads.")
 @click.option("--request-timeout-ms", default=None, type=click.FloatRange(0, min_open=True),
               help="Timeout of a request that sets none (the OIP 'timeout' parameter in microseconds, or a gRPC "
                    "deadline): a request still waiting when it passes is dropped before the engine and answered "
@@ -117,12 +123,16 @@ def _interrupt(signum: int, frame: Any) -> None:
 def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, replicas: int, max_batch: int,
                   batch_wait_ms: float, http_port: int, grpc_port: int, ray_address: str | None,
                   max_replicas_per_node: int | None, runner: str, max_queue: int | None,
-                  max_queue_ms: float | None, request_timeout_ms: float | None, drain_timeout_s: float) -> None:
+                  max_queue_ms: float | None, engine_threads: int | None, request_timeout_ms: float | None,
+                  drain_timeout_s: float) -> None:
     """Serve each ARTIFACT_DIR as a model named after it, over OIP v2 REST and gRPC: from this process on one
     node, on Ray Serve when replicas or a cluster are asked for (--runner)."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and every process we started, as on Ctrl-C
     with exit_on_errors("attn-serve", interrupted="stopped"):
         in_process = choose_runner(runner, replicas, ray_address, max_replicas_per_node) == "in-process"
+        if engine_threads and engine not in THREADED_ENGINES:
+            raise click.UsageError(f"--engine-threads sets the threads of {', '.join(THREADED_ENGINES)}; "
+                                   f"engine {engine!r} has no such setting here")
         paths = _folders(folders)
         try:
             from .server import serve_folders
@@ -132,7 +142,8 @@ def serve_command(folders: tuple[str, ...], engine: str, precision: str | None, 
         click.echo(f"attn-serve: runtimes {'in this process' if in_process else 'on Ray Serve replicas'} "
                    f"(--runner {runner})", err=True)
         policy = Policy(max_batch, batch_wait_ms, max_queue or default_max_queue(max_batch),
-                        request_timeout_ms / 1e3 if request_timeout_ms else None, drain_timeout_s, max_queue_ms)
+                        request_timeout_ms / 1e3 if request_timeout_ms else None, drain_timeout_s, max_queue_ms,
+                        engine_threads)
         serve_folders(paths, engine=engine, precision=precision, replicas=replicas, policy=policy,
                       http_port=http_port, grpc_port=grpc_port, ray_address=ray_address,
                       max_replicas_per_node=max_replicas_per_node, in_process=in_process)

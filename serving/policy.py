@@ -57,6 +57,7 @@ class Policy:
     request_timeout_s: float | None = None  # a request's timeout when it sets none
     drain_timeout_s: float = 30.0  # SIGTERM: how long accepted requests may take to be answered
     max_queue_ms: float | None = None  # the time cap (serving/admission.py); None: max_queue x batch-1 time; 0: off
+    engine_threads: int | None = None  # each replica's engine threads (ort, openvino); None: every core
 
 
 def ray_options(name: str, replicas: int, policy: Policy, max_replicas_per_node: int | None) -> dict[str, Any]:

@@ -80,22 +80,24 @@ class DrainTimedOut(AttnExportError):
 
 class ReplicaCore:
     """One replica's work, wherever it runs (the front process, or a Ray Serve replica):
-    an opened runtime and its dynamic batcher; concurrent requests joined up to ``max_batch`` requests."""
+    an opened runtime and its dynamic batcher; concurrent requests joined up to ``policy.max_batch`` requests."""
 
-    def __init__(self, folder: str, engine: str, precision: str | None, max_batch: int, wait_ms: float,
-                 identity: dict[str, Any], max_queue: int | None = None, max_queue_ms: float | None = None) -> None:
+    def __init__(self, folder: str, engine: str, precision: str | None, policy: Policy,
+                 identity: dict[str, Any]) -> None:
         # the front's event loop shares these cores: engine threads sleep between calls (measured on c2f_ca,
         # concurrency 8: +5-8 % throughput in an A/B of alternating runs, docs/benchmarks.md#serving)
         # engine="auto" measures at the batch the batcher joins (runtimes.auto_select; cached per machine)
-        chosen_at = {"batch": max_batch} if engine == AUTO else {}
-        self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False, **chosen_at)
+        options: dict[str, Any] = {"batch": policy.max_batch} if engine == AUTO else {}
+        if policy.engine_threads:
+            options["threads"] = policy.engine_threads
+        self.runtime = runtimes.load(folder, engine=engine, precision=precision, spin_wait=False, **options)
         self.max_rows = self.runtime.max_batch or 1
         self.identity = identity
         lone = random_inputs(self.runtime.input_specs, 1)
         self.lone_s = lone_call_seconds(lambda: self.runtime(**lone))  # also the warm-up
-        budget_s, self.budget_source = queue_budget(max_queue, max_queue_ms, self.lone_s)
-        self.batcher = DynamicBatcher(self.runtime, max_batch, wait_ms / 1000.0, max_queue, budget_s,
-                                      Pace(self.lone_s))
+        budget_s, self.budget_source = queue_budget(policy.max_queue, policy.max_queue_ms, self.lone_s)
+        self.batcher = DynamicBatcher(self.runtime, policy.max_batch, policy.wait_ms / 1000.0, policy.max_queue,
+                                      budget_s, Pace(self.lone_s))
 
     async def infer(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
         """Validate one request on its own, then let it join a batch; errors, a refusal (queue full) and a
@@ -131,8 +133,7 @@ class ArtifactReplica:
         import ray
 
         identity = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-        self.core = ReplicaCore(folder, engine, precision, policy.max_batch, policy.wait_ms, identity,
-                                policy.max_queue, policy.max_queue_ms)
+        self.core = ReplicaCore(folder, engine, precision, policy, identity)
         freeze_startup_objects()
 
     async def __call__(self, arrays: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, Any]:
@@ -319,8 +320,8 @@ def serve_folders(folders: list[Path], *, engine: str, precision: str | None, re
     if in_process:
         models = []
         for folder in folders:
-            core = ReplicaCore(str(folder.resolve()), engine, precision, policy.max_batch, policy.wait_ms,
-                               {"node": "in-process", "pid": os.getpid()}, policy.max_queue, policy.max_queue_ms)
+            core = ReplicaCore(str(folder.resolve()), engine, precision, policy,
+                               {"node": "in-process", "pid": os.getpid()})
             models.append(ArtifactModel(folder.name, InProcessHandle(core), mf.read_manifest(folder),
                                         queue_gauge=in_process_gauge, queue_cap=policy.max_queue,
                                         default_timeout_s=policy.request_timeout_s))

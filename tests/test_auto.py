@@ -226,9 +226,10 @@ REPLICA = """
 import asyncio, json, sys
 from runtimes import auto_select
 from runtimes.specs import random_inputs
+from serving.policy import Policy
 from serving.server import ReplicaCore
 auto_select.DEFAULT_BUDGET_S = 1.0
-core = ReplicaCore(sys.argv[1], "auto", None, 3, 1.0, {})
+core = ReplicaCore(sys.argv[1], "auto", None, Policy(3, 1.0), {})
 answer = asyncio.run(core.infer(random_inputs(core.runtime.input_specs, 1, seed=3)))
 print(json.dumps({"reason": core.runtime.choice.reason, "ran": [core.runtime.engine, core.runtime.precision],
                   "chose": [core.runtime.choice.engine, core.runtime.choice.precision],

@@ -225,6 +225,17 @@ def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server) -> No
     assert result.wrong == 0 and result.max_abs_diff == 0.0  # bit-equal to the unloaded answers
     assert result.server_rss_mb and result.server_rss_mb["max"] >= result.server_rss_mb["start"] > 100
     assert result.after_ms < 10 * result.unloaded_ms + 100  # the server recovered once the load stopped
+    assert len(result.steal_by_window_pct) == 1 and 0.0 <= result.steal_by_window_pct[0] < 100.0
+
+
+def test_the_stolen_cpu_share_is_per_window_from_the_machines_cpu_times() -> None:
+    """Steal per window: (steal at the window's last sample - at its first) / (total CPU time, likewise); a
+    window with fewer than two samples ends the list (the run stopped sampling)."""
+    sampler = open_loop._RssSampler("http://127.0.0.1:9")  # nobody listens: no server process to sample
+    sampler.cpu = [(100.0, 1.0, 10.0), (100.5, 1.5, 12.0), (101.0, 2.0, 14.0),
+                   (101.5, 2.0, 16.0), (102.0, 2.0, 18.0), (102.9, 2.1, 20.0)]
+    assert sampler.steal_by_window(100.0, 1.0, 4) == pytest.approx([25.0, 0.0, 5.0])
+    assert sampler.steal_by_window(100.0, 3.0, 1) == pytest.approx([100.0 * 1.1 / 10.0])
 
 
 def test_sigterm_drains_accepted_requests_refuses_new_ones_and_exits_0(folder, tmp_path) -> None:
@@ -334,8 +345,9 @@ def _in_a_fresh_interpreter(script: str, *args: object) -> dict:
 REPLICA = """
 import asyncio, json, sys
 from runtimes.specs import random_inputs
+from serving.policy import Policy
 from serving.server import ReplicaCore
-core = ReplicaCore(sys.argv[1], "ort", None, 1, 0.0, {}, max_queue=32, max_queue_ms=float(sys.argv[2]))
+core = ReplicaCore(sys.argv[1], "ort", None, Policy(1, 0.0, 32, max_queue_ms=float(sys.argv[2]), engine_threads=1), {})
 calls = []
 run = core.batcher.run
 core.batcher.run = lambda feeds: calls.append(1) or run(feeds)
@@ -343,17 +355,19 @@ async def two():
     return await asyncio.gather(*(core.infer(random_inputs(core.runtime.input_specs, 1, seed=s)) for s in (3, 4)))
 first, second = asyncio.run(two())
 print(json.dumps({"lone_ms": core.lone_s * 1e3, "budget_s": core.batcher.budget_s, "first": sorted(first),
-                  "second": sorted(second), "refused": second.get("refused"), "calls": len(calls)}))
+                  "second": sorted(second), "refused": second.get("refused"), "calls": len(calls),
+                  "threads": core.runtime.session.get_session_options().intra_op_num_threads}))
 """
 
 
 @pytest.mark.parametrize("max_queue_ms", [0.001, 0.0])
 def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(folder, max_queue_ms) -> None:
-    """A replica (in a fresh interpreter: kserve's OIP protos and tritonclient's cannot share one process)
-    whose budget is under one batch-1 call answers the first of two requests sent together (an idle replica
+    """A replica (in a fresh interpreter: kserve's OIP protos and tritonclient's cannot share one process),
+    its onnxruntime session at the one thread its policy asks for, whose budget is under one batch-1 call answers the first of two requests sent together (an idle replica
     always admits) and refuses the second at once, naming the flag, without computing it; with the time cap
     off (0) both are answered."""
     result = _in_a_fresh_interpreter(REPLICA, folder, max_queue_ms)
+    assert result["threads"] == 1  # --engine-threads reaches the replica's onnxruntime session
     assert 0.1 < result["lone_ms"] < 5000  # a measured c2f_ca call, not a default
     assert "outputs" in result["first"]
     if max_queue_ms:

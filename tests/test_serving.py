@@ -238,6 +238,14 @@ def test_in_process_refuses_ray_options(artifacts_root) -> None:
     assert result.exit_code == 2 and "--runner in-process serves one replica per model" in result.output
 
 
+def test_engine_threads_is_refused_for_an_engine_without_threads(artifacts_root) -> None:
+    from serving.cli import main as attn_serve
+
+    folder, _ = exported("c2f_ca", artifacts_root)
+    result = CliRunner().invoke(attn_serve, ["serve", str(folder), "--engine", "torch", "--engine-threads", "1"])
+    assert result.exit_code == 2 and "engine 'torch' has no such setting" in result.output
+
+
 BAD_REQUESTS = [
     ("unknown model", "/v2/models/nope/infer", {"inputs": []}, 404, "nope"),
     ("wrong input name", "/v2/models/c2f_ca/infer",

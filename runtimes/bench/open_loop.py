@@ -68,6 +68,7 @@ class OpenLoopResult:
     error_examples: list[str] = field(default_factory=list)
     refusal_examples: list[str] = field(default_factory=list)  # up to 3 distinct: which cap refused, at what pace
     refused_by_window: list[int] = field(default_factory=list)  # refusals per window_s, by scheduled time
+    steal_by_window_pct: list[float] = field(default_factory=list)  # this machine's CPU time stolen, per window
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,13 +184,18 @@ class _Tally:
 
 
 class _RssSampler:
-    """The server's resident MB every ``RSS_EVERY_S``, while it runs (none for a remote server)."""
+    """The server's resident MB every ``RSS_EVERY_S``, while it runs (none for a remote server), and this
+    machine's CPU times with each sample: how much of the CPUs the hypervisor took (steal) tells a slow minute
+    of the machine from one of the server."""
 
     def __init__(self, url: str) -> None:
         self.proc = server_process(url)
         self.samples: list[tuple[float, float]] = []  # (loop time, MB)
+        self.cpu: list[tuple[float, float, float]] = []  # (loop time, steal s, total s) over every CPU
 
     async def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        import psutil  # present: server_process found the server through it
+
         while self.proc is not None:
             try:
                 resident = self.proc.memory_info().rss if self.proc.is_running() and \
@@ -199,6 +205,8 @@ class _RssSampler:
             if not resident:
                 return
             self.samples.append((loop.time(), resident / 2**20))
+            times = psutil.cpu_times()
+            self.cpu.append((loop.time(), getattr(times, "steal", 0.0), sum(times)))
             await asyncio.sleep(RSS_EVERY_S)
 
     def summary(self, t0: float) -> dict[str, float]:
@@ -211,6 +219,17 @@ class _RssSampler:
     def by_window(self, t0: float, window_s: float, windows: int) -> list[float]:
         return [next((mb for t, mb in reversed(self.samples) if t - t0 <= (w + 1) * window_s), float("nan"))
                 for w in range(windows)] if self.samples else []
+
+    def steal_by_window(self, t0: float, window_s: float, windows: int) -> list[float]:
+        """Per window: % of this machine's CPU time stolen by the hypervisor (Linux guests; 0 elsewhere)."""
+        shares = []
+        for w in range(windows):
+            inside = [c for c in self.cpu if w * window_s <= c[0] - t0 <= (w + 1) * window_s]
+            if len(inside) < 2:
+                return shares
+            (_, steal0, total0), (_, steal1, total1) = inside[0], inside[-1]
+            shares.append(100.0 * (steal1 - steal0) / max(total1 - total0, 1e-9))
+        return shares
 
 
 async def _run(url: str, model: str, protocol: str, rate: float, duration_s: float, timeout_ms: float | None,
@@ -292,7 +311,8 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         p99_by_window_ms=[float(np.percentile(w, 99)) if w else float("nan") for w in by_window],
         rss_by_window_mb=rss.by_window(t0, window_s, windows), refusal_examples=tally.refusals,
         refused_by_window=[sum(w * window_s <= t < (w + 1) * window_s for t in tally.refused_at)
-                           for w in range(windows)])
+                           for w in range(windows)],
+        steal_by_window_pct=rss.steal_by_window(t0, window_s, windows))
 
 
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,
