@@ -13,8 +13,8 @@ def capacity_note(report: dict) -> str:
     search = report.get("capacity_search")
     if not search:
         return f"C = {report['capacity']:.1f}/s (closed loop)"
-    probes = ", ".join(f"{p['rate']:.1f}/s: {p['answered']:.0f} answered, {p['refused']:.0f} refused"
-                       for p in search["probes"])
+    probes = ", ".join(f"{p['rate']:.1f}/s: {p['answered']:.0f} answered, {p['refused']:.0f} refused, "
+                       f"p99 {p['p99_ms']:.0f} ms" for p in search["probes"])
     return f"C = {report['capacity']:.1f}/s (closed loop {search['closed_loop']:.1f}/s; 10 s probes: {probes})"
 
 
