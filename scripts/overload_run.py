@@ -1,20 +1,21 @@
 """attn-serve under overload, measured (issue 32's goals); called by ./scripts/bench_overload.sh.
 
-For each MODEL: attn-serve (defaults: in-process, --max-batch 8, --max-queue 32) on free loopback ports;
-capacity C first, then over HTTP and gRPC: an open loop at 2 × C and at 0.8 × C for --duration seconds, and a
-2 × C load with SIGTERM half-way (the server is restarted after it).
+For each MODEL: attn-serve (defaults: in-process, --max-batch 8, --max-queue 32) on free loopback ports; the
+closed-loop throughput of 16 HTTP clients and the batch-1 engine time (the server's engine_us at one client);
+then for HTTP and for gRPC: that protocol's capacity C, an open loop at 2 × C and at 0.8 × C for --duration
+seconds, and a 2 × C load with SIGTERM half-way (the server is restarted after it). --soak S instead runs S
+seconds at 0.8 × the HTTP C with every 10th request bad. Each check of the goals is printed pass/FAIL beside
+its numbers, and everything goes to bench/overload_MODEL.json (bench/soak_MODEL.json for --soak).
 
-C is the highest open-loop rate the server keeps up with: 10 s probes over HTTP, from the closed-loop
-throughput of 16 clients down in steps of 10 %, until one is answered with nothing refused, timed out or
-failed, and with its p99 within 4 lone-request latencies (a rate just above capacity can be answered in full
-for 10 s while a queue builds behind the engine: on c2f_ca a 56/s probe was, p99 197 ms against 20 ms lone,
-and the soak at 0.8 × that refused 14). Every goal is an open-loop load, and closed-loop clients overstate what an open loop can be served:
-they wait for their answers, so batches of 8 keep forming and no core reads requests that will be refused
-(c2f_ca on a Zen 3: 79.7/s closed loop, while the open loop at 2 × that had 58.7/s answered). The closed-loop
-throughput and every probe are kept in the report. The batch-1 engine time is the server's engine_us at one
-client. --soak S instead runs S seconds at
-0.8 × C with every 10th request bad. Each check of the goals is printed pass/FAIL beside its numbers, and
-everything goes to bench/overload_MODEL.json (bench/soak_MODEL.json for --soak).
+C is the highest open-loop rate the server keeps up with: 10 s probes, from the closed-loop throughput down
+in steps of 10 %, until one is answered with nothing refused, timed out or failed, and with its p99 within 4
+lone-request latencies. Every goal is an open-loop load, and closed-loop clients overstate what an open loop
+is served: they wait for their answers, so batches of 8 keep forming and no core reads requests that will be
+refused (c2f_ca on a Zen 3: 79.7/s closed loop, while an open loop at 2 × that had 58.7/s answered). A rate
+just above capacity can be answered in full for 10 s while a queue builds behind the engine (a 56/s probe
+on c2f_ca was, p99 197 ms against 20 ms lone, and the soak at 0.8 × that refused 14): hence the p99 rule.
+Each protocol has its own C: gRPC's front end costs the shared cores more than HTTP's (at the HTTP C,
+c2f_ca's 0.8 × C over gRPC had a p99 of 314 ms against 30 ms over HTTP).
 
 Usage: python scripts/overload_run.py MODEL... [--duration 60] [--soak 600] [--engine-threads N]
 """
@@ -88,38 +89,44 @@ def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 @dataclass
 class Capacity:
-    """C and how it was found (see the module docstring)."""
+    """C over one protocol and how it was found (see the module docstring)."""
 
+    protocol: str
     rate: float  # C, requests/s
-    engine_ms: float  # the server's mean batch-1 engine time at one client
     closed_loop: float  # requests/s at CLIENTS closed-loop HTTP clients: the first probe's rate
     probes: list[dict[str, float]]  # rate, answered, refused, timed_out, errors, p99_ms, unloaded_ms of each probe
 
     def describe(self) -> str:
-        return (f"C = {self.rate:.1f} requests/s (open loop, {len(self.probes)} probe(s) of {PROBE_S:g} s from the "
-                f"closed-loop {self.closed_loop:.1f}/s at {CLIENTS} clients), batch-1 engine {self.engine_ms:.1f} ms")
+        return (f"C over {self.protocol} = {self.rate:.1f} requests/s (open loop, {len(self.probes)} probe(s) of "
+                f"{PROBE_S:g} s from the closed-loop {self.closed_loop:.1f}/s at {CLIENTS} HTTP clients)")
 
 
-def capacity(server: Server, model: str) -> Capacity:
-    """Measure C; exit when not even the last probe's rate is answered in full."""
+def closed_loop(server: Server, model: str) -> tuple[float, float]:
+    """(requests/s at CLIENTS closed-loop HTTP clients, the server's mean batch-1 engine ms at one client)."""
     url = server.url("http")
     specs = remote.model_specs(url, model, "http")
     lone = remote.run_level(url, model, "http", specs, 1, 30)
-    closed = remote.run_level(url, model, "http", specs, CLIENTS, 20).throughput
+    return remote.run_level(url, model, "http", specs, CLIENTS, 20).throughput, lone.server_split_ms["engine"]
+
+
+def capacity(server: Server, model: str, protocol: str, start: float) -> Capacity:
+    """Measure C over ``protocol`` (each protocol's front end costs the shared cores differently), probing
+    down from ``start``; exit when not even the last probe keeps up."""
     probes: list[dict[str, float]] = []
-    rate = closed
+    rate = start
     for _ in range(PROBES):
-        probe = open_loop.run_open_loop(url, model, "http", rate, PROBE_S)
+        probe = open_loop.run_open_loop(server.url(protocol), model, protocol, rate, PROBE_S)
         probes.append({"rate": rate, "answered": probe.answered, "refused": probe.refused,
                        "timed_out": probe.timed_out, "errors": probe.errors, "p99_ms": probe.p99_ms,
                        "unloaded_ms": probe.unloaded_ms})
-        print(f"   probe {rate:.1f}/s: {probe.answered} answered, {probe.refused} refused, {probe.timed_out} timed "
-              f"out, {probe.errors} errors; p99 {probe.p99_ms:.0f} ms (lone {probe.unloaded_ms:.0f} ms)", flush=True)
+        print(f"   {protocol} probe {rate:.1f}/s: {probe.answered} answered, {probe.refused} refused, "
+              f"{probe.timed_out} timed out, {probe.errors} errors; p99 {probe.p99_ms:.0f} ms "
+              f"(lone {probe.unloaded_ms:.0f} ms)", flush=True)
         if probe.answered == probe.sent and probe.p99_ms <= PROBE_QUEUE * probe.unloaded_ms:
-            return Capacity(rate, lone.server_split_ms["engine"], closed, probes)
+            return Capacity(protocol, rate, start, probes)
         rate *= PROBE_STEP
-    sys.exit(f"{model}: no open-loop rate down to {rate / PROBE_STEP:.1f}/s was answered in full without a queue; "
-             f"see the probes above")
+    sys.exit(f"{model}: no open-loop rate over {protocol} down to {rate / PROBE_STEP:.1f}/s was answered in full "
+             f"without a queue; see the probes above")
 
 
 def overload_checks(over: open_loop.OpenLoopResult, engine_ms: float) -> list[dict[str, Any]]:
@@ -165,14 +172,16 @@ def run_model(model: str, duration: float, out: Path) -> None:
     log = out / f"overload_{model}.log"
     server = Server(folder, log)
     try:
-        cap = capacity(server, model)
-        c, engine_ms = cap.rate, cap.engine_ms
-        print(f"== {model}: {cap.describe()}", flush=True)
+        closed, engine_ms = closed_loop(server, model)
+        print(f"== {model}: closed loop {closed:.1f} requests/s at {CLIENTS} clients, batch-1 engine {engine_ms:.1f} ms",
+              flush=True)
         report: dict[str, Any] = {"machine": machine.machine_info(), "model": model, "serve_options": Server.options,
-                                  "capacity": c,
-                                  "engine_ms": engine_ms, "capacity_search": asdict(cap), "max_queue": MAX_QUEUE,
+                                  "closed_loop": closed, "engine_ms": engine_ms, "max_queue": MAX_QUEUE,
                                   "protocols": {}}
         for protocol in ("http", "grpc"):
+            cap = capacity(server, model, protocol, closed)
+            c = cap.rate
+            print(f"== {model}: {cap.describe()}", flush=True)
             over = open_loop.run_open_loop(server.url(protocol), model, protocol, 2 * c, duration)
             print(open_loop.format_table([over]), flush=True)
             under = open_loop.run_open_loop(server.url(protocol), model, protocol, 0.8 * c, duration, window_s=10)
@@ -183,11 +192,12 @@ def run_model(model: str, duration: float, out: Path) -> None:
                 check("0.8C: nothing refused", under.refused == 0 and under.timed_out == 0 and under.errors == 0,
                       f"{under.answered} answered, {under.refused} refused, {under.timed_out} timed out, "
                       f"{under.errors} errors of {under.sent}; p99 {under.p99_ms:.0f} ms")]
-            report["protocols"][protocol] = {"2C": over.to_json(), "0.8C": under.to_json(), "checks": checks}
+            report["protocols"][protocol] = {"capacity": asdict(cap), "2C": over.to_json(), "0.8C": under.to_json(),
+                                             "checks": checks}
     finally:
         server.stop()
-    for protocol in ("http", "grpc"):
-        report["protocols"][protocol]["sigterm"] = sigterm_run(folder, model, protocol, 2 * c, log)
+    for protocol, runs in report["protocols"].items():
+        runs["sigterm"] = sigterm_run(folder, model, protocol, 2 * runs["capacity"]["rate"], log)
     (out / f"overload_{model}.json").write_text(json.dumps(report, indent=1))
 
 
@@ -195,11 +205,13 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     folder = Path("artifacts") / model
     server = Server(folder, out / f"soak_{model}.log")
     try:
-        cap = capacity(server, model)
-        c, engine_ms = cap.rate, cap.engine_ms
+        closed, engine_ms = closed_loop(server, model)
+        cap = capacity(server, model, "http", closed)
+        c = cap.rate
         # how far the load leans on batching to keep up
-        print(f"== {model}: {cap.describe()}; soak {seconds:g} s at 0.8 x C = {0.8 * c:.1f}/s, every 10th request "
-              f"bad (at batch 1 the engine would be {0.8 * c * engine_ms / 10:.0f} % busy)", flush=True)
+        print(f"== {model}: {cap.describe()}, batch-1 engine {engine_ms:.1f} ms; soak {seconds:g} s at 0.8 x C = "
+              f"{0.8 * c:.1f}/s, every 10th request bad (at batch 1 the engine would be "
+              f"{0.8 * c * engine_ms / 10:.0f} % busy)", flush=True)
         soak = open_loop.run_open_loop(server.url("http"), model, "http", 0.8 * c, seconds, bad_every=10)
     finally:
         server.stop()

@@ -8,14 +8,20 @@ import sys
 from pathlib import Path
 
 
-def capacity_note(report: dict) -> str:
-    """How C was found: the closed-loop throughput the search began at, and each probe (older runs: none)."""
-    search = report.get("capacity_search")
+def capacity_note(report: dict, protocol: str) -> str:
+    """C over ``protocol`` and how it was found: the closed-loop throughput the probes began at, and each
+    probe (older runs: one C for both protocols, probed over HTTP or the closed-loop throughput itself)."""
+    search = report.get("protocols", {}).get(protocol, {}).get("capacity") or report.get("capacity_search")
     if not search:
         return f"C = {report['capacity']:.1f}/s (closed loop)"
     probes = ", ".join(f"{p['rate']:.1f}/s: {p['answered']:.0f} answered, {p['refused']:.0f} refused, "
                        f"p99 {p['p99_ms']:.0f} ms" for p in search["probes"])
-    return f"C = {report['capacity']:.1f}/s (closed loop {search['closed_loop']:.1f}/s; 10 s probes: {probes})"
+    return f"C = {search['rate']:.1f}/s (closed loop {search['closed_loop']:.1f}/s; 10 s probes: {probes})"
+
+
+def capacity(report: dict, protocol: str) -> float:
+    runs = report["protocols"][protocol]
+    return runs["capacity"]["rate"] if "capacity" in runs else report["capacity"]
 
 
 def main(models: list[str], bench: Path = Path("bench")) -> None:
@@ -29,7 +35,7 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
             for load in ("2C", "0.8C"):
                 r = runs[load]
                 rss = r["server_rss_mb"]
-                print(f"| {model} (C = {report['capacity']:.1f}/s, batch-1 engine {report['engine_ms']:.1f} ms) "
+                print(f"| {model} (C = {capacity(report, protocol):.1f}/s, batch-1 engine {report['engine_ms']:.1f} ms) "
                       f"| {protocol} | {load} = {r['rate']:.1f}/s × {r['duration_s']:.0f} s | {r['sent']} "
                       f"| {r['answered']} | {r['refused']} | {r['timed_out']} | {r['errors']} | {r['wrong']} "
                       f"| {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {bound:.0f} | {rss['at_10s']:.0f} → {rss['end']:.0f} "
@@ -42,8 +48,8 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
     print()
     for model in models:
         report = json.loads((bench / f"overload_{model}.json").read_text())
-        print(f"- {model}: {capacity_note(report)}")
         for protocol, runs in report["protocols"].items():
+            print(f"- {model}, {protocol}: {capacity_note(report, protocol)}")
             for check in runs["checks"] + runs["sigterm"]["checks"]:
                 print(f"- {model}, {protocol}: **{'pass' if check['pass'] else 'FAIL'}** {check['check']}: "
                       f"{check['detail']}")
@@ -52,7 +58,7 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
         if path.is_file():
             soak = json.loads(path.read_text())
             print(f"\nSoak, {model}: {soak['result']['duration_s']:.0f} s at {soak['result']['rate']:.1f}/s "
-                  f"(0.8 × C; {capacity_note(soak)}), every 10th request bad:")
+                  f"(0.8 × C; {capacity_note(soak, 'http')}), every 10th request bad:")
             for check in soak["checks"]:
                 print(f"- **{'pass' if check['pass'] else 'FAIL'}** {check['check']}: {check['detail']}")
 
