@@ -9,11 +9,12 @@ its numbers, and everything goes to bench/overload_MODEL.json (bench/soak_MODEL.
 
 C is the highest open-loop rate the server keeps up with: 10 s probes, from the closed-loop throughput down
 in steps of 10 %, until one is answered with nothing refused, timed out or failed, and with its p99 within 4
-lone-request latencies. Every goal is an open-loop load, and closed-loop clients overstate what an open loop
-is served: they wait for their answers, so batches of 8 keep forming and no core reads requests that will be
-refused (c2f_ca on a Zen 3: 79.7/s closed loop, while an open loop at 2 × that had 58.7/s answered). A rate
-just above capacity can be answered in full for 10 s while a queue builds behind the engine (a 56/s probe
-on c2f_ca was, p99 197 ms against 20 ms lone, and the soak at 0.8 × that refused 14): hence the p99 rule.
+lone-request latencies. Every goal is an open-loop load, and closed-loop clients keep a queue of 16 in the
+server, so batches of 8 form; an open loop at that rate leaves the queue empty between arrivals and is kept
+up with only once a queue stands (c2f_ca on a Zen 3: 60.4/s closed loop, 39.7/s over HTTP without a standing
+queue, 67.0/s answered in full batches at 2 × that): C is the knee of the latency curve. A rate just above it
+can be answered in full for 10 s while a queue builds behind the engine (a 56/s probe on c2f_ca was, p99
+197 ms against 20 ms lone, and the soak at 0.8 × that refused 14): hence the p99 rule.
 Each protocol has its own C: gRPC's front end costs the shared cores more than HTTP's (at the HTTP C,
 c2f_ca's 0.8 × C over gRPC had a p99 of 314 ms against 30 ms over HTTP).
 
