@@ -174,10 +174,10 @@ def run_model(model: str, duration: float, out: Path) -> None:
     server = Server(folder, log)
     try:
         closed, engine_ms = closed_loop(server, model)
-        print(f"== {model}: closed loop {closed:.1f} requests/s at {CLIENTS} clients, batch-1 engine {engine_ms:.1f} ms",
-              flush=True)
-        report: dict[str, Any] = {"machine": machine.machine_info(), "model": model, "serve_options": Server.options,
-                                  "closed_loop": closed, "engine_ms": engine_ms, "max_queue": MAX_QUEUE,
+        print(f"== {model}: closed loop {closed:.1f} requests/s at {CLIENTS} clients, batch-1 engine "
+              f"{engine_ms:.1f} ms", flush=True)
+        report: dict[str, Any] = {"machine": machine.machine_info(), "model": model,
+                                  "serve_options": Server.options, "closed_loop": closed, "engine_ms": engine_ms, "max_queue": MAX_QUEUE,
                                   "protocols": {}}
         for protocol in ("http", "grpc"):
             cap = capacity(server, model, protocol, closed)
@@ -235,7 +235,8 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     (out / f"soak_{model}.json").write_text(json.dumps({"machine": machine.machine_info(), "model": model,
                                                         "serve_options": Server.options,
                                                         "capacity": c, "engine_ms": engine_ms,
-                                                        "capacity_search": asdict(cap), "result": soak.to_json(), "checks": checks}, indent=1))
+                                                        "capacity_search": asdict(cap), "result": soak.to_json(),
+                                                        "checks": checks}, indent=1))
 
 
 def main() -> None:

@@ -8,20 +8,25 @@ import sys
 from pathlib import Path
 
 
+def capacity_search(report: dict, protocol: str) -> dict | None:
+    """How C over ``protocol`` was found (older runs: one search over HTTP for both protocols, or none: C was
+    the closed-loop throughput itself, ``report["capacity"]``)."""
+    return report.get("protocols", {}).get(protocol, {}).get("capacity") or report.get("capacity_search")
+
+
+def capacity(report: dict, protocol: str) -> float:
+    search = capacity_search(report, protocol)
+    return search["rate"] if search else report["capacity"]
+
+
 def capacity_note(report: dict, protocol: str) -> str:
-    """C over ``protocol`` and how it was found: the closed-loop throughput the probes began at, and each
-    probe (older runs: one C for both protocols, probed over HTTP or the closed-loop throughput itself)."""
-    search = report.get("protocols", {}).get(protocol, {}).get("capacity") or report.get("capacity_search")
+    """C over ``protocol`` and how it was found: the closed-loop throughput the probes began at, and each probe."""
+    search = capacity_search(report, protocol)
     if not search:
         return f"C = {report['capacity']:.1f}/s (closed loop)"
     probes = ", ".join(f"{p['rate']:.1f}/s: {p['answered']:.0f} answered, {p['refused']:.0f} refused, "
                        f"p99 {p['p99_ms']:.0f} ms" for p in search["probes"])
     return f"C = {search['rate']:.1f}/s (closed loop {search['closed_loop']:.1f}/s; 10 s probes: {probes})"
-
-
-def capacity(report: dict, protocol: str) -> float:
-    runs = report["protocols"][protocol]
-    return runs["capacity"]["rate"] if "capacity" in runs else report["capacity"]
 
 
 def main(models: list[str], bench: Path = Path("bench")) -> None:
@@ -35,7 +40,8 @@ def main(models: list[str], bench: Path = Path("bench")) -> None:
             for load in ("2C", "0.8C"):
                 r = runs[load]
                 rss = r["server_rss_mb"]
-                print(f"| {model} (C = {capacity(report, protocol):.1f}/s, batch-1 engine {report['engine_ms']:.1f} ms) "
+                print(f"| {model} (C = {capacity(report, protocol):.1f}/s, "
+                      f"batch-1 engine {report['engine_ms']:.1f} ms) "
                       f"| {protocol} | {load} = {r['rate']:.1f}/s × {r['duration_s']:.0f} s | {r['sent']} "
                       f"| {r['answered']} | {r['refused']} | {r['timed_out']} | {r['errors']} | {r['wrong']} "
                       f"| {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {bound:.0f} | {rss['at_10s']:.0f} → {rss['end']:.0f} "

@@ -20,6 +20,7 @@ import click
 from runtimes.cli_support import exit_on_errors
 from runtimes.errors import AttnExportError
 from runtimes.optional import install_command
+from runtimes.auto_select import ENGINE_OPTIONS
 from runtimes.selection import AUTO, ENGINES
 
 from .policy import QUEUE_PER_BATCH, READY_HOLD_S, Policy, default_max_queue
@@ -54,7 +55,7 @@ def _folders(values: tuple[str, ...]) -> list[Path]:
 
 
 RUNNERS = ("auto", "in-process", "ray")
-THREADED_ENGINES = ("ort", "openvino", AUTO)  # the engines whose runtimes take ``threads``
+THREADED_ENGINES = (*ENGINE_OPTIONS["threads"], AUTO)  # the engines whose runtimes take ``threads``
 
 
 def choose_runner(runner: str, replicas: int, ray_address: str | None, max_replicas_per_node: int | None) -> str:

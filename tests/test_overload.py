@@ -347,7 +347,8 @@ import asyncio, json, sys
 from runtimes.specs import random_inputs
 from serving.policy import Policy
 from serving.server import ReplicaCore
-core = ReplicaCore(sys.argv[1], "ort", None, Policy(1, 0.0, 32, max_queue_ms=float(sys.argv[2]), engine_threads=1), {})
+policy = Policy(1, 0.0, 32, max_queue_ms=float(sys.argv[2]), engine_threads=1)
+core = ReplicaCore(sys.argv[1], "ort", None, policy, {})
 calls = []
 run = core.batcher.run
 core.batcher.run = lambda feeds: calls.append(1) or run(feeds)
@@ -363,9 +364,9 @@ print(json.dumps({"lone_ms": core.lone_s * 1e3, "budget_s": core.batcher.budget_
 @pytest.mark.parametrize("max_queue_ms", [0.001, 0.0])
 def test_a_replica_measures_its_batch_1_time_and_refuses_past_its_time_budget(folder, max_queue_ms) -> None:
     """A replica (in a fresh interpreter: kserve's OIP protos and tritonclient's cannot share one process),
-    its onnxruntime session at the one thread its policy asks for, whose budget is under one batch-1 call answers the first of two requests sent together (an idle replica
-    always admits) and refuses the second at once, naming the flag, without computing it; with the time cap
-    off (0) both are answered."""
+    its onnxruntime session at the one thread its policy asks for, whose budget is under one batch-1 call
+    answers the first of two requests sent together (an idle replica always admits) and refuses the second at
+    once, naming the flag, without computing it; with the time cap off (0) both are answered."""
     result = _in_a_fresh_interpreter(REPLICA, folder, max_queue_ms)
     assert result["threads"] == 1  # --engine-threads reaches the replica's onnxruntime session
     assert 0.1 < result["lone_ms"] < 5000  # a measured c2f_ca call, not a default
