@@ -177,8 +177,8 @@ def run_model(model: str, duration: float, out: Path) -> None:
         print(f"== {model}: closed loop {closed:.1f} requests/s at {CLIENTS} clients, batch-1 engine "
               f"{engine_ms:.1f} ms", flush=True)
         report: dict[str, Any] = {"machine": machine.machine_info(), "model": model,
-                                  "serve_options": Server.options, "closed_loop": closed, "engine_ms": engine_ms, "max_queue": MAX_QUEUE,
-                                  "protocols": {}}
+                                  "serve_options": Server.options, "closed_loop": closed, "engine_ms": engine_ms,
+                                  "max_queue": MAX_QUEUE, "protocols": {}}
         for protocol in ("http", "grpc"):
             cap = capacity(server, model, protocol, closed)
             c = cap.rate
