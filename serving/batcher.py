@@ -13,7 +13,8 @@ requests, waiting or in its engine call; one more is refused at once (``QueueFul
 queue and everyone's latency. Counting the running call too bounds what a request can find ahead of it, so
 its latency stays under ``max_queue`` × the per-request engine time — while a request costs what it costs
 alone. ``budget_s`` also bounds the queue in time (``serving/admission.py``): a request that the replica, at
-the pace it keeps under its present load, would not answer within the budget is refused at once too. A
+the pace it keeps under its present load, would not answer within the budget is refused at once too, and one
+that its batch, as it forms, could no longer answer within the budget is refused then, uncomputed. A
 request may carry a timeout: if it passes while the request still waits, the request leaves the
 queue (``DeadlineExpired``) and the engine never computes it. A request already in an engine call is
 answered, whatever its deadline.
@@ -28,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .admission import Pace, over_budget
+from .admission import Pace, late_for_budget, over_budget
 from .batching import Answer, Arrays, run_batched
 
 
@@ -53,6 +54,7 @@ class Pending:
     arrived: float = field(default_factory=time.perf_counter)
     queued: bool = True  # counted in ``DynamicBatcher.waiting``
     started: bool = False  # part of an engine call: it will be answered
+    found_queue: bool = False  # the replica held other requests when it arrived (else it is never late)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class DynamicBatcher:
             raise QueueFull(self.held, over_time)
         now = time.perf_counter()
         pending = Pending(arrays, asyncio.get_running_loop().create_future(),
-                          None if timeout_s is None else now + timeout_s, now)
+                          None if timeout_s is None else now + timeout_s, now, found_queue=self.held > 0)
         self.waiting += 1
         self._queue.put_nowait(pending)
         try:
@@ -161,9 +163,10 @@ class DynamicBatcher:
         pace = 2 * (arrived[-1] - arrived[0]) / (len(arrived) - 1) + self.MIN_GAP_S
         return min(arrived[0] + self.wait_s, arrived[-1] + pace)
 
-    @staticmethod
-    def _still_awaited(batch: list[Pending], now: float) -> list[Pending]:
-        """The requests of a formed batch that someone still waits for and whose deadline has not passed."""
+    def _still_awaited(self, batch: list[Pending], now: float) -> list[Pending]:
+        """The requests of a formed batch that someone still waits for, whose deadline has not passed, and
+        that its call can still answer within the budget (``admission.late_for_budget``; refused otherwise,
+        unless it found the replica idle: as at admission, an idle replica's request always runs)."""
         live = []
         for pending in batch:
             if pending.future.done():  # timed out or cancelled while the batch formed
@@ -171,9 +174,15 @@ class DynamicBatcher:
             if pending.deadline is not None and pending.deadline <= now:
                 pending.future.set_exception(DeadlineExpired("its timeout passed while its batch formed"))
                 continue
-            pending.started = True
             live.append(pending)
-        return live
+        late = [late_for_budget(self.pace, now - p.arrived, len(live), self.budget_s) if p.found_queue else None
+                for p in live]
+        for pending, why in zip(live, late):
+            if why:
+                pending.future.set_exception(QueueFull(self.held, why))
+            else:
+                pending.started = True
+        return [pending for pending, why in zip(live, late) if not why]
 
     async def _work(self) -> None:
         while True:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -96,6 +97,7 @@ class ReplicaCore:
         lone = random_inputs(self.runtime.input_specs, 1)
         self.lone_s = lone_call_seconds(lambda: self.runtime(**lone))  # also the warm-up
         budget_s, self.budget_source = queue_budget(policy.max_queue, policy.max_queue_ms, self.lone_s)
+        print(f"attn-serve: {Path(folder).name}: {self.budget_source}", file=sys.stderr, flush=True)
         self.batcher = DynamicBatcher(self.runtime, policy.max_batch, policy.wait_ms / 1000.0, policy.max_queue,
                                       budget_s, Pace(self.lone_s))
 

@@ -1,7 +1,8 @@
 """serving.batcher.DynamicBatcher without a server: a lone request never waits for a batch, a burst is one
 engine call, requests arriving during an engine call form the next one, and each caller gets its rows; the
 queue cap refuses at once, so does the time cap once the replica's measured pace says a request would wait
-past the budget, and a request whose timeout passes in the queue never reaches the engine."""
+past the budget, and again as its batch forms if the engine slowed since; a request whose timeout passes in
+the queue never reaches the engine."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.admission import PACE_CALLS, Pace, lone_call_seconds, over_budget
+from serving.admission import PACE_CALLS, Pace, late_for_budget, lone_call_seconds, over_budget
 from serving.batcher import DeadlineExpired, DynamicBatcher, QueueFull
 
 
@@ -138,9 +139,38 @@ def test_the_pace_is_a_moving_median_per_request_and_prices_the_largest_recent_b
     assert over_budget(Pace(0.02), 2, 8, 0.12, max_queue=4) is None
 
 
-def test_lone_call_seconds_is_the_median_after_a_warm_up() -> None:
-    times = iter([0.3, 0.01, 0.05, 0.02, 0.01, 0.02])  # the first (warm-up) is slow and not counted
-    assert lone_call_seconds(lambda: time.sleep(next(times)), calls=5) == pytest.approx(0.02, abs=0.008)
+def test_lone_call_seconds_is_the_fastest_after_the_warm_ups() -> None:
+    times = iter([0.3, 0.2, 0.1, 0.03, 0.01, 0.05, 0.02, 0.04, 0.03, 0.06])  # the 3 slow warm-ups are not timed
+    assert lone_call_seconds(lambda: time.sleep(next(times)), calls=7, warmup=3) == pytest.approx(0.01, abs=0.008)
+
+
+def test_a_request_its_batch_would_answer_past_the_budget_is_late() -> None:
+    pace = Pace(0.02)
+    assert late_for_budget(pace, 0.3, 4, None) is None  # no budget
+    pace.observe(0.5, 10)  # one call at 50 ms per request: the slowest of the recent calls prices the next
+    assert pace.slowest_s == pytest.approx(0.05)
+    assert late_for_budget(pace, 0.3, 4, 0.5 + 1e-9) is None  # 300 ms waited + 4 x 50 ms: just within
+    assert late_for_budget(pace, 0.31, 4, 0.5) == ("it waited 310 ms and its batch of 4 would answer it about "
+                                                   "510 ms after it arrived, over the 500 ms budget")
+
+
+def test_an_engine_that_slows_after_admission_gets_the_late_request_refused_uncomputed() -> None:
+    """Priced at the 100 ms measured at start, the second request is admitted (2 x 100 ms within 350 ms); the
+    first call then takes 300 ms, so the second, when its batch forms, would be answered ~600 ms after it
+    arrived: refused then, and never computed."""
+    engine = Engine(seconds=0.3)
+    batcher = DynamicBatcher(engine, max_requests=1, wait_s=0.0, max_queue=100, budget_s=0.35, pace=Pace(0.1))
+
+    async def run() -> tuple:
+        first = asyncio.ensure_future(batcher.submit(_x(1.0)))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(batcher.submit(_x(2.0)))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(run())
+    assert float(first.answer.outputs["y"][0, 0]) == 2.0
+    assert isinstance(second, QueueFull) and second.by_time and "over the 350 ms budget" in str(second)
+    assert engine.calls == [1]  # the late request never reached the engine
 
 
 def test_the_time_cap_refuses_what_the_count_cap_would_still_take_and_never_computes_it() -> None:

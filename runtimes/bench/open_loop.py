@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.bench.remote import _strip, infer_inputs, model_specs
+from runtimes.bench.remote import SPLIT, _strip, infer_inputs, int_parameters, model_specs
 from runtimes.specs import TensorSpec, random_inputs
 
 POOL = 16  # distinct inputs, each answered unloaded first
@@ -69,6 +69,10 @@ class OpenLoopResult:
     refusal_examples: list[str] = field(default_factory=list)  # up to 3 distinct: which cap refused, at what pace
     refused_by_window: list[int] = field(default_factory=list)  # refusals per window_s, by scheduled time
     steal_by_window_pct: list[float] = field(default_factory=list)  # this machine's CPU time stolen, per window
+    # where the slowest 1 % of answers spent their time: the mean of each part of attn-serve's split over them,
+    # and ``client``, their latency outside the server's (scheduling, network, HTTP/gRPC before the model is
+    # called); empty for a server that reports no split
+    tail_split_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,23 +127,23 @@ class _Client:
 
     def __init__(self, url: str, protocol: str, model: str, specs: list[TensorSpec], timeout_ms: float | None) -> None:
         self.module = _aio_module(protocol)
-        self.model, self.timeout_ms = model, timeout_ms
+        self.model, self.timeout_ms, self.protocol = model, timeout_ms, protocol
         kwargs = {"conn_limit": 10_000} if protocol == "http" else {}
         self.client = self.module.InferenceServerClient(_strip(url), **kwargs)
         self.pool = [infer_inputs(self.module, specs, random_inputs(specs, 1, seed=1000 + i)) for i in range(POOL)]
         self.bad = infer_inputs(self.module, specs, random_inputs(specs, 1, seed=999),
                                 rename={specs[0].name: "__not_an_input__"})
 
-    async def infer(self, index: int, bad: bool = False) -> dict[str, np.ndarray]:
-        """Send pool entry ``index`` (or the bad request); its outputs by name (the request's timeout is sent as
-        the OIP parameter)."""
+    async def infer(self, index: int, bad: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Send pool entry ``index`` (or the bad request); its outputs by name and the response's integer
+        parameters (the request's timeout is sent as the OIP parameter)."""
         timeout_us = int(self.timeout_ms * 1e3) if self.timeout_ms else None
         call = self.client.infer(self.model, self.bad if bad else self.pool[index % POOL], timeout=timeout_us)
         result = await (asyncio.wait_for(call, self.timeout_ms / 1e3 + GRACE_S) if self.timeout_ms else call)
         response = result.get_response()
         names = [o["name"] for o in response["outputs"]] if isinstance(response, dict) else \
             [o.name for o in response.outputs]
-        return {name: result.as_numpy(name) for name in names}
+        return {name: result.as_numpy(name) for name in names}, int_parameters(result, self.protocol)
 
     async def close(self) -> None:
         await self.client.close()
@@ -162,6 +166,7 @@ class _Tally:
     outcomes: dict[str, int] = field(default_factory=lambda: {"answered": 0, "refused": 0, "timed_out": 0,
                                                                "error": 0})
     answered: list[tuple[float, float]] = field(default_factory=list)  # (scheduled since t0, latency ms)
+    splits: list[dict[str, int]] = field(default_factory=list)  # each answer's *_us parameters, as answered
     lags_ms: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
@@ -240,7 +245,7 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
     reference, lone_ms = [], []
     for i in range(POOL):
         start = loop.time()
-        reference.append(await client.infer(i))
+        reference.append((await client.infer(i))[0])
         lone_ms.append((loop.time() - start) * 1e3)
     tally, rss = _Tally(), _RssSampler(url)
     # the generator's own full garbage collections scanned every imported object (tritonclient, numpy: 40 ms
@@ -254,7 +259,7 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         bad = bad_every > 0 and index % bad_every == bad_every - 1
         tally.bad_sent += bad
         try:
-            got = await client.infer(index, bad)
+            got, parameters = await client.infer(index, bad)
         except Exception as exc:  # every failure is counted by its kind; the load goes on
             if bad and _rejected_as_bad(exc):
                 tally.bad_rejected += 1
@@ -265,6 +270,7 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
             tally.failed(RuntimeError("a request with an unknown input name was answered"), scheduled - t0)
             return
         tally.answered.append((scheduled - t0, (loop.time() - scheduled) * 1e3))
+        tally.splits.append(parameters)
         tally.outcomes["answered"] += 1
         diff = _max_diff(got, reference[index % POOL])
         tally.worst = max(tally.worst, diff)
@@ -312,7 +318,21 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         rss_by_window_mb=rss.by_window(t0, window_s, windows), refusal_examples=tally.refusals,
         refused_by_window=[sum(w * window_s <= t < (w + 1) * window_s for t in tally.refused_at)
                            for w in range(windows)],
-        steal_by_window_pct=rss.steal_by_window(t0, window_s, windows))
+        steal_by_window_pct=rss.steal_by_window(t0, window_s, windows),
+        tail_split_ms=tail_split([ms for _, ms in tally.answered], tally.splits))
+
+
+def tail_split(latency_ms: list[float], splits: list[dict[str, int]]) -> dict[str, float]:
+    """The mean of each part of attn-serve's split (``SPLIT``, from the ``*_us`` parameters) over the answers
+    at or above the p99 latency, and ``client``: their latency less the server's; ``{}`` when the answers
+    carry no split."""
+    if not latency_ms or not all(f"{part}_us" in s for s in splits for part in SPLIT):
+        return {}
+    latency = np.asarray(latency_ms)
+    tail = np.flatnonzero(latency >= np.percentile(latency, 99))
+    parts = {part: float(np.mean([splits[i][f"{part}_us"] for i in tail])) / 1e3 for part in SPLIT}
+    parts["client"] = float(np.mean(latency[tail])) - parts["server"]
+    return parts
 
 
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,

@@ -93,7 +93,7 @@ def infer_inputs(module: Any, specs: list[TensorSpec], arrays: dict[str, np.ndar
 SPLIT = ("decode", "hop", "queue", "engine", "encode", "server")  # attn-serve's *_us response parameters
 
 
-def _int_parameters(result: Any, protocol: str) -> dict[str, int]:
+def int_parameters(result: Any, protocol: str) -> dict[str, int]:
     """The response's integer parameters (``batch_rows``, ``*_us``) by name."""
     response = result.get_response()
     if protocol == "grpc":
@@ -132,7 +132,7 @@ def run_level(url: str, model: str, protocol: str, specs: list[TensorSpec], conc
                     errors[0] += 1
                 continue
             elapsed = (time.perf_counter() - start) * 1e3
-            parameters = _int_parameters(result, protocol)
+            parameters = int_parameters(result, protocol)
             with lock:
                 latencies.append(elapsed)
                 if "batch_rows" in parameters:
