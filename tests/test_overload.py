@@ -226,6 +226,23 @@ def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server) -> No
     assert result.server_rss_mb and result.server_rss_mb["max"] >= result.server_rss_mb["start"] > 100
     assert result.after_ms < 10 * result.unloaded_ms + 100  # the server recovered once the load stopped
     assert len(result.steal_by_window_pct) == 1 and 0.0 <= result.steal_by_window_pct[0] < 100.0
+    tail = result.tail_split_ms  # attn-serve's split of the slowest 1 %: its parts within their latency
+    assert set(tail) == {"decode", "hop", "queue", "engine", "encode", "server", "client"} and tail["engine"] > 0
+    assert tail["server"] + tail["client"] <= result.max_ms + 1e-6 and tail["client"] > -1.0
+
+
+def test_the_tail_split_is_the_mean_of_each_part_over_the_slowest_percent() -> None:
+    """100 answers: the slowest (latency 500 ms) alone is at or above the p99; its parts are reported, and the
+    time outside the server (500 - 450 ms) as ``client``; answers without attn-serve's split give nothing."""
+    parts = ("decode", "hop", "queue", "engine", "encode")
+    latency = [10.0] * 99 + [500.0]
+    fast = {**{f"{p}_us": 1000 for p in parts}, "server_us": 5000}
+    slow = {"decode_us": 0, "hop_us": 0, "queue_us": 300_000, "engine_us": 150_000, "encode_us": 0,
+            "server_us": 450_000}
+    split = open_loop.tail_split(latency, [fast] * 99 + [slow])
+    assert split == pytest.approx({"decode": 0, "hop": 0, "queue": 300.0, "engine": 150.0, "encode": 0,
+                                   "server": 450.0, "client": 50.0})
+    assert open_loop.tail_split(latency, [{}] * 100) == {} and open_loop.tail_split([], []) == {}
 
 
 def test_the_stolen_cpu_share_is_per_window_from_the_machines_cpu_times() -> None:
