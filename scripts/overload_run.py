@@ -140,18 +140,12 @@ def overload_checks(over: open_loop.OpenLoopResult, engine_ms: float) -> list[di
               f"refused, {over.timed_out} timed out, {over.errors} errors of {over.sent}"),
         check("2C: p99 of answered <= queue cap x batch-1 engine time + 50 ms", over.p99_ms <= bound,
               f"p99 {over.p99_ms:.0f} ms, bound {MAX_QUEUE} x {engine_ms:.1f} + 50 = {bound:.0f} ms"
-              + (f"; the slowest 1 %: {describe_split(over.tail_split_ms)}" if over.tail_split_ms else "")),
+              + (f"; the slowest 1 %: {open_loop.describe_tail(over.tail_split_ms)}" if over.tail_split_ms else "")),
         check("2C: server RSS at the end at most 10 % above after 10 s", rss["end"] <= 1.10 * rss["at_10s"],
               f"{rss['at_10s']:.0f} → {rss['end']:.0f} MB (start {rss['start']:.0f}, max {rss['max']:.0f})"),
         check("2C: first request after the load within 2 x its unloaded latency",
               over.after_ms <= 2 * over.unloaded_ms, f"{over.after_ms:.1f} ms vs unloaded {over.unloaded_ms:.1f} ms"),
     ]
-
-
-def describe_split(split_ms: dict[str, float]) -> str:
-    """``client 12 + decode 3 + … ms``: where answers spent their time, outside the server first."""
-    parts = ["client", *(p for p in remote.SPLIT if p != "server")]
-    return " + ".join(f"{p} {split_ms[p]:.0f}" for p in parts) + " ms"
 
 
 def sigterm_run(folder: Path, model: str, protocol: str, rate: float, log: Path) -> dict[str, Any]:

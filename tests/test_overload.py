@@ -243,6 +243,7 @@ def test_the_tail_split_is_the_mean_of_each_part_over_the_slowest_percent() -> N
     assert split == pytest.approx({"decode": 0, "hop": 0, "queue": 300.0, "engine": 150.0, "encode": 0,
                                    "server": 450.0, "client": 50.0})
     assert open_loop.tail_split(latency, [{}] * 100) == {} and open_loop.tail_split([], []) == {}
+    assert open_loop.describe_tail(split) == "client 50 + decode 0 + hop 0 + queue 300 + engine 150 + encode 0 ms"
 
 
 def test_the_stolen_cpu_share_is_per_window_from_the_machines_cpu_times() -> None:

@@ -335,6 +335,12 @@ def tail_split(latency_ms: list[float], splits: list[dict[str, int]]) -> dict[st
     return parts
 
 
+def describe_tail(split_ms: dict[str, float]) -> str:
+    """``client 6 + decode 0 + … ms``: where the slowest answers spent their time, outside the server first."""
+    parts = ["client", *(p for p in SPLIT if p != "server")]
+    return " + ".join(f"{p} {split_ms[p]:.0f}" for p in parts) + " ms"
+
+
 def run_open_loop(url: str, model: str, protocol: str, rate: float, duration_s: float,
                   timeout_ms: float | None = None, max_abs_diff: float = 0.0, bad_every: int = 0,
                   window_s: float = 60.0) -> OpenLoopResult:
@@ -352,4 +358,6 @@ def format_table(results: list[OpenLoopResult]) -> str:
         lines.append(f"{r.engine:<8} {r.rate:>7.1f} {r.sent:>6} {r.answered:>8} {r.refused:>7} {r.timed_out:>7} "
                      f"{r.errors:>6} {r.wrong:>5} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} "
                      f"{r.unloaded_ms:>8.1f} {r.after_ms:>8.1f}  {rss}")
+    lines += [f"{r.engine}: the slowest 1 % of answers spent {describe_tail(r.tail_split_ms)}"
+              for r in results if r.tail_split_ms]
     return "\n".join(lines)
