@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from click.testing import CliRunner
 
 import runtimes
 from runtimes.bench import open_loop
@@ -216,19 +217,29 @@ def test_a_grpc_deadline_is_the_request_timeout(server) -> None:
         "OK", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNAVAILABLE"}, codes
 
 
-def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server) -> None:
-    result = open_loop.run_open_loop(server.url, MODEL, "http", rate=150, duration_s=3)
-    assert result.sent == 450 and result.answered + result.refused + result.timed_out == result.sent
-    assert result.refused > 0 and result.answered > 0 and result.errors == 0
-    assert sum(result.refused_by_window) == result.refused and result.send_lag_max_ms >= result.send_lag_p99_ms
-    assert result.refusal_examples and all("queue is full" in why for why in result.refusal_examples)
-    assert result.wrong == 0 and result.max_abs_diff == 0.0  # bit-equal to the unloaded answers
-    assert result.server_rss_mb and result.server_rss_mb["max"] >= result.server_rss_mb["start"] > 100
-    assert result.after_ms < 10 * result.unloaded_ms + 100  # the server recovered once the load stopped
-    assert len(result.steal_by_window_pct) == 1 and 0.0 <= result.steal_by_window_pct[0] < 100.0
-    tail = result.tail_split_ms  # attn-serve's split of the slowest 1 %: its parts within their latency
+def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server, tmp_path) -> None:
+    """``attn-bench --url --rate --duration`` (the CLI, its table and JSON) at a rate the server cannot hold."""
+    from runtimes.bench.cli import main as attn_bench
+
+    out = tmp_path / "open_loop.json"
+    run = CliRunner().invoke(attn_bench, [MODEL, "--url", server.url, "--rate", "150", "--duration", "3",
+                                          "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    result = json.loads(out.read_text())["results"][0]
+    assert result["sent"] == 450 and result["answered"] + result["refused"] + result["timed_out"] == result["sent"]
+    assert result["refused"] > 0 and result["answered"] > 0 and result["errors"] == 0
+    assert sum(result["refused_by_window"]) == result["refused"]
+    assert result["send_lag_max_ms"] >= result["send_lag_p99_ms"]
+    assert result["refusal_examples"] and all("queue is full" in why for why in result["refusal_examples"])
+    assert result["wrong"] == 0 and result["max_abs_diff"] == 0.0  # bit-equal to the unloaded answers
+    rss = result["server_rss_mb"]
+    assert rss and rss["max"] >= rss["start"] > 100
+    assert result["after_ms"] < 10 * result["unloaded_ms"] + 100  # the server recovered once the load stopped
+    assert len(result["steal_by_window_pct"]) == 1 and 0.0 <= result["steal_by_window_pct"][0] < 100.0
+    tail = result["tail_split_ms"]  # attn-serve's split of the slowest 1 %: its parts within their latency
     assert set(tail) == {"decode", "hop", "queue", "engine", "encode", "server", "client"} and tail["engine"] > 0
-    assert tail["server"] + tail["client"] <= result.max_ms + 1e-6 and tail["client"] > -1.0
+    assert tail["server"] + tail["client"] <= result["max_ms"] + 1e-6 and tail["client"] > -1.0
+    assert f"http: the slowest 1 % of answers spent client {tail['client']:.0f} + decode" in run.output
 
 
 def test_the_tail_split_is_the_mean_of_each_part_over_the_slowest_percent() -> None:
