@@ -175,14 +175,16 @@ class DynamicBatcher:
                 pending.future.set_exception(DeadlineExpired("its timeout passed while its batch formed"))
                 continue
             live.append(pending)
-        late = [late_for_budget(self.pace, now - p.arrived, len(live), self.budget_s) if p.found_queue else None
-                for p in live]
-        for pending, why in zip(live, late):
+        kept = []
+        for pending in live:
+            why = late_for_budget(self.pace, now - pending.arrived, len(live), self.budget_s) \
+                if pending.found_queue else None
             if why:
                 pending.future.set_exception(QueueFull(self.held, why))
             else:
                 pending.started = True
-        return [pending for pending, why in zip(live, late) if not why]
+                kept.append(pending)
+        return kept
 
     async def _work(self) -> None:
         while True:
