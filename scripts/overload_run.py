@@ -221,6 +221,9 @@ def soak_model(model: str, seconds: float, out: Path) -> None:
     for why in soak.refusal_examples:
         print(f"  refused ({soak.refused_by_window} per minute; send lag max {soak.send_lag_max_ms:.0f} ms): {why}")
     rss, p99 = soak.rss_by_window_mb, soak.p99_by_window_ms
+    for minute, (split, lone) in enumerate(zip(soak.tail_split_by_window_ms, soak.lone_engine_ms_by_window)):
+        tail = open_loop.describe_tail(split) if split else "-"
+        print(f"  minute {minute + 1}: p99 {p99[minute]:.0f} ms, lone engine call {lone:.1f} ms; slowest 1 %: {tail}")
     swings = [abs(b / a - 1) for a, b in zip(p99, p99[1:])]
     checks = [
         check("soak: zero 5xx on good requests, bad ones answered 4xx",

@@ -240,6 +240,10 @@ def test_an_open_loop_above_capacity_refuses_and_answers_correctly(server, tmp_p
     assert set(tail) == {"decode", "hop", "queue", "engine", "encode", "server", "client"} and tail["engine"] > 0
     assert tail["server"] + tail["client"] <= result["max_ms"] + 1e-6 and tail["client"] > -1.0
     assert f"http: the slowest 1 % of answers spent client {tail['client']:.0f} + decode" in run.output
+    (window_tail,) = result["tail_split_by_window_ms"]  # one 60 s window holds the whole 3 s run
+    assert window_tail == pytest.approx(tail)
+    (lone,) = result["lone_engine_ms_by_window"]  # the lone requests before the load are outside the windows
+    assert lone != lone or 0.0 < lone < tail["engine"] + 1e-6  # nan when every answer rode in a batch
 
 
 def test_the_tail_split_is_the_mean_of_each_part_over_the_slowest_percent() -> None:
@@ -255,6 +259,14 @@ def test_the_tail_split_is_the_mean_of_each_part_over_the_slowest_percent() -> N
                                    "server": 450.0, "client": 50.0})
     assert open_loop.tail_split(latency, [{}] * 100) == {} and open_loop.tail_split([], []) == {}
     assert open_loop.describe_tail(split) == "client 50 + decode 0 + hop 0 + queue 300 + engine 150 + encode 0 ms"
+
+
+def test_the_lone_engine_time_is_the_median_over_answers_computed_alone() -> None:
+    """Only ``batch_rows`` 1 answers count (a batch of 8's 80 ms is not the machine's speed); none: nan."""
+    splits = [{"batch_rows": 1, "engine_us": us} for us in (10_000, 12_000, 30_000)]
+    splits += [{"batch_rows": 8, "engine_us": 80_000}] * 5
+    assert open_loop.lone_engine_ms(splits) == pytest.approx(12.0)
+    assert np.isnan(open_loop.lone_engine_ms(splits[3:])) and np.isnan(open_loop.lone_engine_ms([]))
 
 
 def test_the_stolen_cpu_share_is_per_window_from_the_machines_cpu_times() -> None:

@@ -73,6 +73,10 @@ class OpenLoopResult:
     # and ``client``, their latency outside the server's (scheduling, network, HTTP/gRPC before the model is
     # called); empty for a server that reports no split
     tail_split_ms: dict[str, float] = field(default_factory=dict)
+    tail_split_by_window_ms: list[dict[str, float]] = field(default_factory=list)  # the same, per window_s
+    # per window: the median engine time of answers computed alone (``batch_rows`` 1): the machine's own speed
+    # that minute, which tells a slower machine from a longer queue (nan where the server reports no split)
+    lone_engine_ms_by_window: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,7 +307,9 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
     latency = np.asarray([ms for _, ms in tally.answered] or [float("nan")])
     p50, p99 = np.percentile(latency, [50, 99])
     windows = max(1, int(np.ceil(duration_s / window_s)))
-    by_window = [[ms for t, ms in tally.answered if w * window_s <= t < (w + 1) * window_s] for w in range(windows)]
+    in_window = [[i for i, (t, _) in enumerate(tally.answered) if w * window_s <= t < (w + 1) * window_s]
+                 for w in range(windows)]
+    by_window = [[tally.answered[i][1] for i in w] for w in in_window]
     out = tally.outcomes
     return OpenLoopResult(
         engine=protocol, rate=rate, duration_s=duration_s, sent=count,
@@ -319,7 +325,10 @@ async def _run(url: str, model: str, protocol: str, rate: float, duration_s: flo
         refused_by_window=[sum(w * window_s <= t < (w + 1) * window_s for t in tally.refused_at)
                            for w in range(windows)],
         steal_by_window_pct=rss.steal_by_window(t0, window_s, windows),
-        tail_split_ms=tail_split([ms for _, ms in tally.answered], tally.splits))
+        tail_split_ms=tail_split([ms for _, ms in tally.answered], tally.splits),
+        tail_split_by_window_ms=[tail_split([tally.answered[i][1] for i in w], [tally.splits[i] for i in w])
+                                 for w in in_window],
+        lone_engine_ms_by_window=[lone_engine_ms([tally.splits[i] for i in w]) for w in in_window])
 
 
 def tail_split(latency_ms: list[float], splits: list[dict[str, int]]) -> dict[str, float]:
@@ -333,6 +342,12 @@ def tail_split(latency_ms: list[float], splits: list[dict[str, int]]) -> dict[st
     parts = {part: float(np.mean([splits[i][f"{part}_us"] for i in tail])) / 1e3 for part in SPLIT}
     parts["client"] = float(np.mean(latency[tail])) - parts["server"]
     return parts
+
+
+def lone_engine_ms(splits: list[dict[str, int]]) -> float:
+    """The median ``engine_us`` of the answers computed alone (``batch_rows`` 1), in ms; nan if none."""
+    alone = [s["engine_us"] for s in splits if s.get("batch_rows") == 1 and "engine_us" in s]
+    return float(np.median(alone)) / 1e3 if alone else float("nan")
 
 
 def describe_tail(split_ms: dict[str, float]) -> str:
