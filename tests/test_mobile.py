@@ -170,6 +170,46 @@ def test_a_step_its_simulation_rejects_is_not_lowered_but_the_last_always_is() -
     assert lowered == [first] and info["step"] == first and len(info["tries"]) == 1
 
 
+class _ConcatBiasQkv(torch.nn.Module):
+    """EVA-02's attention input: ``F.linear`` with a bias the graph concatenates at every call, then a plain
+    linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(16, 48, bias=False)
+        self.q_bias, self.v_bias = torch.nn.Parameter(torch.randn(16)), torch.nn.Parameter(torch.randn(16))
+        self.register_buffer("k_bias", torch.zeros(16), persistent=False)
+        self.proj = torch.nn.Linear(48, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        return self.proj(torch.nn.functional.linear(x, self.qkv.weight, bias))
+
+
+def test_a_layer_with_a_computed_bias_stays_float_and_the_int8_pte_lowers_and_runs(tmp_path) -> None:
+    """Quantized, the computed-bias layer (which XNNPACK does not take) left a per-channel dequantize for the
+    runtime wheel, which has no such kernel: lowering failed with "Missing out variants" (eva02_tiny). Now it
+    stays float on the portable kernels, the plain linear is quantized and delegated, and the file runs."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module = _ConcatBiasQkv().eval()
+    specs, outputs = [TensorSpec("x", ("batch", 16))], [TensorSpec("y", ("batch", 10))]
+    graph = pte.bounded_program(module, specs, (torch.randn(2, 16),), 4).module().graph
+    assert pte.computed_weight_nodes(graph) == {"linear"}  # the qkv; "linear_1" (proj) holds its weights
+    calibration = {"x": np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)}
+    program = pte.quantize_pt2e(module, specs, (torch.randn(2, 16),), 4, calibration, pte.WIDENING_STEPS[0])
+    report = pte.lower_to_pte(program, tmp_path / "model.int8.pte", specs, outputs)
+    assert report["portable_op_types"] == {"addmm": 1} and report["xnnpack_ops"] >= 1
+    x = calibration["x"][:3]
+    with runtimes.load(tmp_path / "model.int8.pte", engine="executorch") as rt:
+        got = rt({"x": x})["y"]
+    with torch.inference_mode():
+        want = module(torch.from_numpy(x)).numpy()
+    assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.05 * np.abs(want).max()  # INT8 of proj only
+
+
 def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same() -> None:
     """ExecuTorch's per-partition re-ordering, done in place: a node placed before its input moves after it, the
     rest keep their order, the module computes the same; an ordered graph is left as it is (no new code); inside

@@ -136,20 +136,33 @@ def _op(node: Any) -> str:
     return getattr(node.target, "__name__", "").split(".")[0]
 
 
+def computed_weight_nodes(graph: torch.fx.Graph) -> set[str]:
+    """Weighted layers whose weight or bias the graph computes instead of holding (EVA-02's qkv bias is
+    ``cat(q_bias, zeros, v_bias)`` at every call). XNNPACK delegates only layers with constant weights, so
+    such a layer runs on the portable kernels, and its quantized weight's ``dequantize_per_channel`` with it:
+    a kernel the ExecuTorch runtime wheel does not have (lowering fails with "Missing out variants")."""
+    def computed(arg: Any) -> bool:
+        return isinstance(arg, torch.fx.Node) and arg.op != "get_attr"
+
+    return {n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED
+            and any(computed(arg) for arg in n.args[1:3])}
+
+
 def _quantizer(step: PteInt8Step, graph: torch.fx.Graph) -> Any:
     """``XNNPACKQuantizer`` (symmetric, per-channel) that skips ``step``'s operators and, with ``float_ends``,
     the first and last weighted layers of ``graph``: the layers whose INT8 error every later one inherits
-    (the stem) or that decides the class (the classifier), as ModelOpt and TensorRT users commonly do."""
+    (the stem) or that decides the class (the classifier), as ModelOpt and TensorRT users commonly do. Layers
+    with computed weights (:func:`computed_weight_nodes`) stay in float at every step."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
     weighted = [n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED]
-    ends = {weighted[0], weighted[-1]} if step.float_ends and weighted else set()
+    floats = computed_weight_nodes(graph) | ({weighted[0], weighted[-1]} if step.float_ends and weighted else set())
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    if step.float_ops or ends:
-        quantizer.set_filter_function(lambda node: _op(node) not in step.float_ops and node.name not in ends)
+    if step.float_ops or floats:
+        quantizer.set_filter_function(lambda node: _op(node) not in step.float_ops and node.name not in floats)
     return quantizer
 
 
