@@ -210,6 +210,27 @@ def test_a_layer_with_a_computed_bias_stays_float_and_the_int8_pte_lowers_and_ru
     assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.05 * np.abs(want).max()  # INT8 of proj only
 
 
+def test_global_pooling_stays_float_at_every_int8_step() -> None:
+    """ExecuTorch 1.5.1's XNNPACK computed fastvit_sa12's quantized global pool (after a GELU, which stays float)
+    wrong at batch > 1. At every step, even the default, the pool now takes the GELU's float output with no
+    quantize-dequantize pair before it, while the convolution before them is quantized at the default step."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    specs = [TensorSpec("x", ("batch", 3, 8, 8))]
+    calibration = {"x": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
+    for step in pte.WIDENING_STEPS:
+        graph = pte.quantize_pt2e(module, specs, (torch.randn(2, 3, 8, 8),), 4, calibration, step).graph
+        source = {node.name: str(node.args[0].target) for node in graph.nodes
+                  if node.op == "call_function" and isinstance(node.args[0], torch.fx.Node)}
+        (pool,) = [name for name in source if name.startswith("adaptive_avg_pool2d")]
+        assert "gelu" in source[pool], (step.name, source[pool])
+        (conv,) = [name for name in source if name.startswith("conv2d")]
+        assert ("dequantize" in source[conv]) != step.float_ends, (step.name, source[conv])
+
+
 def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same() -> None:
     """ExecuTorch's per-partition re-ordering, done in place: a node placed before its input moves after it, the
     rest keep their order, the module computes the same; an ordered graph is left as it is (no new code); inside
