@@ -231,6 +231,47 @@ def test_global_pooling_stays_float_at_every_int8_step() -> None:
         assert ("dequantize" in source[conv]) != step.float_ends, (step.name, source[conv])
 
 
+class _RepMixerLike(torch.nn.Module):
+    """A conv-bn pair (which prepare_pt2e folds) and, as in fastvit's RepMixer, a batch norm after an add, with no
+    convolution before it: the graph keeps a batch norm, so convert_pt2e tries its QAT folding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+        self.mixer = torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return self.head(self.mixer(y + x.mean(1, keepdim=True)).mean((2, 3)))
+
+
+def test_ptq_convert_skips_the_qat_folding_and_gives_the_same_graph_and_outputs() -> None:
+    """convert_ptq against torchao's own convert_pt2e on copies of one calibrated graph: the QAT conv-bn folding,
+    the slow part on fastvit_sa12, finds nothing to fold in a post-training graph."""
+    import copy
+
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    from exporter.formats import executorch_pte as pte
+    from exporter.formats.ptq_convert import convert_ptq
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module = _RepMixerLike().eval()
+    for norm in (module.bn, module.mixer):  # statistics that are not the identity
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+    specs = [TensorSpec("x", ("batch", 3, 8, 8))]
+    x = torch.randn(3, 3, 8, 8)
+    captured = pte.bounded_program(module, specs, (x[:2],), 4).module()
+    prepared = quantize_pt2e.prepare_pt2e(captured, pte._quantizer(pte.WIDENING_STEPS[0], captured.graph))
+    prepared(x)
+    assert any("batch_norm" in str(n.target) for n in prepared.graph.nodes)  # the fold is attempted here
+    ours, theirs = convert_ptq(copy.deepcopy(prepared)), quantize_pt2e.convert_pt2e(copy.deepcopy(prepared))
+    assert ours.code == theirs.code
+    assert torch.equal(ours(x), theirs(x))
+
+
 def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same() -> None:
     """ExecuTorch's per-partition re-ordering, done in place: a node placed before its input moves after it, the
     rest keep their order, the module computes the same; an ordered graph is left as it is (no new code); inside

@@ -34,6 +34,7 @@ from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.partition_order import in_place_partition_order
+from exporter.formats.ptq_convert import convert_ptq
 from runtimes.engines.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
@@ -188,14 +189,14 @@ def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple
                   ) -> torch.export.ExportedProgram:
     """PT2E INT8 of ``module``: annotate (``step``), calibrate on ``calibration`` in chunks of at most
     ``max_batch`` rows, convert, and export the quantized module with the same bounds."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     captured = bounded_program(module, specs, example, max_batch).module()
     prepared = prepare_pt2e(captured, _quantizer(step, captured.graph))
     with torch.no_grad():
         for rows in _rows(calibration, [s.name for s in specs], max_batch):
             prepared(*rows)
-    converted = convert_pt2e(prepared)
+    converted = convert_ptq(prepared)
     return bounded_program(converted, specs, example, max_batch)
 
 
