@@ -231,6 +231,42 @@ def test_global_pooling_stays_float_at_every_int8_step() -> None:
         assert ("dequantize" in source[conv]) != step.float_ends, (step.name, source[conv])
 
 
+class _PatchMerging(torch.nn.Module):
+    """swinv2's patch merging after a residual add: add → pad → reshape/permute/flatten → linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix, self.reduction, self.head = torch.nn.Linear(8, 8), torch.nn.Linear(32, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(x)
+        x = torch.nn.functional.pad(x, (0, 0, 0, 2, 0, 2))
+        batch, height, width, channels = x.shape
+        x = x.reshape(batch, height // 2, 2, width // 2, 2, channels).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        return self.head(self.reduction(x).mean((1, 2)))
+
+
+def test_a_pad_after_a_quantized_add_runs_on_the_portable_kernels_and_the_int8_pte_loads(tmp_path) -> None:
+    """Delegated, the pad between the quantized add and the quantized view chain made XNNPACK's runtime refuse
+    the file at load ("Failed to create StaticConstantPad node", swinv2_tiny's second step). Left to the portable
+    kernels, the file loads and computes what PyTorch's simulation of the same quantized program does."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module = _PatchMerging().eval()
+    specs, outputs = [TensorSpec("x", ("batch", 4, 4, 8))], [TensorSpec("y", ("batch", 10))]
+    calibration = {"x": np.random.default_rng(0).standard_normal((8, 4, 4, 8)).astype(np.float32)}
+    program = pte.quantize_pt2e(module, specs, (torch.randn(2, 4, 4, 8),), 4, calibration, pte.WIDENING_STEPS[0])
+    report = pte.lower_to_pte(program, tmp_path / "model.int8.pte", specs, outputs)
+    assert report["portable_op_types"].get("constant_pad_nd") == 1 and report["xnnpack_ops"] >= 3
+    x = calibration["x"][:3]
+    with runtimes.load(tmp_path / "model.int8.pte", engine="executorch") as rt:
+        got = rt({"x": x})["y"]
+    want = pte.simulate(program, specs, outputs, 4)({"x": x})["y"]
+    assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.02 * np.abs(want).max()
+
+
 class _RepMixerLike(torch.nn.Module):
     """A conv-bn pair (which prepare_pt2e folds) and, as in fastvit's RepMixer, a batch norm after an add, with no
     convolution before it: the graph keeps a batch norm, so convert_pt2e tries its QAT folding."""

@@ -86,16 +86,40 @@ def delegation(edge_program: Any) -> dict[str, Any]:
             "portable_op_types": dict(sorted((k, v) for k, v in fallback.items() if v))}
 
 
+def xnnpack_partitioner() -> Any:
+    """ExecuTorch's ``XnnpackPartitioner`` with every default config, but a constant pad whose input is
+    dequantized is left to the portable kernels.
+
+    Why: with ExecuTorch 1.5.1, a pad between a quantized operator and a quantized view chain (swinv2's patch
+    merging: quantized add → pad → reshape/permute/flatten → quantized linear) lowers, then the file fails to
+    load: XNNPACK's runtime refuses the pad ("Failed to create StaticConstantPad node … xnn_status_invalid_parameter",
+    "Init failed for backend XnnpackBackend: 0x1"), so each such widening step cost a lowering for nothing. XNNPACK
+    takes the pad in FP32 only; on the portable kernel it computes the same float pad."""
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import ConstantPadConfig
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.utils.quant_utils import is_dequant
+
+    class FloatInputPadConfig(ConstantPadConfig):  # type: ignore[misc]
+        def check_constraints(self, node: torch.fx.Node, ep: torch.export.ExportedProgram) -> bool:
+            source = node.args[0]
+            if isinstance(source, torch.fx.Node) and is_dequant(source):
+                return False
+            return bool(super().check_constraints(node, ep))
+
+    configs = [FloatInputPadConfig if c is ConstantPadConfig else c for c in ALL_PARTITIONER_CONFIGS]
+    return XnnpackPartitioner(configs=configs)
+
+
 def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec]) -> dict[str, Any]:
     """XNNPACK-lower ``program`` and write ``out_path`` atomically; returns the delegation report."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     try:
         with in_place_partition_order():  # see exporter/formats/partition_order.py: 244 → 145 s on coat_tiny
             edge = to_edge_transform_and_lower(
-                program, partitioner=[XnnpackPartitioner()],
+                program, partitioner=[xnnpack_partitioner()],
                 constant_methods={IO_METHOD: io_constant(inputs, outputs)},
                 compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
         report = delegation(edge)
