@@ -341,6 +341,48 @@ def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same
     assert lowered_backend_module.legalize_graph is original
 
 
+def test_shared_provenance_keeps_every_chain_and_copies_none_of_it() -> None:
+    """Under ``shared_provenance`` two rounds of decompositions record the same ``from_node`` chains (pass, node
+    and target at every level) as without it, but a later program's chains hold the earlier program's
+    ``NodeSource`` objects themselves instead of deep copies; the patch is undone on exit."""
+    from torch.fx import traceback as fx_traceback
+
+    from exporter.formats.fx_provenance import shared_provenance
+
+    def chain(sources: list) -> list:
+        return [(s.pass_name, s.node_info.name, s.node_info.target, chain(s.from_node)) for s in sources]
+
+    def depth(sources: list) -> int:
+        return max((1 + depth(s.from_node) for s in sources), default=0)
+
+    def objects(program: torch.export.ExportedProgram) -> set[int]:
+        found: set[int] = set()
+        pending = [s for n in program.graph.nodes for s in n.meta.get("from_node", [])]
+        while pending:
+            source = pending.pop()
+            found.add(id(source))
+            pending.extend(source.from_node)
+        return found
+
+    class SiluTwice(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.silu(x) * 2
+
+    program = torch.export.export(SiluTwice(), (torch.randn(2, 3),))
+    original = fx_traceback.NodeSource.__init__
+    first = program.run_decompositions()
+    copied = first.run_decompositions()
+    with shared_provenance():
+        shared_first = program.run_decompositions()
+        shared = shared_first.run_decompositions()
+    assert fx_traceback.NodeSource.__init__ is original
+    assert [chain(n.meta.get("from_node", [])) for n in shared.graph.nodes] == \
+        [chain(n.meta.get("from_node", [])) for n in copied.graph.nodes]
+    assert max(depth(n.meta.get("from_node", [])) for n in shared.graph.nodes) == 4  # two rounds, two levels each
+    assert not objects(first) & objects(copied)  # torch's own: every level deep-copied
+    assert objects(shared_first) <= objects(shared)  # shared: the earlier program's chains themselves
+
+
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
 @pytest.mark.parametrize("batch", [1, 3, TEST_PROFILE.max, TEST_PROFILE.max + 3])
 def test_pte_equals_pytorch_at_every_batch(name, precision, batch, artifacts_root) -> None:
