@@ -267,6 +267,41 @@ def test_a_pad_after_a_quantized_add_runs_on_the_portable_kernels_and_the_int8_p
     assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.02 * np.abs(want).max()
 
 
+def test_negative_pad_amounts_become_crops_and_a_non_negative_pad() -> None:
+    from exporter.formats.negative_pads import crop_amounts
+
+    assert crop_amounts([-1, -1, -1, -1], 4) == ([(3, 1, -1), (2, 1, -1)], [0, 0, 0, 0])
+    assert crop_amounts([2, -3, 0, 0, -1, 1], 3) == ([(2, 0, -3), (0, 1, sys.maxsize)], [2, 0, 0, 0, 0, 1])
+    assert crop_amounts([1, 2], 2) == ([], [1, 2])
+
+
+class _FoldBack(torch.nn.Module):
+    """VOLO's outlook attention in small: unfold, scale, fold back; PyTorch's fold decomposition crops its
+    padding with a negative ``constant_pad_nd``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        columns = torch.nn.functional.unfold(x, 3, padding=1)
+        return torch.nn.functional.fold(columns * 0.5, (8, 8), 3, padding=1)
+
+
+def test_a_fold_lowers_to_a_pte_that_runs_and_matches_pytorch(tmp_path) -> None:
+    """The portable kernel refused fold's negative pad at run time (error 0x12, volo_d1_224's .pte): it is now
+    lowered as crops, and the file computes PyTorch's fold at batch sizes 1 and 3."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    module = _FoldBack().eval()
+    specs, outputs = [TensorSpec("x", ("batch", 4, 8, 8))], [TensorSpec("y", ("batch", 4, 8, 8))]
+    program = pte.bounded_program(module, specs, (torch.randn(2, 4, 8, 8),), 4)
+    report = pte.lower_to_pte(program, tmp_path / "model.pte", specs, outputs)
+    assert "constant_pad_nd" not in report["portable_op_types"] and report["portable_op_types"]["slice_copy_tensor"] == 2
+    x = np.random.default_rng(0).standard_normal((3, 4, 8, 8)).astype(np.float32)
+    with runtimes.load(tmp_path / "model.pte", engine="executorch") as rt, torch.inference_mode():
+        for batch in (1, 3):
+            want = module(torch.from_numpy(x[:batch])).numpy()
+            assert np.abs(rt({"x": x[:batch]})["y"] - want).max() <= 1e-5 * np.abs(want).max()
+
+
 class _RepMixerLike(torch.nn.Module):
     """A conv-bn pair (which prepare_pt2e folds) and, as in fastvit's RepMixer, a batch norm after an add, with no
     convolution before it: the graph keeps a batch norm, so convert_pt2e tries its QAT folding."""
