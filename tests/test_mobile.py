@@ -268,7 +268,7 @@ def test_a_pad_after_a_quantized_add_runs_on_the_portable_kernels_and_the_int8_p
 
 
 def test_negative_pad_amounts_become_crops_and_a_non_negative_pad() -> None:
-    from exporter.formats.negative_pads import crop_amounts
+    from exporter.formats.edge_rewrites import crop_amounts
 
     assert crop_amounts([-1, -1, -1, -1], 4) == ([(3, 1, -1), (2, 1, -1)], [0, 0, 0, 0])
     assert crop_amounts([2, -3, 0, 0, -1, 1], 3) == ([(2, 0, -3), (0, 1, sys.maxsize)], [2, 0, 0, 0, 0, 1])
@@ -300,6 +300,27 @@ def test_a_fold_lowers_to_a_pte_that_runs_and_matches_pytorch(tmp_path) -> None:
         for batch in (1, 3):
             want = module(torch.from_numpy(x[:batch])).numpy()
             assert np.abs(rt({"x": x[:batch]})["y"] - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_halo_attention_lowers_to_a_pte_that_matches_pytorch(tmp_path) -> None:
+    """timm's HaloAttn (halonet26t's attention): a reshape of its unfolded windows is an identity clone, which
+    XNNPACK removed inside a partition whose output it was ("Output node … is already in the inputs", the
+    lowering failed). With identity clones dropped first, the file lowers and computes PyTorch's output."""
+    from timm.layers.halo_attn import HaloAttn
+
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module = HaloAttn(16, num_heads=2, block_size=4, halo_size=1).eval()
+    specs, outputs = [TensorSpec("x", ("batch", 16, 8, 8))], [TensorSpec("y", ("batch", 16, 8, 8))]
+    program = pte.bounded_program(module, specs, (torch.randn(2, 16, 8, 8),), 4)
+    report = pte.lower_to_pte(program, tmp_path / "model.pte", specs, outputs)
+    assert report["xnnpack_subgraphs"] >= 1 and "clone_dim_order" not in str(report["portable_op_types"])
+    x = np.random.default_rng(0).standard_normal((3, 16, 8, 8)).astype(np.float32)
+    with runtimes.load(tmp_path / "model.pte", engine="executorch") as rt, torch.inference_mode():
+        want = module(torch.from_numpy(x)).numpy()
+        assert np.abs(rt({"x": x})["y"] - want).max() <= 1e-5 * np.abs(want).max()
 
 
 class _RepMixerLike(torch.nn.Module):

@@ -34,7 +34,7 @@ from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.fx_provenance import shared_provenance
-from exporter.formats.negative_pads import crop_negative_pads_pass
+from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
 from runtimes.engines.executorch_rt import IO_METHOD
@@ -115,7 +115,7 @@ def xnnpack_partitioner() -> Any:
 
 def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec]) -> dict[str, Any]:
-    """XNNPACK-lower ``program`` (negative pads rewritten as crops first: ``negative_pads``) and write ``out_path``
+    """XNNPACK-lower ``program`` (after the ``edge_rewrites``) and write ``out_path``
     atomically; returns the delegation report."""
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
@@ -123,7 +123,8 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny) and fx_provenance.py (62 → 51 s)
         with in_place_partition_order(), shared_provenance():
             edge = to_edge_transform_and_lower(
-                program, transform_passes=[crop_negative_pads_pass()], partitioner=[xnnpack_partitioner()],
+                program, transform_passes=[crop_negative_pads_pass(), drop_identity_clones],
+                partitioner=[xnnpack_partitioner()],
                 constant_methods={IO_METHOD: io_constant(inputs, outputs)},
                 compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
         report = delegation(edge)

@@ -1,11 +1,18 @@
-"""Negative padding rewritten as a crop before ExecuTorch lowers a program.
+"""Edge-dialect rewrites applied before XNNPACK partitioning, each for a program ExecuTorch 1.5.1 lowered
+into a file that fails, or failed to lower. Each computes what the operators it replaces compute.
 
-PyTorch's ``constant_pad_nd`` crops where a pad is negative, and its decomposition of ``nn.Fold`` (col2im,
+**Negative padding as a crop.** PyTorch's ``constant_pad_nd`` crops where a pad is negative, and its decomposition of ``nn.Fold`` (col2im,
 VOLO's outlook attention) uses that to cut its padding off. ExecuTorch 1.5.1 runs such a pad nowhere:
 XNNPACK's partitioner declines it, and the portable kernel refuses it at run time ("Padding values must be
 non-negative", ``method->execute() failed with error 0x12``), so timm's volo_d1_224 lowered to a ``.pte``
 that could not run. :func:`crop_negative_pads_pass` replaces each such pad by a ``slice_copy`` per cropped
 axis, then a pad of the non-negative amounts, which XNNPACK takes.
+
+**Identity clones dropped.** ``.contiguous()`` on a tensor that is already contiguous becomes a
+``_clone_dim_order`` to the order the tensor has. XNNPACK's own passes remove such a clone inside a partition,
+and when the clone was the partition's output its input became that output too, which XNNPACK's preprocessing
+refuses ("Output node … is already in the inputs … pass through arguments", timm's halonet26t, FP32).
+:func:`drop_identity_clones` removes them first, except where the clone copies a graph input.
 """
 from __future__ import annotations
 
@@ -46,3 +53,27 @@ def crop_negative_pads_pass() -> Any:
             return source
 
     return CropNegativePads()
+
+
+def drop_identity_clones(graph_module: Any) -> Any:
+    """An ExecuTorch transform pass: every ``_clone_dim_order`` whose input, computed in the graph, already has
+    the asked dim order is replaced by its input (see the module)."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import PassResult
+
+    clone_op = exir_ops.edge.dim_order_ops._clone_dim_order.default
+    dropped = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target is not clone_op:
+            continue
+        source = node.args[0]
+        value = source.meta.get("val") if source.op == "call_function" else None
+        order = node.kwargs.get("dim_order")
+        if value is None or order is None or list(order) != list(value.dim_order()):
+            continue
+        node.replace_all_uses_with(source)
+        graph_module.graph.erase_node(node)
+        dropped += 1
+    if dropped:
+        graph_module.recompile()
+    return PassResult(graph_module, bool(dropped))
