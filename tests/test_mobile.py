@@ -323,6 +323,44 @@ def test_halo_attention_lowers_to_a_pte_that_matches_pytorch(tmp_path) -> None:
         assert np.abs(rt({"x": x})["y"] - want).max() <= 1e-5 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("kernel,padding,converted", [((3, 3, 1), (1, 1, 0), True), ((1, 3, 3), (0, 1, 1), True),
+                                                       ((3, 1, 2), (1, 0, 0), True), ((3, 3, 3), (1, 1, 1), False)])
+def test_a_depth_one_conv3d_becomes_the_same_conv2d(kernel, padding, converted) -> None:
+    """A 3-D convolution 1 wide (stride 1, no padding) along any spatial axis is replaced, in a copy, by a 2-D
+    one over the other two axes with that axis in the batch: the same output. Any other stays as it is."""
+    from exporter.formats.conv3d_as_conv2d import AxisBatchedConv2d, conv3d_as_conv2d
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv3d(2, 4, kernel, padding=padding)).eval()
+    replaced = conv3d_as_conv2d(module)
+    assert isinstance(replaced[0], AxisBatchedConv2d) == converted and (replaced is module) != converted
+    assert isinstance(module[0], torch.nn.Conv3d)  # the caller's module is left as it was
+    x = torch.randn(3, 2, 5, 6, 7)
+    with torch.inference_mode():
+        torch.testing.assert_close(replaced(x), module(x))
+
+
+def test_a_lambda_layer_lowers_to_a_pte_that_matches_pytorch(tmp_path) -> None:
+    """timm's LambdaLayer (lambda_resnet26t) computes its position term with an ``nn.Conv3d`` of kernel r × r × 1,
+    which ExecuTorch ran nowhere (the portable kernel refused the 5-D input, error 0x12); as a 2-D convolution
+    it is delegated and the file computes PyTorch's output."""
+    from timm.layers.lambda_layer import LambdaLayer
+
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module = LambdaLayer(16, dim_out=16, r=3, num_heads=2, dim_head=4).eval()
+    specs, outputs = [TensorSpec("x", ("batch", 16, 8, 8))], [TensorSpec("y", ("batch", 16, 8, 8))]
+    program = pte.bounded_program(module, specs, (torch.randn(2, 16, 8, 8),), 4)
+    report = pte.lower_to_pte(program, tmp_path / "model.pte", specs, outputs)
+    assert "convolution" not in report["portable_op_types"] and report["xnnpack_ops"] >= 1
+    x = np.random.default_rng(0).standard_normal((3, 16, 8, 8)).astype(np.float32)
+    with runtimes.load(tmp_path / "model.pte", engine="executorch") as rt, torch.inference_mode():
+        want = module(torch.from_numpy(x)).numpy()
+        assert np.abs(rt({"x": x})["y"] - want).max() <= 1e-5 * np.abs(want).max()
+
+
 class _RepMixerLike(torch.nn.Module):
     """A conv-bn pair (which prepare_pt2e folds) and, as in fastvit's RepMixer, a batch norm after an add, with no
     convolution before it: the graph keeps a batch norm, so convert_pt2e tries its QAT folding."""

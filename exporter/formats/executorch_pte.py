@@ -34,6 +34,7 @@ from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.fx_provenance import shared_provenance
+from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
 from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
@@ -138,8 +139,9 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
 
 def bounded_program(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
                     max_batch: int) -> torch.export.ExportedProgram:
-    """``module`` exported with every named axis bounded (see :func:`bounded_shapes`)."""
-    return torch.export.export(module, example, dynamic_shapes=bounded_shapes(specs, max_batch))
+    """``module`` exported with every named axis bounded (see :func:`bounded_shapes`), its depth-one 3-D
+    convolutions as 2-D ones (``conv3d_as_conv2d``: ExecuTorch runs no 3-D convolution)."""
+    return torch.export.export(conv3d_as_conv2d(module), example, dynamic_shapes=bounded_shapes(specs, max_batch))
 
 
 @dataclass(frozen=True)
