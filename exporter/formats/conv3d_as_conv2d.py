@@ -56,14 +56,13 @@ class AxisBatchedConv2d(nn.Module):
 def conv3d_as_conv2d(module: nn.Module) -> nn.Module:
     """``module`` itself when it holds no ``nn.Conv3d`` that :class:`AxisBatchedConv2d` can replace; else a copy
     with each such layer replaced (the caller's module is left as it is)."""
-    names = [name for name, child in module.named_modules()
-             if isinstance(child, nn.Conv3d) and _depth_one_axis(child) is not None]
-    if not names:
+    axes = {name: _depth_one_axis(child) for name, child in module.named_modules() if isinstance(child, nn.Conv3d)}
+    replaceable = {name: axis for name, axis in axes.items() if axis is not None}
+    if not replaceable:
         return module
     converted = copy.deepcopy(module)
-    for name in names:
+    for name, axis in replaceable.items():
         parent_name, _, attribute = name.rpartition(".")
         parent = converted.get_submodule(parent_name) if parent_name else converted
-        conv = getattr(parent, attribute)
-        setattr(parent, attribute, AxisBatchedConv2d(conv, _depth_one_axis(conv)))  # type: ignore[arg-type]
+        setattr(parent, attribute, AxisBatchedConv2d(getattr(parent, attribute), axis))
     return converted

@@ -33,9 +33,9 @@ from torch import nn
 from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, tool_failure
 from exporter.export_model import forward_arrays
-from exporter.formats.fx_provenance import shared_provenance
 from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
 from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones
+from exporter.formats.fx_provenance import shared_provenance
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
 from runtimes.engines.executorch_rt import IO_METHOD

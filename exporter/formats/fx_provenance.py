@@ -18,7 +18,7 @@ from typing import Any, Iterator
 @contextlib.contextmanager
 def shared_provenance() -> Iterator[None]:
     """Within the block, a new ``NodeSource`` keeps a shallow copy of its node's ``from_node`` list. A torch whose
-    ``NodeSource`` does not take ``(node, pass_name, action)`` is left as it is."""
+    ``torch.fx.traceback`` has no ``NodeSource`` declaring a ``from_node`` attribute is left as it is."""
     from torch.fx import traceback as fx_traceback
 
     node_source = getattr(fx_traceback, "NodeSource", None)
