@@ -9,8 +9,13 @@ set_input_shape / set_tensor_address → execute_async_v3(stream) with the copie
 """
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +27,9 @@ from runtimes.manifest import BatchProfile
 from runtimes.specs import TensorSpec
 from runtimes.engines.trt_rt import TrtRuntime
 
-from .trt_standin import CLASSES, FakeCudart, Log, fake_tensorrt
+from .trt_standin import CLASSES, FakeCudart, Log, execute_on_host, fake_tensorrt
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VERSIONS = ["11.4.0.106", "10.16.1.11", "10.3.0"]
 IMAGE_SPEC = TensorSpec("image", ("batch", 3, 224, 224))
@@ -165,3 +172,36 @@ def test_runtime_refuses_what_it_cannot_run(tmp_path, monkeypatch) -> None:
     with pytest.raises(ArtifactError, match="float16"):
         TrtRuntime(_engine_file(tmp_path), device="cuda",
                    input_specs=[TensorSpec("image", ("batch", 3, 4, 4), "float16")]).open()
+
+
+def _gpu_cuda_check():
+    spec = importlib.util.spec_from_file_location("gpu_cuda_check", ROOT / "scripts" / "gpu_cuda_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_cuda_check_runs_standalone_in_its_dry_run(tmp_path) -> None:
+    """scripts/gpu_cuda_check.py (run on a lent GPU) keeps working: its CPU dry run passes as a script."""
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "scripts/gpu_cuda_check.py", "--dry-run", "--json", str(report)],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result["outputs"]["exact_by_batch"] == {"1": True, "5": True, "32": True, "40": True}
+    assert result["threads"] == {"ok": True, "calls": 100, "wrong": 0}
+    assert "(1, 3, 223, 224)" in result["refusal"]["error"]
+
+
+def test_gpu_cuda_check_fails_when_an_output_is_wrong(monkeypatch) -> None:
+    """The check can fail: an engine that drops the last image of a batch is caught at every batch but 1."""
+    module = _gpu_cuda_check()
+
+    def drops_last(shapes, addresses, stream_handle):
+        batch, *chw = shapes["image"]
+        execute_on_host({"image": (max(batch - 1, 1), *chw)}, addresses, stream_handle)
+
+    monkeypatch.setattr(module, "execute_on_host", drops_last)
+    report = module.run(dry_run=True, delay=0)
+    assert report["ok"] is False
+    assert report["outputs"]["exact_by_batch"] == {1: True, 5: False, 32: False, 40: False}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import types
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -92,13 +92,33 @@ class FakeCudart:
 IMAGE = ("image", (-1, 3, 4, 4), [(1, 3, 4, 4), (2, 3, 4, 4), (4, 3, 4, 4)])
 CLASSES = 10
 
+# The engine's computation: (input shapes, tensor addresses, stream handle) → writes the logits.
+Execute = Callable[[dict[str, tuple[int, ...]], dict[str, int], int], None]
+
+
+def execute_on_host(shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], stream_handle: int) -> None:
+    """``logits[b, k] = (k + 1) * sum(image[b])`` read from and written to host addresses (FakeCudart's memory)."""
+    batch = shapes["image"][0]
+    count = int(np.prod(shapes["image"]))
+    image = np.ctypeslib.as_array((ctypes.c_float * count).from_address(addresses["image"]))
+    logits = np.ctypeslib.as_array((ctypes.c_float * (batch * CLASSES)).from_address(addresses["logits"]))
+    logits[:] = (image.reshape(batch, -1).sum(1)[:, None] * np.arange(1, CLASSES + 1)).ravel()
+
+
+def expected_logits(image: np.ndarray) -> np.ndarray:
+    """What every stand-in engine computes, in float64 on the host."""
+    return image.reshape(len(image), -1).astype(np.float64).sum(1)[:, None] * np.arange(1, CLASSES + 1)
+
 
 def fake_tensorrt(version: str, log: Log, *, timing_cache_accepts: bytes | None = None, parse_ok: bool = True,
-                  context_ok: bool = True) -> types.ModuleType:
+                  context_ok: bool = True, image: tuple[Any, ...] = IMAGE,
+                  execute: Execute = execute_on_host) -> types.ModuleType:
     """A ``tensorrt`` module of ``version`` whose objects append every call to ``log``.
 
     ``timing_cache_accepts``: serialized caches ``set_timing_cache`` accepts (default: any but
-    b"FOREIGN", which stands for a cache from another GPU)."""
+    b"FOREIGN", which stands for a cache from another GPU). ``image``: the engine's input (name,
+    dims with -1 for batch, profile min/opt/max). ``execute``: the engine's computation, on the host
+    by default; scripts/gpu_cuda_check.py passes one that runs on a real GPU stream."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0 if version.startswith("11") else 1)
@@ -222,11 +242,7 @@ def fake_tensorrt(version: str, log: Log, *, timing_cache_accepts: bytes | None 
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             log.append(("execute_async_v3", stream_handle))
-            batch = self.shapes["image"][0]
-            count = int(np.prod(self.shapes["image"]))
-            image = np.ctypeslib.as_array((ctypes.c_float * count).from_address(self.addresses["image"]))
-            logits = np.ctypeslib.as_array((ctypes.c_float * (batch * CLASSES)).from_address(self.addresses["logits"]))
-            logits[:] = (image.reshape(batch, -1).sum(1)[:, None] * np.arange(1, CLASSES + 1)).ravel()
+            execute(self.shapes, self.addresses, stream_handle)
             return True
 
     class Engine:
@@ -237,7 +253,7 @@ def fake_tensorrt(version: str, log: Log, *, timing_cache_accepts: bytes | None 
             return self._names[index]
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            return IMAGE[1] if name == "image" else (-1, CLASSES)
+            return image[1] if name == "image" else (-1, CLASSES)
 
         def get_tensor_dtype(self, name: str) -> str:
             return trt.DataType.FLOAT
@@ -247,7 +263,7 @@ def fake_tensorrt(version: str, log: Log, *, timing_cache_accepts: bytes | None 
 
         def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple[int, ...]]:
             log.append(("get_tensor_profile_shape", name, profile))
-            return IMAGE[2]
+            return image[2]
 
         def create_execution_context(self) -> Context | None:
             log.append(("create_execution_context",))

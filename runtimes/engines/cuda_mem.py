@@ -1,5 +1,7 @@
 """CUDA memory for the TensorRT runtime through cuda-python: one stream, device buffers and pinned host
-staging allocated once, asynchronous copies on that same stream. Unverified on GPU.
+staging allocated once, asynchronous copies on that same stream. Run on an H200 with the TensorRT
+stand-in's engine computing on this stream (scripts/gpu_cuda_check.py, docs/tensorrt.md); TensorRT itself
+is unverified on GPU.
 
 One stream for copies and execution means no cross-stream race (torch's side streams do not wait for
 its default stream). Everything is allocated at open, at the profile's maximum, and freed at close:
