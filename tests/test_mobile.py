@@ -170,6 +170,36 @@ def test_a_step_its_simulation_rejects_is_not_lowered_but_the_last_always_is() -
     assert lowered == [first] and info["step"] == first and len(info["tries"]) == 1
 
 
+
+def test_a_lowering_that_crashes_fails_its_step_and_the_next_is_tried() -> None:
+    """nextvit_small's first INT8 lowering crashed in XNNPACK's partitioner ("Invalid partition, found
+    dependency cycles"): a crash fails that step (its reason recorded) while a wider step is left; at the last
+    step it is the stage's failure."""
+    from exporter.checks.widening import widen_until_parity
+    from exporter.errors import ToolCrashError, tool_failure
+    from exporter.formats.executorch_pte import WIDENING_STEPS
+
+    first, second, last = (s.name for s in WIDENING_STEPS)
+    cycles = AssertionError("Invalid partition, found dependency cycles")
+
+    def build(crashes: set[str]):
+        def run(step) -> dict:
+            if step.name in crashes:
+                raise tool_failure("ExecuTorch lowering", cycles)
+            return {"built": step.name}
+        return run
+
+    info, report = widen_until_parity(WIDENING_STEPS, build({first}), lambda: _Verdict(True), bool,
+                                      build_failures=(ToolCrashError,))
+    assert info["built"] == second and info["step"] == second and bool(report)
+    assert info["tries"][0] == {"step": first, "passed": False, "worst": None, "error":
+                                "ExecuTorch lowering failed: AssertionError: Invalid partition, found dependency cycles"}
+    with pytest.raises(ToolCrashError, match="dependency cycles"):
+        widen_until_parity(WIDENING_STEPS, build({first, second, last}), lambda: _Verdict(True), bool,
+                           build_failures=(ToolCrashError,))
+    with pytest.raises(ToolCrashError):  # without build_failures (the ONNX stages): the first crash is final
+        widen_until_parity(WIDENING_STEPS, build({first}), lambda: _Verdict(True), bool)
+
 class _ConcatBiasQkv(torch.nn.Module):
     """EVA-02's attention input: ``F.linear`` with a bias the graph concatenates at every call, then a plain
     linear."""

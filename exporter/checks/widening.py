@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
+from runtimes.errors import first_line
+
 
 class Step(Protocol):
     name: str
@@ -19,14 +21,18 @@ Check = Callable[[], Any]  # returns a ParityReport (truthy when it passes)
 
 
 def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]], check: Check,
-                       accept: Callable[[Any], bool] = bool, screen: Callable[[S], Any] | None = None
-                       ) -> tuple[dict[str, Any], Any]:
+                       accept: Callable[[Any], bool] = bool, screen: Callable[[S], Any] | None = None,
+                       build_failures: tuple[type[Exception], ...] = ()) -> tuple[dict[str, Any], Any]:
     """``build(step)`` then ``check()`` for each step until ``accept(report)`` — by default the parity
     verdict; with ``--eval`` also the accuracy drop on the labels.
 
     ``screen(step)``, when given, is a cheaper check of the same step made before the file is built (a
     simulation of it): a step it rejects is recorded (``screened``) and not built, except the last, so a
     file is always written and checked. The file's own check still decides every step that is built.
+
+    ``build_failures``: exceptions of ``build`` that fail only that step (recorded with their one-line
+    reason) when a wider step is left to try; at the last step they propagate. A tool that cannot
+    lower one quantization of a graph may lower the next, which keeps more of it in float.
 
     Returns (the last build's info with ``step`` and ``tries`` added, the last report). When no
     step passes, the last file stays on disk and its failing report is returned for the caller
@@ -43,7 +49,13 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
             if not accept(screened):
                 tries.append(_tried(step, screened, False, screened=True))
                 continue
-        info = build(step)
+        try:
+            info = build(step)
+        except build_failures as exc:
+            if index == len(steps) - 1:
+                raise
+            tries.append({"step": step.name, "passed": False, "worst": None, "error": first_line(exc)})
+            continue
         report = check()
         accepted = report is not None and accept(report)
         tries.append(_tried(step, report, accepted))

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from exporter.checks.widening import widen_until_parity
-from exporter.errors import ExportError, tool_failure
+from exporter.errors import ExportError, ToolCrashError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
 from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones
@@ -276,4 +276,4 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
         return screen(f"pt2e-pytorch:{step.name}", simulate(program_of(step), specs, outputs, max_batch))
 
     return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept,
-                              screened if screen is not None else None)
+                              screened if screen is not None else None, build_failures=(ToolCrashError,))
