@@ -21,6 +21,7 @@ graph instead.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,10 +202,13 @@ def _quantizer(step: PteInt8Step, graph: torch.fx.Graph) -> Any:
         get_symmetric_quantization_config,
     )
 
+    from exporter.formats.histogram_search import with_fast_histograms  # torchao: installed with ExecuTorch
+
     weighted = [n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED]
     floats = computed_weight_nodes(graph) | ({weighted[0], weighted[-1]} if step.float_ends and weighted else set())
     float_ops = _float_ops(step)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    config = with_fast_histograms(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = XNNPACKQuantizer().set_global(config)
     quantizer.set_filter_function(lambda node: _op(node) not in float_ops and node.name not in floats)
     return quantizer
 
@@ -216,13 +220,15 @@ def _rows(arrays: Mapping[str, np.ndarray], names: Sequence[str], chunk: int) ->
 
 
 def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
-                  max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step
-                  ) -> torch.export.ExportedProgram:
+                  max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step,
+                  captured: torch.fx.GraphModule | None = None) -> torch.export.ExportedProgram:
     """PT2E INT8 of ``module``: annotate (``step``), calibrate on ``calibration`` in chunks of at most
-    ``max_batch`` rows, convert, and export the quantized module with the same bounds."""
+    ``max_batch`` rows, convert, and export the quantized module with the same bounds. ``captured``: ``module``
+    already through ``bounded_program(...).module()``, which ``prepare_pt2e`` then changes (pass a copy)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    captured = bounded_program(module, specs, example, max_batch).module()
+    if captured is None:
+        captured = bounded_program(module, specs, example, max_batch).module()
     prepared = prepare_pt2e(captured, _quantizer(step, captured.graph))
     with torch.no_grad():
         for rows in _rows(calibration, [s.name for s in specs], max_batch):
@@ -259,11 +265,15 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
     step it rejects is not lowered (but the last): XNNPACK lowering is the stage's cost (~110 s a step on
     vit_tiny_patch16_224), the simulation a few seconds."""
     quantized: dict[str, torch.export.ExportedProgram] = {}
+    captured: list[torch.fx.GraphModule] = []  # one torch.export for every step: a copy costs ~0.5 s, an export ~5
 
     def program_of(step: PteInt8Step) -> torch.export.ExportedProgram:
         if step.name not in quantized:  # the screen's program is the one lowered: one PT2E run per step
             quantized.clear()
-            quantized[step.name] = quantize_pt2e(module, specs, example, max_batch, calibration, step)
+            if not captured:
+                captured.append(bounded_program(module, specs, example, max_batch).module())
+            quantized[step.name] = quantize_pt2e(module, specs, example, max_batch, calibration, step,
+                                                 copy.deepcopy(captured[0]))
         return quantized[step.name]
 
     def build(step: PteInt8Step) -> dict[str, Any]:
