@@ -200,6 +200,32 @@ def test_a_lowering_that_crashes_fails_its_step_and_the_next_is_tried() -> None:
     with pytest.raises(ToolCrashError):  # without build_failures (the ONNX stages): the first crash is final
         widen_until_parity(WIDENING_STEPS, build({first}), lambda: _Verdict(True), bool)
 
+
+def test_the_stage_names_the_step_whose_lowering_crashed(tmp_path, monkeypatch) -> None:
+    """Every step lowered (no screen) and every lowering crashing: the stage fails once, at the last step, and
+    its one line says which step that was."""
+    from exporter.errors import ToolCrashError, tool_failure
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    lowered: list[int] = []
+
+    def crash(program, *args):
+        lowered.append(len(program.graph.nodes))
+        raise tool_failure("ExecuTorch lowering", AssertionError("Invalid partition, found dependency cycles"))
+
+    monkeypatch.setattr(pte, "lower_to_pte", crash)
+    torch.manual_seed(0)
+    specs, outputs = [TensorSpec("x", ("batch", 16))], [TensorSpec("y", ("batch", 10))]
+    calibration = {"x": np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)}
+    with pytest.raises(ToolCrashError) as info:
+        pte.quantize_until_parity(_ConcatBiasQkv().eval(), specs, outputs, (torch.randn(2, 16),), 4, calibration,
+                                  tmp_path / "model.int8.pte", lambda path: None)
+    assert len(lowered) == len(pte.WIDENING_STEPS) == 3
+    assert str(info.value) == ("ExecuTorch lowering failed: AssertionError: Invalid partition, found dependency cycles "
+                               "(widening step 3/3: convolutions and linears only, first and last in float)")
+    assert not (tmp_path / "model.int8.pte").exists()
+
 class _ConcatBiasQkv(torch.nn.Module):
     """EVA-02's attention input: ``F.linear`` with a bias the graph concatenates at every call, then a plain
     linear."""

@@ -277,7 +277,12 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
         return quantized[step.name]
 
     def build(step: PteInt8Step) -> dict[str, Any]:
-        report = lower_to_pte(program_of(step), out_path, specs, outputs)
+        try:
+            report = lower_to_pte(program_of(step), out_path, specs, outputs)
+        except ToolCrashError as exc:  # which step crashed: earlier ones may have been screened out, or crashed too
+            number = WIDENING_STEPS.index(step) + 1
+            raise ToolCrashError(f"{exc} (widening step {number}/{len(WIDENING_STEPS)}: {step.name})",
+                                 exc.failure_class) from exc
         return {**report, "quantizer": "XNNPACKQuantizer (symmetric, per-channel)", "float_ops": _float_ops(step),
                 "float_ends": step.float_ends, "samples": len(next(iter(calibration.values())))}
 
