@@ -358,6 +358,37 @@ def test_a_fold_lowers_to_a_pte_that_runs_and_matches_pytorch(tmp_path) -> None:
             assert np.abs(rt({"x": x[:batch]})["y"] - want).max() <= 1e-5 * np.abs(want).max()
 
 
+class _SharedDequantize(torch.nn.Module):
+    """One dequantize read by two consumers PT2E left in float, as nextvit_small's residual around its MLP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ops = torch.ops.quantized_decomposed
+        q = ops.quantize_per_tensor(x, 0.05, 0, -128, 127, torch.int8)
+        d = ops.dequantize_per_tensor(q, 0.05, 0, -128, 127, torch.int8)
+        return d + torch.relu(d) * 2
+
+
+def test_a_shared_dequantize_gets_one_copy_per_user() -> None:
+    from executorch.exir import EdgeCompileConfig, to_edge
+    from executorch.exir.dialects._ops import ops as exir_ops
+
+    from exporter.formats.edge_rewrites import duplicate_shared_dequantize
+
+    x = torch.randn(3, 16)
+    edge = to_edge(torch.export.export(_SharedDequantize(), (x,)),
+                   compile_config=EdgeCompileConfig(_check_ir_validity=False)).exported_program()
+    dequantize = exir_ops.edge.quantized_decomposed.dequantize_per_tensor.default
+
+    def readers() -> list[int]:
+        return sorted(len(n.users) for n in edge.graph_module.graph.nodes if n.target is dequantize)
+
+    want = edge.module()(x)
+    assert readers() == [2]
+    assert duplicate_shared_dequantize(edge.graph_module).modified
+    assert readers() == [1, 1] and torch.equal(edge.module()(x), want)
+    assert not duplicate_shared_dequantize(edge.graph_module).modified  # nothing left to copy
+
+
 def test_halo_attention_lowers_to_a_pte_that_matches_pytorch(tmp_path) -> None:
     """timm's HaloAttn (halonet26t's attention): a reshape of its unfolded windows is an identity clone, which
     XNNPACK removed inside a partition whose output it was ("Output node … is already in the inputs", the

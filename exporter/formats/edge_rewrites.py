@@ -13,6 +13,14 @@ axis, then a pad of the non-negative amounts, which XNNPACK takes.
 and when the clone was the partition's output its input became that output too, which XNNPACK's preprocessing
 refuses ("Output node … is already in the inputs … pass through arguments", timm's halonet26t, FP32).
 :func:`drop_identity_clones` removes them first, except where the clone copies a graph input.
+
+**A shared dequantize, one per user.** PT2E's convert gives each quantized consumer its own ``dequantize``
+(torchao's ``DuplicateDQPass``) but leaves one shared between consumers it did not quantize. Where such a
+``dequantize`` feeds a float ``add`` (with a quantize after it) and also a path that comes back into that add
+(a residual around a batch norm, timm's nextvit_small at the widest INT8 step), XNNPACK's partitioner puts the
+``dequantize`` in the add's partition and the partition then depends on itself through the outside path:
+"Invalid partition, found dependency cycles". :func:`duplicate_shared_dequantize` gives every user a copy
+first; the copies compute the same tensor.
 """
 from __future__ import annotations
 
@@ -77,3 +85,24 @@ def drop_identity_clones(graph_module: Any) -> Any:
     if dropped:
         graph_module.recompile()
     return PassResult(graph_module, bool(dropped))
+
+
+def duplicate_shared_dequantize(graph_module: Any) -> Any:
+    """An ExecuTorch transform pass: every per-tensor ``dequantize`` with several users is copied, one copy
+    per user after the first (see the module)."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import PassResult
+
+    dequantize = exir_ops.edge.quantized_decomposed.dequantize_per_tensor.default
+    copied = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target is not dequantize or len(node.users) < 2:
+            continue
+        for user in list(node.users)[1:]:
+            with graph_module.graph.inserting_after(node):
+                copy = graph_module.graph.node_copy(node)
+            user.replace_input_with(node, copy)
+            copied += 1
+    if copied:
+        graph_module.recompile()
+    return PassResult(graph_module, bool(copied))

@@ -35,7 +35,7 @@ from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, ToolCrashError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
-from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones
+from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones, duplicate_shared_dequantize
 from exporter.formats.fx_provenance import shared_provenance
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
@@ -125,7 +125,7 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny) and fx_provenance.py (62 → 51 s)
         with in_place_partition_order(), shared_provenance():
             edge = to_edge_transform_and_lower(
-                program, transform_passes=[crop_negative_pads_pass(), drop_identity_clones],
+                program, transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
                 partitioner=[xnnpack_partitioner()],
                 constant_methods={IO_METHOD: io_constant(inputs, outputs)},
                 compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
