@@ -204,14 +204,16 @@ def run(dry_run: bool, delay: int) -> dict[str, Any]:
         from cuda.bindings import runtime as cudart
 
         execute = GpuEngine(delay)
-    with tempfile.TemporaryDirectory() as folder, mock.patch.dict(sys.modules, stand_in_modules(execute, cudart if dry_run else None)):
+    modules = stand_in_modules(execute, cudart if dry_run else None)
+    with tempfile.TemporaryDirectory() as folder, mock.patch.dict(sys.modules, modules):
         plan = Path(folder) / "model.engine"
         plan.write_bytes(b"PLAN")
 
         def open_runtime() -> TrtRuntime:
             return TrtRuntime(plan, device="cuda").open()
 
-        report: dict[str, Any] = {"mode": "dry run (FakeCudart, host engine)" if dry_run else "GPU (cuda-python, CuPy engine)"}
+        mode = "dry run (FakeCudart, host engine)" if dry_run else "GPU (cuda-python, CuPy engine)"
+        report: dict[str, Any] = {"mode": mode}
         if not dry_run:
             from runtimes.engines.trt_common import cuda_device_info
 

@@ -39,7 +39,8 @@ def test_the_same_scale_and_zero_point_as_torchao(name: str) -> None:
         stock(batch)
         fast(batch)
         scale, zero_point = fast.calculate_qparams()
-        assert torch.equal(scale, stock.calculate_qparams()[0]) and torch.equal(zero_point, stock.calculate_qparams()[1])
+        stock_scale, stock_zero_point = stock.calculate_qparams()
+        assert torch.equal(scale, stock_scale) and torch.equal(zero_point, stock_zero_point)
     assert fast.calculate_qparams()[0] is not fast.calculate_qparams()[0]  # the cache hands out copies
 
 
@@ -50,7 +51,8 @@ def test_only_histogram_observers_are_swapped() -> None:
     config = with_fast_histograms(stock)
     for spec in (config.input_activation, config.output_activation):
         assert spec.observer_or_fake_quant_ctr.p.func is FastHistogramObserver
-        assert spec.observer_or_fake_quant_ctr.p.keywords == stock.input_activation.observer_or_fake_quant_ctr.p.keywords
+        stock_ctr = stock.input_activation.observer_or_fake_quant_ctr
+        assert spec.observer_or_fake_quant_ctr.p.keywords == stock_ctr.p.keywords
         assert (spec.dtype, spec.quant_min, spec.quant_max) == (torch.int8, -128, 127)
     assert config.weight == stock.weight and config.bias == stock.bias
 

@@ -192,8 +192,8 @@ def test_a_lowering_that_crashes_fails_its_step_and_the_next_is_tried() -> None:
     info, report = widen_until_parity(WIDENING_STEPS, build({first}), lambda: _Verdict(True), bool,
                                       build_failures=(ToolCrashError,))
     assert info["built"] == second and info["step"] == second and bool(report)
-    assert info["tries"][0] == {"step": first, "passed": False, "worst": None, "error":
-                                "ExecuTorch lowering failed: AssertionError: Invalid partition, found dependency cycles"}
+    reason = "ExecuTorch lowering failed: AssertionError: Invalid partition, found dependency cycles"
+    assert info["tries"][0] == {"step": first, "passed": False, "worst": None, "error": reason}
     with pytest.raises(ToolCrashError, match="dependency cycles"):
         widen_until_parity(WIDENING_STEPS, build({first, second, last}), lambda: _Verdict(True), bool,
                            build_failures=(ToolCrashError,))

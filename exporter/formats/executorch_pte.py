@@ -125,7 +125,8 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny) and fx_provenance.py (62 → 51 s)
         with in_place_partition_order(), shared_provenance():
             edge = to_edge_transform_and_lower(
-                program, transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
+                program,
+                transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
                 partitioner=[xnnpack_partitioner()],
                 constant_methods={IO_METHOD: io_constant(inputs, outputs)},
                 compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
