@@ -54,7 +54,7 @@ def widen_until_parity(steps: Sequence[S], build: Callable[[S], dict[str, Any]],
         except build_failures as exc:
             if index == len(steps) - 1:
                 raise
-            tries.append({"step": step.name, "passed": False, "worst": None, "error": first_line(exc)})
+            tries.append(_tried(step, None, False, error=first_line(exc)))
             continue
         report = check()
         accepted = report is not None and accept(report)

@@ -2,11 +2,11 @@
 into a file that fails, or failed to lower. Each computes what the operators it replaces compute.
 
 **Negative padding as a crop.** PyTorch's ``constant_pad_nd`` crops where a pad is negative, and its
-decomposition of ``nn.Fold`` (col2im, VOLO's outlook attention) uses that to cut its padding off. ExecuTorch 1.5.1 runs such a pad nowhere:
-XNNPACK's partitioner declines it, and the portable kernel refuses it at run time ("Padding values must be
-non-negative", ``method->execute() failed with error 0x12``), so timm's volo_d1_224 lowered to a ``.pte``
-that could not run. :func:`crop_negative_pads_pass` replaces each such pad by a ``slice_copy`` per cropped
-axis, then a pad of the non-negative amounts, which XNNPACK takes.
+decomposition of ``nn.Fold`` (col2im, VOLO's outlook attention) uses that to cut its padding off.
+ExecuTorch 1.5.1 runs such a pad nowhere: XNNPACK's partitioner declines it, and the portable kernel refuses
+it at run time ("Padding values must be non-negative", ``method->execute() failed with error 0x12``), so timm's
+volo_d1_224 lowered to a ``.pte`` that could not run. :func:`crop_negative_pads_pass` replaces each such pad
+by a ``slice_copy`` per cropped axis, then a pad of the non-negative amounts, which XNNPACK takes.
 
 **Identity clones dropped.** ``.contiguous()`` on a tensor that is already contiguous becomes a
 ``_clone_dim_order`` to the order the tensor has. XNNPACK's own passes remove such a clone inside a partition,

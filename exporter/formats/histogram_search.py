@@ -6,10 +6,11 @@ loop turns), each turn indexing float32 tensors from Python. Profiled on timm's 
 observers, asked 421 times since an observer feeding several nodes is asked once per node): 23 of the 32 s of
 ``convert_pt2e``, once per widening step of the ExecuTorch INT8 stage.
 
-:class:`FastHistogramObserver` gives the same (min, max), so bit-identical scales and zero points (tested
-against torchao's on real models and on edge-case histograms): the quantile thresholds are the loop's own
-float64 sums rounded to float32 as torch rounds a Python scalar compared with a float32 tensor, the bins each
-turn would reach come from ``searchsorted`` on the (non-decreasing) cumulative histogram, and a run of turns
+:class:`FastHistogramObserver` gives the same (min, max), so bit-identical scales and zero points (the tests
+compare it with torchao's on edge-case histograms and on a whole quantized program; swinv2_tiny's 276
+observers were compared once by hand, docs/coverage.md): the quantile thresholds are the loop's own float64
+sums rounded to float32 as torch rounds a Python scalar compared with a float32 tensor, the bins each turn
+would reach come from a binary search of the (non-decreasing) cumulative histogram, and a run of turns
 that changes no bin is skipped with one more binary search. The quantization error, which decides when the
 search stops, is still torchao's own. It also answers a repeated question from a cache that the next
 calibration batch clears.
@@ -36,6 +37,10 @@ def _accumulated(start: float, step: float) -> np.ndarray:
 
 ALPHAS: list[float] = _accumulated(0.0, STEP).tolist()
 BETAS: list[float] = _accumulated(1.0, -STEP).tolist()
+
+
+def _clamp(index: int, start: int, end: int) -> int:
+    return min(max(index, start), end)
 
 
 def _float32(value: float) -> float:
@@ -76,7 +81,7 @@ class FastHistogramObserver(HistogramObserver):
         start, end = 0, self.bins - 1
         norm_min = float("inf")
         while ALPHAS[i] < BETAS[j]:
-            left, right = min(max(lefts(i + 1), start), end), min(max(rights(j + 1), start), end)
+            left, right = _clamp(lefts(i + 1), start, end), _clamp(rights(j + 1), start, end)
             if left - start > end - right:
                 i += 1
                 next_start, next_end = left, end
@@ -101,7 +106,7 @@ class FastHistogramObserver(HistogramObserver):
         lo, hi = j, TURNS - 2
         while lo < hi:  # first j' in [j, TURNS-2] with rights(j'+1) < end (clamped at start) or BETAS[j'] <= ALPHAS[i]
             mid = (lo + hi) // 2
-            if min(max(rights(mid + 1), start), end) < end or BETAS[mid] <= ALPHAS[i]:
+            if _clamp(rights(mid + 1), start, end) < end or BETAS[mid] <= ALPHAS[i]:
                 hi = mid
             else:
                 lo = mid + 1
