@@ -350,7 +350,8 @@ def test_a_fold_lowers_to_a_pte_that_runs_and_matches_pytorch(tmp_path) -> None:
     specs, outputs = [TensorSpec("x", ("batch", 4, 8, 8))], [TensorSpec("y", ("batch", 4, 8, 8))]
     program = pte.bounded_program(module, specs, (torch.randn(2, 4, 8, 8),), 4)
     report = pte.lower_to_pte(program, tmp_path / "model.pte", specs, outputs)
-    assert "constant_pad_nd" not in report["portable_op_types"] and report["portable_op_types"]["slice_copy_tensor"] == 2
+    assert "constant_pad_nd" not in report["portable_op_types"]
+    assert report["portable_op_types"]["slice_copy_tensor"] == 2
     x = np.random.default_rng(0).standard_normal((3, 4, 8, 8)).astype(np.float32)
     with runtimes.load(tmp_path / "model.pte", engine="executorch") as rt, torch.inference_mode():
         for batch in (1, 3):
@@ -562,6 +563,71 @@ def test_shared_provenance_keeps_every_chain_and_copies_none_of_it() -> None:
     assert max(depth(n.meta.get("from_node", [])) for n in shared.graph.nodes) == 4  # two rounds, two levels each
     assert not objects(first) & objects(copied)  # torch's own: every level deep-copied
     assert objects(shared_first) <= objects(shared)  # shared: the earlier program's chains themselves
+
+
+class _NormedLinear(torch.nn.Module):
+    """A linear and a layer norm over a dynamic batch: the default table decomposes the norm, and the graph
+    holds ``sym_size`` nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.norm = torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(x)).reshape(x.shape[0], -1)
+
+
+def test_needless_decomposition_is_told_apart_and_changes_nothing() -> None:
+    """``decomposes_nothing``: not for the training IR or an empty table, not while the default table still
+    has work; yes once only ``sym_size`` (kept: ``None`` in the table) is left, and that call, run anyway,
+    gives back the same operators."""
+    from executorch.exir.tracer import _default_decomposition_table
+
+    from exporter.formats.needless_decompositions import decomposes_nothing
+
+    def targets(program: torch.export.ExportedProgram) -> list[str]:
+        return [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+
+    table = _default_decomposition_table()
+    training = torch.export.export(_NormedLinear().eval(), (torch.randn(2, 8),),
+                                   dynamic_shapes=({0: torch.export.Dim("batch", max=4)},))
+    functional = training.run_decompositions({})
+    assert not decomposes_nothing(training, table) and not decomposes_nothing(functional, {})
+    assert "aten.layer_norm.default" in targets(functional) and not decomposes_nothing(functional, table)
+    decomposed = functional.run_decompositions(table)
+    assert "aten.sym_size.int" in targets(decomposed) and "aten.layer_norm.default" not in targets(decomposed)
+    assert decomposes_nothing(decomposed, table)
+    assert targets(decomposed.run_decompositions(table)) == targets(decomposed)
+
+
+def test_needless_decomposition_skipped_in_lowering_and_the_pte_is_the_same(tmp_path, monkeypatch) -> None:
+    """``lower_to_pte`` skips one decomposition of a dynamic-batch program, and writes the same bytes as a
+    lowering that runs every one."""
+    import contextlib
+
+    from exporter.formats import executorch_pte, needless_decompositions
+    from runtimes.specs import BATCH, TensorSpec
+
+    specs, outputs = (TensorSpec("x", (BATCH, 8)),), (TensorSpec("y", (BATCH, 8)),)
+    skipped: list[int] = []
+
+    @contextlib.contextmanager
+    def counted():
+        with needless_decompositions.skip_needless_decompositions() as calls:
+            yield calls
+        skipped.append(len(calls))
+
+    def lowered(name: str) -> bytes:
+        torch.manual_seed(0)
+        program = executorch_pte.bounded_program(_NormedLinear().eval(), specs, (torch.randn(2, 8),), 4)
+        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs)
+        return (tmp_path / name).read_bytes()
+
+    monkeypatch.setattr(executorch_pte, "skip_needless_decompositions", counted)
+    with_skip = lowered("skip.pte")
+    monkeypatch.setattr(executorch_pte, "skip_needless_decompositions", contextlib.nullcontext)
+    assert skipped == [1]
+    assert with_skip == lowered("every.pte")
 
 
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])

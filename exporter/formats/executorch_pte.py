@@ -37,6 +37,7 @@ from exporter.export_model import forward_arrays
 from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
 from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones, duplicate_shared_dequantize
 from exporter.formats.fx_provenance import shared_provenance
+from exporter.formats.needless_decompositions import skip_needless_decompositions
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
 from runtimes.engines.executorch_rt import IO_METHOD
@@ -122,8 +123,9 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     try:
-        # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny) and fx_provenance.py (62 → 51 s)
-        with in_place_partition_order(), shared_provenance():
+        # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny), fx_provenance.py (62 → 51 s) and
+        # needless_decompositions.py (one of three whole-graph decompositions skipped)
+        with in_place_partition_order(), shared_provenance(), skip_needless_decompositions():
             edge = to_edge_transform_and_lower(
                 program,
                 transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
