@@ -579,8 +579,8 @@ class _NormedLinear(torch.nn.Module):
 
 def test_needless_decomposition_is_told_apart_and_changes_nothing() -> None:
     """``decomposes_nothing``: not for the training IR or an empty table, not while the default table still
-    has work; yes once only ``sym_size`` (kept: ``None`` in the table) is left, and that call, run anyway,
-    gives back the same operators."""
+    has work; yes once only ``sym_size`` (in the table, but decomposing into itself) is left, and that call, run
+    anyway, gives back the same operators."""
     from executorch.exir.tracer import _default_decomposition_table
 
     from exporter.formats.needless_decompositions import decomposes_nothing
