@@ -319,7 +319,7 @@ def test_a_pad_after_a_quantized_add_runs_on_the_portable_kernels_and_the_int8_p
     x = calibration["x"][:3]
     with runtimes.load(tmp_path / "model.int8.pte", engine="executorch") as rt:
         got = rt({"x": x})["y"]
-    want = pte.simulate(program, specs, outputs, 4)({"x": x})["y"]
+    want = pte.simulate(program.module(), specs, outputs, 4)({"x": x})["y"]
     assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.02 * np.abs(want).max()
 
 
@@ -493,7 +493,7 @@ def test_ptq_convert_skips_the_qat_folding_and_gives_the_same_graph_and_outputs(
 def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same() -> None:
     """ExecuTorch's per-partition re-ordering, done in place: a node placed before its input moves after it, the
     rest keep their order, the module computes the same; an ordered graph is left as it is (no new code); inside
-    the context ExecuTorch calls it, and the original is back after."""
+    the context ExecuTorch calls the variant that leaves the code alone, and the original is back after."""
     from executorch.exir import lowered_backend_module
 
     from exporter.formats import partition_order
@@ -519,8 +519,12 @@ def test_partition_order_moves_only_the_nodes_out_of_order_and_computes_the_same
     torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
     original = lowered_backend_module.legalize_graph
     with partition_order.in_place_partition_order():
-        assert lowered_backend_module.legalize_graph is partition_order.sort_in_place
+        assert lowered_backend_module.legalize_graph is partition_order.sort_for_partitioning
     assert lowered_backend_module.legalize_graph is original
+    relu.prepend(mul)
+    code = module.code
+    partition_order.sort_for_partitioning(module)  # sorted, the code left as it was
+    assert [n.name for n in module.graph.nodes] == ordered and module.code is code
 
 
 def test_shared_provenance_keeps_every_chain_and_copies_none_of_it() -> None:
@@ -718,3 +722,135 @@ def test_missing_executorch_names_the_extra(artifacts_root, tmp_path) -> None:
         assert result.returncode == 2, (what, result.stderr)
         assert "pip install 'attn-export[executorch]'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+class _ConvBatchNormCat(torch.nn.Module):
+    """A convolution and its batch norm (XNNPACK fuses them), a concatenation and a linear, over a dynamic batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm, self.fc = torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(16, 4)
+        self.norm.running_mean.uniform_(-1, 1)
+        self.norm.running_var.uniform_(0.5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.norm(self.conv(x)))
+        return self.fc(torch.cat([y, y * 2], 1).mean((2, 3)))
+
+
+def test_only_passes_that_edit_in_call_alone_can_skip_their_retrace() -> None:
+    """A pass whose re-trace is a plain copy (it overrides ``call`` only) may skip it; one that changes operators
+    while re-tracing (``call_operator``), or that is no ExportPass, may not."""
+    from executorch.exir.pass_base import ExportPass
+    from torch.fx.passes.infra.pass_base import PassBase
+
+    from exporter.formats.unchanged_retraces import edits_only_in_call
+
+    class EditsInCall(ExportPass):
+        def call(self, graph_module):  # type: ignore[no-untyped-def]
+            return super().call(graph_module)
+
+    class EditsWhileRetracing(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            return super().call_operator(op, args, kwargs, meta)
+
+    class Inherits(EditsWhileRetracing):
+        def call(self, graph_module):  # type: ignore[no-untyped-def]
+            return super().call(graph_module)
+
+    class Plain(PassBase):
+        def call(self, graph_module):  # type: ignore[no-untyped-def]
+            return None
+
+    assert [edits_only_in_call(p) for p in (EditsInCall, EditsWhileRetracing, Inherits, Plain)] == \
+        [True, False, False, False]
+
+
+def test_a_pass_that_edited_nothing_is_not_retraced_and_one_that_edited_is() -> None:
+    """Inside ``skip_unchanged_retraces``: a pass that left its graph as it was gets the same module back,
+    unmodified; a pass that replaced an operator is re-traced (a new module, the new operator's metadata); outside,
+    every pass re-traces again."""
+    from executorch.exir import to_edge
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import ExportPass
+
+    from exporter.formats.unchanged_retraces import skip_unchanged_retraces
+
+    class ReluToSigmoid(ExportPass):
+        def __init__(self, edit: bool) -> None:
+            super().__init__()
+            self.edit = edit
+
+        def call(self, graph_module):  # type: ignore[no-untyped-def]
+            for node in graph_module.graph.nodes:
+                if self.edit and node.target == exir_ops.edge.aten.relu.default:
+                    node.target = exir_ops.edge.aten.sigmoid.default
+            graph_module.recompile()
+            return super().call(graph_module)
+
+    class Relu(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2
+
+    def module() -> torch.fx.GraphModule:
+        return to_edge(torch.export.export(Relu(), (torch.randn(2, 4),))).exported_program().graph_module
+
+    with skip_unchanged_retraces() as skipped:
+        idle, edited = module(), module()
+        idle_result, edited_result = ReluToSigmoid(edit=False)(idle), ReluToSigmoid(edit=True)(edited)
+    assert skipped == ["ReluToSigmoid"]
+    assert idle_result.graph_module is idle and not idle_result.modified
+    assert edited_result.graph_module is not edited and edited_result.modified
+    sigmoid = [n for n in edited_result.graph_module.graph.nodes if n.target == exir_ops.edge.aten.sigmoid.default]
+    assert len(sigmoid) == 1 and sigmoid[0].meta["val"].shape == (2, 4)
+    outside = module()
+    assert ReluToSigmoid(edit=False)(outside).graph_module is not outside
+
+
+def test_skipped_retraces_lower_to_the_same_pte(tmp_path, monkeypatch) -> None:
+    """``lower_to_pte`` skips the re-traces of XNNPACK passes that edited nothing (not the batch-norm fusion where it
+    fused), and writes the same bytes as a lowering that re-traces after every pass."""
+    import contextlib
+
+    from exporter.formats import executorch_pte, unchanged_retraces
+    from runtimes.specs import BATCH, TensorSpec
+
+    specs, outputs = (TensorSpec("x", (BATCH, 3, 10, 10)),), (TensorSpec("y", (BATCH, 4)),)
+    skipped: list[str] = []
+
+    @contextlib.contextmanager
+    def recorded():
+        with unchanged_retraces.skip_unchanged_retraces() as names:
+            yield names
+        skipped.extend(names)
+
+    def lowered(name: str) -> bytes:
+        torch.manual_seed(0)
+        program = executorch_pte.bounded_program(_ConvBatchNormCat().eval(), specs, (torch.randn(2, 3, 10, 10),), 4)
+        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs)
+        return (tmp_path / name).read_bytes()
+
+    monkeypatch.setattr(executorch_pte, "skip_unchanged_retraces", recorded)
+    with_skips = lowered("skip.pte")
+    monkeypatch.setattr(executorch_pte, "skip_unchanged_retraces", contextlib.nullcontext)
+    # two partitions (the mean stays on the portable kernels): the fusion edits the first and skips the second
+    assert skipped.count("Conv1dUnsqueezePass") == 2 and skipped.count("FuseBatchNormPass") == 1
+    assert with_skips == lowered("every.pte")
+
+
+def test_the_screened_module_computes_what_its_export_lowered_computes() -> None:
+    """The widening screens each step on the converted module and exports only the step it lowers: at every step
+    the converted module and its export answer bit for bit the same."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import BATCH, TensorSpec
+
+    specs, outputs = (TensorSpec("x", (BATCH, 3, 10, 10)),), (TensorSpec("y", (BATCH, 4)),)
+    torch.manual_seed(0)
+    module, example = _ConvBatchNormCat().eval(), (torch.randn(2, 3, 10, 10),)
+    calibration = {"x": np.random.default_rng(0).standard_normal((8, 3, 10, 10)).astype(np.float32)}
+    x = {"x": np.random.default_rng(1).standard_normal((7, 3, 10, 10)).astype(np.float32)}
+    for step in pte.WIDENING_STEPS:
+        converted = pte.quantized_module(module, specs, example, 4, calibration, step)
+        exported = pte.bounded_program(converted, specs, example, 4).module()
+        screened, lowered = (pte.simulate(m, specs, outputs, 4)(x)["y"] for m in (converted, exported))
+        assert screened.shape == (7, 4) and np.array_equal(screened, lowered)

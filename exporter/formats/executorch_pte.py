@@ -40,6 +40,7 @@ from exporter.formats.fx_provenance import shared_provenance
 from exporter.formats.needless_decompositions import skip_needless_decompositions
 from exporter.formats.partition_order import in_place_partition_order
 from exporter.formats.ptq_convert import convert_ptq
+from exporter.formats.unchanged_retraces import skip_unchanged_retraces
 from runtimes.engines.executorch_rt import IO_METHOD
 from runtimes.fileio import atomic_path
 from runtimes.optional import require
@@ -123,9 +124,10 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     try:
-        # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny), fx_provenance.py (62 → 51 s) and
-        # needless_decompositions.py (one of three whole-graph decompositions skipped)
-        with in_place_partition_order(), shared_provenance(), skip_needless_decompositions():
+        # see exporter/formats/partition_order.py (244 → 145 s on coat_tiny), fx_provenance.py (62 → 51 s),
+        # needless_decompositions.py (one of three whole-graph decompositions skipped) and unchanged_retraces.py
+        with in_place_partition_order(), shared_provenance(), skip_needless_decompositions(), \
+                skip_unchanged_retraces():
             edge = to_edge_transform_and_lower(
                 program,
                 transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
@@ -222,12 +224,12 @@ def _rows(arrays: Mapping[str, np.ndarray], names: Sequence[str], chunk: int) ->
         yield tuple(torch.from_numpy(np.ascontiguousarray(arrays[n][start:start + chunk])) for n in names)
 
 
-def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
-                  max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step,
-                  captured: torch.fx.GraphModule | None = None) -> torch.export.ExportedProgram:
+def quantized_module(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
+                     max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step,
+                     captured: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
     """PT2E INT8 of ``module``: annotate (``step``), calibrate on ``calibration`` in chunks of at most
-    ``max_batch`` rows, convert, and export the quantized module with the same bounds. ``captured``: ``module``
-    already through ``bounded_program(...).module()``, which ``prepare_pt2e`` then changes (pass a copy)."""
+    ``max_batch`` rows, and convert; the module PyTorch runs with Q/DQ as reference kernels. ``captured``:
+    ``module`` already through ``bounded_program(...).module()``, which ``prepare_pt2e`` then changes (pass a copy)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     if captured is None:
@@ -236,23 +238,30 @@ def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple
     with torch.no_grad():
         for rows in _rows(calibration, [s.name for s in specs], max_batch):
             prepared(*rows)
-    converted = convert_ptq(prepared)
+    return convert_ptq(prepared)
+
+
+def quantize_pt2e(module: nn.Module, specs: Sequence[TensorSpec], example: tuple[torch.Tensor, ...],
+                  max_batch: int, calibration: Mapping[str, np.ndarray], step: PteInt8Step,
+                  captured: torch.fx.GraphModule | None = None) -> torch.export.ExportedProgram:
+    """:func:`quantized_module` exported with the same bounds: the program XNNPACK lowers."""
+    converted = quantized_module(module, specs, example, max_batch, calibration, step, captured)
     return bounded_program(converted, specs, example, max_batch)
 
 
 Run = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def simulate(program: torch.export.ExportedProgram, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+def simulate(quantized: nn.Module, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
              max_batch: int) -> Run:
-    """The quantized ``program`` run by PyTorch (its Q/DQ as reference kernels) on numpy inputs, in chunks of at
-    most ``max_batch`` rows as the ``.pte`` runs them: what the file will compute, without lowering it."""
-    graph_module = program.module()
+    """The ``quantized`` module (:func:`quantized_module`, or a quantized program's ``.module()``) run by PyTorch,
+    its Q/DQ as reference kernels, on numpy inputs, in chunks of at most ``max_batch`` rows as the ``.pte`` runs
+    them: what the file will compute, without lowering it."""
     names = [o.name for o in outputs]
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         total = len(next(iter(arrays.values())))
-        chunks = [forward_arrays(graph_module, specs, names, {k: v[start:start + max_batch] for k, v in arrays.items()})
+        chunks = [forward_arrays(quantized, specs, names, {k: v[start:start + max_batch] for k, v in arrays.items()})
                   for start in range(0, total, max_batch)]
         return {name: np.concatenate([c[name] for c in chunks]) for name in names}
 
@@ -266,22 +275,24 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
     """``model.int8.pte`` widened step by step (``widening.widen_until_parity``) until ``check`` passes.
     ``screen(label, run)`` first checks each step's quantized program run by PyTorch (:func:`simulate`), and a
     step it rejects is not lowered (but the last): XNNPACK lowering is the stage's cost (~110 s a step on
-    vit_tiny_patch16_224), the simulation a few seconds."""
-    quantized: dict[str, torch.export.ExportedProgram] = {}
+    vit_tiny_patch16_224), the simulation a few seconds. A step is exported for lowering only when it is lowered
+    (~10 s on coat_tiny): the screen runs the converted module, which computes what its export does."""
+    quantized: dict[str, torch.fx.GraphModule] = {}
     captured: list[torch.fx.GraphModule] = []  # one torch.export for every step: a copy costs ~0.5 s, an export ~5
 
-    def program_of(step: PteInt8Step) -> torch.export.ExportedProgram:
-        if step.name not in quantized:  # the screen's program is the one lowered: one PT2E run per step
+    def module_of(step: PteInt8Step) -> torch.fx.GraphModule:
+        if step.name not in quantized:  # the screen's module is the one lowered: one PT2E run per step
             quantized.clear()
             if not captured:
                 captured.append(bounded_program(module, specs, example, max_batch).module())
-            quantized[step.name] = quantize_pt2e(module, specs, example, max_batch, calibration, step,
-                                                 copy.deepcopy(captured[0]))
+            quantized[step.name] = quantized_module(module, specs, example, max_batch, calibration, step,
+                                                    copy.deepcopy(captured[0]))
         return quantized[step.name]
 
     def build(step: PteInt8Step) -> dict[str, Any]:
         try:
-            report = lower_to_pte(program_of(step), out_path, specs, outputs)
+            program = bounded_program(module_of(step), specs, example, max_batch)
+            report = lower_to_pte(program, out_path, specs, outputs)
         except ToolCrashError as exc:  # which step crashed: earlier ones may have been screened out, or crashed too
             number = WIDENING_STEPS.index(step) + 1
             raise ToolCrashError(f"{exc} (widening step {number}/{len(WIDENING_STEPS)}: {step.name})",
@@ -291,7 +302,7 @@ def quantize_until_parity(module: nn.Module, specs: Sequence[TensorSpec], output
 
     def screened(step: PteInt8Step) -> Any:
         assert screen is not None
-        return screen(f"pt2e-pytorch:{step.name}", simulate(program_of(step), specs, outputs, max_batch))
+        return screen(f"pt2e-pytorch:{step.name}", simulate(module_of(step), specs, outputs, max_batch))
 
     return widen_until_parity(WIDENING_STEPS, build, lambda: check(out_path), accept,
                               screened if screen is not None else None, build_failures=(ToolCrashError,))
