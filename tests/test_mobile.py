@@ -854,3 +854,48 @@ def test_the_screened_module_computes_what_its_export_lowered_computes() -> None
         exported = pte.bounded_program(converted, specs, example, 4).module()
         screened, lowered = (pte.simulate(m, specs, outputs, 4)(x)["y"] for m in (converted, exported))
         assert screened.shape == (7, 4) and np.array_equal(screened, lowered)
+
+
+class _GatedLoop(torch.nn.Module):
+    """Paths that leave XNNPACK (a layer norm, global max) and come back: merging their partitions would make
+    cycles, so the partitioner must refuse some merges."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.conv2, self.fc = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 1), torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        gate = torch.nn.functional.layer_norm(y.mean((2, 3)), (8,))[:, :, None, None]
+        return self.fc((self.conv2(y) + y * torch.sigmoid(gate)).amax((2, 3)))
+
+
+def test_the_faster_merge_check_answers_as_executorchs_own(tmp_path, monkeypatch) -> None:
+    """Every merge XNNPACK's partitioner weighs while lowering a graph with paths out of XNNPACK and back is
+    answered by ``merge_check.can_merge`` and by ExecuTorch's own check alike, refusals included."""
+    import contextlib
+
+    from executorch.exir.backend.canonical_partitioners import group_partitioner
+
+    from exporter.formats import executorch_pte, merge_check
+    from runtimes.specs import BATCH, TensorSpec
+
+    answers: list[tuple[bool, bool]] = []
+    original = group_partitioner.GroupBasedPartitioner._can_merge_partitions
+
+    def both(self, first, second, partitions_by_id):  # type: ignore[no-untyped-def]
+        answers.append((original(self, first, second, partitions_by_id),
+                        merge_check.can_merge(self, first, second, partitions_by_id)))
+        return answers[-1][0]
+
+    monkeypatch.setattr(group_partitioner.GroupBasedPartitioner, "_can_merge_partitions", both)
+    monkeypatch.setattr(executorch_pte, "fast_merge_checks", contextlib.nullcontext)
+    specs, outputs = (TensorSpec("x", (BATCH, 3, 10, 10)),), (TensorSpec("y", (BATCH, 4)),)
+    torch.manual_seed(0)
+    program = executorch_pte.bounded_program(_GatedLoop().eval(), specs, (torch.randn(2, 3, 10, 10),), 4)
+    executorch_pte.lower_to_pte(program, tmp_path / "gated.pte", specs, outputs)
+    assert len(answers) >= 10 and all(ours == theirs for theirs, ours in answers)
+    assert sum(not theirs for theirs, _ in answers) >= 3  # refusals were asked, not only easy merges
+    with merge_check.fast_merge_checks():
+        assert group_partitioner.GroupBasedPartitioner._can_merge_partitions is merge_check.can_merge
+    assert group_partitioner.GroupBasedPartitioner._can_merge_partitions is both

@@ -7,8 +7,8 @@ calibration batch until the end, then reduces them to an absmax, min and max: on
 AutoCast the same statistics computed one sample at a time, so memory is one sample's activations.
 
 Before a stage that records activations runs, ``check_fits`` estimates that peak from the graph's shapes
-(shape inference at batch 1) and the size of the weights, and refuses with ``MemoryBudgetError`` (class ``memory``) in one line when it
-would not fit in the memory this machine has available, instead of being killed.
+(shape inference at batch 1) and the size of the weights, and refuses with ``MemoryBudgetError`` (class
+``memory``) in one line when it would not fit in the memory this machine has available, instead of being killed.
 """
 from __future__ import annotations
 
