@@ -621,17 +621,17 @@ def test_needless_decomposition_skipped_in_lowering_and_the_pte_is_the_same(tmp_
             yield calls
         skipped.append(len(calls))
 
-    def lowered(name: str) -> bytes:
+    def lowered(name: str, leave_out: tuple[str, ...] = ()) -> bytes:
         torch.manual_seed(0)
         program = executorch_pte.bounded_program(_NormedLinear().eval(), specs, (torch.randn(2, 8),), 4)
-        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs)
+        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs, leave_out)
         return (tmp_path / name).read_bytes()
 
-    monkeypatch.setattr(executorch_pte, "skip_needless_decompositions", counted)
+    monkeypatch.setitem(executorch_pte.LOWERING_WORKAROUNDS, "needless_decompositions", counted)
     with_skip = lowered("skip.pte")
-    monkeypatch.setattr(executorch_pte, "skip_needless_decompositions", contextlib.nullcontext)
     assert skipped == [1]
-    assert with_skip == lowered("every.pte")
+    assert with_skip == lowered("every.pte", leave_out=("needless_decompositions",))
+    assert skipped == [1]
 
 
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
@@ -824,18 +824,17 @@ def test_skipped_retraces_lower_to_the_same_pte(tmp_path, monkeypatch) -> None:
             yield names
         skipped.extend(names)
 
-    def lowered(name: str) -> bytes:
+    def lowered(name: str, leave_out: tuple[str, ...] = ()) -> bytes:
         torch.manual_seed(0)
         program = executorch_pte.bounded_program(_ConvBatchNormCat().eval(), specs, (torch.randn(2, 3, 10, 10),), 4)
-        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs)
+        executorch_pte.lower_to_pte(program, tmp_path / name, specs, outputs, leave_out)
         return (tmp_path / name).read_bytes()
 
-    monkeypatch.setattr(executorch_pte, "skip_unchanged_retraces", recorded)
+    monkeypatch.setitem(executorch_pte.LOWERING_WORKAROUNDS, "unchanged_retraces", recorded)
     with_skips = lowered("skip.pte")
-    monkeypatch.setattr(executorch_pte, "skip_unchanged_retraces", contextlib.nullcontext)
     # two partitions (the mean stays on the portable kernels): the fusion edits the first and skips the second
     assert skipped.count("Conv1dUnsqueezePass") == 2 and skipped.count("FuseBatchNormPass") == 1
-    assert with_skips == lowered("every.pte")
+    assert with_skips == lowered("every.pte", leave_out=("unchanged_retraces",))
 
 
 def test_the_screened_module_computes_what_its_export_lowered_computes() -> None:
@@ -873,8 +872,6 @@ class _GatedLoop(torch.nn.Module):
 def test_the_faster_merge_check_answers_as_executorchs_own(tmp_path, monkeypatch) -> None:
     """Every merge XNNPACK's partitioner weighs while lowering a graph with paths out of XNNPACK and back is
     answered by ``merge_check.can_merge`` and by ExecuTorch's own check alike, refusals included."""
-    import contextlib
-
     from executorch.exir.backend.canonical_partitioners import group_partitioner
 
     from exporter.formats import executorch_pte, merge_check
@@ -889,13 +886,21 @@ def test_the_faster_merge_check_answers_as_executorchs_own(tmp_path, monkeypatch
         return answers[-1][0]
 
     monkeypatch.setattr(group_partitioner.GroupBasedPartitioner, "_can_merge_partitions", both)
-    monkeypatch.setattr(executorch_pte, "fast_merge_checks", contextlib.nullcontext)
     specs, outputs = (TensorSpec("x", (BATCH, 3, 10, 10)),), (TensorSpec("y", (BATCH, 4)),)
     torch.manual_seed(0)
     program = executorch_pte.bounded_program(_GatedLoop().eval(), specs, (torch.randn(2, 3, 10, 10),), 4)
-    executorch_pte.lower_to_pte(program, tmp_path / "gated.pte", specs, outputs)
+    executorch_pte.lower_to_pte(program, tmp_path / "gated.pte", specs, outputs, leave_out=("merge_check",))
     assert len(answers) >= 10 and all(ours == theirs for theirs, ours in answers)
     assert sum(not theirs for theirs, _ in answers) >= 3  # refusals were asked, not only easy merges
     with merge_check.fast_merge_checks():
         assert group_partitioner.GroupBasedPartitioner._can_merge_partitions is merge_check.can_merge
     assert group_partitioner.GroupBasedPartitioner._can_merge_partitions is both
+
+
+def test_leaving_out_an_unknown_lowering_workaround_is_refused_by_name() -> None:
+    """``faster_lowering(leave_out=…)`` names the work-arounds it knows when asked to leave out another."""
+    from exporter.formats import executorch_pte
+
+    with pytest.raises(ValueError, match="no lowering work-around named \\['retraces'\\]; known: .*merge_check"):
+        with executorch_pte.faster_lowering(leave_out=("retraces",)):
+            pass

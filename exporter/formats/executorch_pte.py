@@ -26,7 +26,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -119,27 +119,42 @@ def xnnpack_partitioner() -> Any:
     return XnnpackPartitioner(configs=configs)
 
 
+# ExecuTorch's lowering with work-arounds where its time goes, each restoring the original on exit, each with a
+# test that the ``.pte`` stays the same (times: coat_tiny, docs/coverage.md): the per-partition re-ordering done in
+# place, its code left alone (244 → 145 s), torch.fx provenance shared (62 → 51 s on vit_tiny), a decomposition
+# with nothing to do skipped, XNNPACK passes that edited nothing not re-traced (with the re-ordering's code left
+# alone: 203 → 150 s on an INT8 step) and the partitioner's cycle check asked from the smaller side (157 → 146 s)
+LOWERING_WORKAROUNDS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
+    "partition_order": in_place_partition_order,
+    "fx_provenance": shared_provenance,
+    "needless_decompositions": skip_needless_decompositions,
+    "unchanged_retraces": skip_unchanged_retraces,
+    "merge_check": fast_merge_checks,
+}
+
+
 @contextlib.contextmanager
-def faster_lowering() -> Iterator[None]:
-    """ExecuTorch's lowering with work-arounds where its time goes, each restoring the original on exit, each with
-    a test that the ``.pte`` stays the same (times: coat_tiny, docs/coverage.md): the per-partition re-ordering
-    done in place (``partition_order``, 244 → 145 s), torch.fx provenance shared (``fx_provenance``, 62 → 51 s on
-    vit_tiny), a decomposition with nothing to do skipped (``needless_decompositions``), XNNPACK passes that
-    edited nothing not re-traced (``unchanged_retraces``, with the re-ordering's code left alone: 203 → 150 s on
-    an INT8 step) and the partitioner's cycle check asked from the smaller side (``merge_check``)."""
-    with in_place_partition_order(), shared_provenance(), skip_needless_decompositions(), \
-            skip_unchanged_retraces(), fast_merge_checks():
+def faster_lowering(leave_out: Collection[str] = ()) -> Iterator[None]:
+    """Every one of ``LOWERING_WORKAROUNDS`` but those named in ``leave_out`` (to measure one against ExecuTorch's
+    own: ``scripts/lowering_ab.py``)."""
+    unknown = set(leave_out) - set(LOWERING_WORKAROUNDS)
+    if unknown:
+        raise ValueError(f"no lowering work-around named {sorted(unknown)}; known: {sorted(LOWERING_WORKAROUNDS)}")
+    with contextlib.ExitStack() as stack:
+        for name, workaround in LOWERING_WORKAROUNDS.items():
+            if name not in leave_out:
+                stack.enter_context(workaround())
         yield
 
 
 def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: Sequence[TensorSpec],
-                 outputs: Sequence[TensorSpec]) -> dict[str, Any]:
-    """XNNPACK-lower ``program`` (after the ``edge_rewrites``) and write ``out_path``
-    atomically; returns the delegation report."""
+                 outputs: Sequence[TensorSpec], leave_out: Collection[str] = ()) -> dict[str, Any]:
+    """XNNPACK-lower ``program`` (after the ``edge_rewrites``, with :func:`faster_lowering` but ``leave_out``) and
+    write ``out_path`` atomically; returns the delegation report."""
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     try:
-        with faster_lowering():
+        with faster_lowering(leave_out):
             edge = to_edge_transform_and_lower(
                 program,
                 transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
