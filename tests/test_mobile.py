@@ -904,3 +904,42 @@ def test_leaving_out_an_unknown_lowering_workaround_is_refused_by_name() -> None
     with pytest.raises(ValueError, match="no lowering work-around named \\['retraces'\\]; known: .*merge_check"):
         with executorch_pte.faster_lowering(leave_out=("retraces",)):
             pass
+
+
+class _TokenReshapes(torch.nn.Module):
+    """Reshapes over a dynamic batch: by the batch, by an expression of it, and one already inferred (``-1``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = torch.relu(self.fc(x)).reshape(x.shape[0], 2, 4)
+        flat = (tokens * 2).reshape(x.shape[0] * 2, 4)
+        return torch.sigmoid(flat).reshape(x.shape[0], -1)
+
+
+def test_a_reshape_by_the_batch_goes_to_xnnpack_and_computes_the_same(tmp_path, monkeypatch) -> None:
+    """The two reshapes with one symbolic size get ``-1`` and go to XNNPACK (the one that already infers a size
+    stays symbolic and portable); the ``.pte`` equals PyTorch at batches 1 and 3, and without the rewrite all
+    three stay on the portable kernels."""
+    from executorch.exir.pass_base import PassResult
+
+    from exporter.formats import executorch_pte
+    from runtimes.specs import BATCH, TensorSpec
+
+    specs, outputs = (TensorSpec("x", (BATCH, 8)),), (TensorSpec("y", (BATCH, 8)),)
+    torch.manual_seed(0)
+    module = _TokenReshapes().eval()
+    program = executorch_pte.bounded_program(module, specs, (torch.randn(2, 8),), 4)
+    info = executorch_pte.lower_to_pte(program, tmp_path / "views.pte", specs, outputs)
+    assert info["portable_op_types"].get("view_copy") == 1
+    with runtimes.load(tmp_path / "views.pte", engine="executorch") as runtime:
+        for batch in (1, 3):
+            x = torch.randn(batch, 8)
+            with torch.no_grad():
+                expected = module(x).numpy()
+            np.testing.assert_allclose(runtime(x=x.numpy())["y"], expected, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(executorch_pte, "infer_symbolic_view_sizes", lambda module: PassResult(module, False))
+    plain = executorch_pte.lower_to_pte(program, tmp_path / "plain.pte", specs, outputs)
+    assert plain["portable_op_types"].get("view_copy") == 3

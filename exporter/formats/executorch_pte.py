@@ -36,7 +36,12 @@ from exporter.checks.widening import widen_until_parity
 from exporter.errors import ExportError, ToolCrashError, tool_failure
 from exporter.export_model import forward_arrays
 from exporter.formats.conv3d_as_conv2d import conv3d_as_conv2d
-from exporter.formats.edge_rewrites import crop_negative_pads_pass, drop_identity_clones, duplicate_shared_dequantize
+from exporter.formats.edge_rewrites import (
+    crop_negative_pads_pass,
+    drop_identity_clones,
+    duplicate_shared_dequantize,
+    infer_symbolic_view_sizes,
+)
 from exporter.formats.fx_provenance import shared_provenance
 from exporter.formats.merge_check import fast_merge_checks
 from exporter.formats.needless_decompositions import skip_needless_decompositions
@@ -157,7 +162,8 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, inputs: 
         with faster_lowering(leave_out):
             edge = to_edge_transform_and_lower(
                 program,
-                transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize],
+                transform_passes=[crop_negative_pads_pass(), drop_identity_clones, duplicate_shared_dequantize,
+                                  infer_symbolic_view_sizes],
                 partitioner=[xnnpack_partitioner()],
                 constant_methods={IO_METHOD: io_constant(inputs, outputs)},
                 compile_config=EdgeCompileConfig(_check_ir_validity=False))  # see the module docstring
