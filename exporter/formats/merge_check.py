@@ -10,7 +10,9 @@ keeps the original's last check (``validate_partition``), so it gives the same a
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any
+
+from exporter.formats.upstream_patch import replaced_if_present
 
 
 def can_merge(partitioner: Any, first: int, second: int, partitions_by_id: dict[int, Any]) -> bool:
@@ -27,19 +29,9 @@ def can_merge(partitioner: Any, first: int, second: int, partitions_by_id: dict[
     return bool(validate_partition(list(combined)))
 
 
-@contextlib.contextmanager
-def fast_merge_checks() -> Iterator[None]:
+def fast_merge_checks() -> contextlib.AbstractContextManager[None]:
     """Within the block, ExecuTorch's ``GroupBasedPartitioner`` checks merges with :func:`can_merge`. An
     ExecuTorch without that method is left as it is."""
     from executorch.exir.backend.canonical_partitioners import group_partitioner
 
-    partitioner = group_partitioner.GroupBasedPartitioner
-    original = getattr(partitioner, "_can_merge_partitions", None)
-    if original is None:
-        yield
-        return
-    partitioner._can_merge_partitions = can_merge
-    try:
-        yield
-    finally:
-        partitioner._can_merge_partitions = original
+    return replaced_if_present(group_partitioner.GroupBasedPartitioner, "_can_merge_partitions", can_merge)

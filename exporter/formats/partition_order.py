@@ -8,14 +8,16 @@ need a few nodes moved. :func:`sort_in_place` gives the same guarantee (every no
 only the nodes that are out of order, keeping the rest where they are; the lowering then took 145 s, with the
 same ``.pte`` error against PyTorch (docs/coverage.md, "ExecuTorch's lowering time"). Inside the partitioning
 the sort also leaves the code alone (:func:`sort_for_partitioning`): regenerating the whole graph's code after
-every partition took another 19 s of coat_tiny's INT8 lowering, for code nothing runs.
+every partition took 18 s of a profile of coat_tiny's INT8 lowering, for code nothing runs (one A/B run of this
+change alone measured no gain: docs/coverage.md).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
 
 import torch
+
+from exporter.formats.upstream_patch import replaced_if_present
 
 
 def sort_in_place(module: torch.fx.GraphModule, regenerate_code: bool = True) -> torch.fx.GraphModule:
@@ -55,18 +57,9 @@ def sort_for_partitioning(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return sort_in_place(module, regenerate_code=False)
 
 
-@contextlib.contextmanager
-def in_place_partition_order() -> Iterator[None]:
+def in_place_partition_order() -> contextlib.AbstractContextManager[None]:
     """Within the block, ExecuTorch's per-partition ``legalize_graph`` is :func:`sort_for_partitioning`. An ExecuTorch
     that no longer calls it from ``executorch.exir.lowered_backend_module`` is left as it is."""
     from executorch.exir import lowered_backend_module
 
-    original = getattr(lowered_backend_module, "legalize_graph", None)
-    if original is None:
-        yield
-        return
-    lowered_backend_module.legalize_graph = sort_for_partitioning
-    try:
-        yield
-    finally:
-        lowered_backend_module.legalize_graph = original
+    return replaced_if_present(lowered_backend_module, "legalize_graph", sort_for_partitioning)
