@@ -582,9 +582,9 @@ class _NormedLinear(torch.nn.Module):
 
 
 def test_needless_decomposition_is_told_apart_and_changes_nothing() -> None:
-    """``decomposes_nothing``: not for the training IR or an empty table, not while the default table still
-    has work; yes once only ``sym_size`` (in the table, but decomposing into itself) is left, and that call, run
-    anyway, gives back the same operators."""
+    """``decomposes_nothing``: not for the training IR (even with an empty table), not while the default table
+    still has work; yes for the empty table on functional ATen, and once only ``sym_size`` (in the table, but
+    decomposing into itself) is left; those calls, run anyway, give back the same operators."""
     from executorch.exir.tracer import _default_decomposition_table
 
     from exporter.formats.needless_decompositions import decomposes_nothing
@@ -596,7 +596,8 @@ def test_needless_decomposition_is_told_apart_and_changes_nothing() -> None:
     training = torch.export.export(_NormedLinear().eval(), (torch.randn(2, 8),),
                                    dynamic_shapes=({0: torch.export.Dim("batch", max=4)},))
     functional = training.run_decompositions({})
-    assert not decomposes_nothing(training, table) and not decomposes_nothing(functional, {})
+    assert not decomposes_nothing(training, table) and not decomposes_nothing(training, {})
+    assert decomposes_nothing(functional, {}) and targets(functional.run_decompositions({})) == targets(functional)
     assert "aten.layer_norm.default" in targets(functional) and not decomposes_nothing(functional, table)
     decomposed = functional.run_decompositions(table)
     assert "aten.sym_size.int" in targets(decomposed) and "aten.layer_norm.default" not in targets(decomposed)
@@ -605,8 +606,8 @@ def test_needless_decomposition_is_told_apart_and_changes_nothing() -> None:
 
 
 def test_needless_decomposition_skipped_in_lowering_and_the_pte_is_the_same(tmp_path, monkeypatch) -> None:
-    """``lower_to_pte`` skips one decomposition of a dynamic-batch program, and writes the same bytes as a
-    lowering that runs every one."""
+    """``lower_to_pte`` skips one decomposition of a dynamic-batch program (``decompose_once`` left out: it
+    leaves more to skip, tested below), and writes the same bytes as a lowering that runs every one."""
     import contextlib
 
     from exporter.formats import executorch_pte, needless_decompositions
@@ -628,10 +629,52 @@ def test_needless_decomposition_skipped_in_lowering_and_the_pte_is_the_same(tmp_
         return (tmp_path / name).read_bytes()
 
     monkeypatch.setitem(executorch_pte.LOWERING_WORKAROUNDS, "needless_decompositions", counted)
-    with_skip = lowered("skip.pte")
+    with_skip = lowered("skip.pte", leave_out=("decompose_once",))
     assert skipped == [1]
-    assert with_skip == lowered("every.pte", leave_out=("needless_decompositions",))
+    assert with_skip == lowered("every.pte", leave_out=("decompose_once", "needless_decompositions"))
     assert skipped == [1]
+
+
+def test_decomposed_once_then_executorch_decomposes_nothing_and_the_pte_is_the_same(tmp_path, monkeypatch) -> None:
+    """``decompose_once`` functionalizes and decomposes a training-IR program in one call, after which all three
+    of ExecuTorch's decompositions are skipped as needless; the ``.pte`` has the same bytes as one lowered
+    without it. Not for a program already in ATen, nor without a partitioner."""
+    import contextlib
+
+    from exporter.formats import decompose_once, executorch_pte, needless_decompositions
+    from runtimes.specs import BATCH, TensorSpec
+
+    specs, outputs = (TensorSpec("x", (BATCH, 8)),), (TensorSpec("y", (BATCH, 8)),)
+    counts: dict[str, list[int]] = {"once": [], "skipped": []}
+
+    def counting(name: str, workaround):
+        @contextlib.contextmanager
+        def counted():
+            with workaround() as calls:
+                yield calls
+            counts[name].append(len(calls))
+        return counted
+
+    def program() -> torch.export.ExportedProgram:
+        torch.manual_seed(0)
+        return executorch_pte.bounded_program(_NormedLinear().eval(), specs, (torch.randn(2, 8),), 4)
+
+    def lowered(name: str, leave_out: tuple[str, ...] = ()) -> bytes:
+        executorch_pte.lower_to_pte(program(), tmp_path / name, specs, outputs, leave_out)
+        return (tmp_path / name).read_bytes()
+
+    monkeypatch.setitem(executorch_pte.LOWERING_WORKAROUNDS, "decompose_once",
+                        counting("once", decompose_once.decompose_once))
+    monkeypatch.setitem(executorch_pte.LOWERING_WORKAROUNDS, "needless_decompositions",
+                        counting("skipped", needless_decompositions.skip_needless_decompositions))
+    once = lowered("once.pte")
+    assert counts == {"once": [1], "skipped": [3]}
+    assert once == lowered("twice.pte", leave_out=("decompose_once",))
+    assert counts == {"once": [1], "skipped": [3, 1]}
+    partitioner = executorch_pte.xnnpack_partitioner()
+    assert decompose_once.applies(program(), [partitioner])
+    assert not decompose_once.applies(program().run_decompositions({}), [partitioner])
+    assert not decompose_once.applies(program(), [])
 
 
 @pytest.mark.parametrize("name,precision", [(n, "fp32") for n in PTE_MODELS] + [(n, "int8") for n in PTE_INT8_MODELS])
@@ -738,13 +781,14 @@ class _ConvBatchNormCat(torch.nn.Module):
         return self.fc(torch.cat([y, y * 2], 1).mean((2, 3)))
 
 
-def test_only_passes_that_edit_in_call_alone_can_skip_their_retrace() -> None:
-    """A pass whose re-trace is a plain copy (it overrides ``call`` only) may skip it; one that changes operators
-    while re-tracing (``call_operator``), or that is no ExportPass, may not."""
+def test_only_passes_that_edit_in_call_or_rewrite_operators_can_skip_their_retrace() -> None:
+    """A pass whose re-trace is a plain copy (it overrides ``call`` only) or that rewrites operator by operator
+    (``call_operator``, with or without ``call``) may skip it; one with another per-node hook, ``ExportPass``
+    itself (run for its re-trace) and a pass that is no ExportPass may not."""
     from executorch.exir.pass_base import ExportPass
     from torch.fx.passes.infra.pass_base import PassBase
 
-    from exporter.formats.unchanged_retraces import edits_only_in_call
+    from exporter.formats.unchanged_retraces import may_skip_retrace
 
     class EditsInCall(ExportPass):
         def call(self, graph_module):  # type: ignore[no-untyped-def]
@@ -758,12 +802,92 @@ def test_only_passes_that_edit_in_call_alone_can_skip_their_retrace() -> None:
         def call(self, graph_module):  # type: ignore[no-untyped-def]
             return super().call(graph_module)
 
+    class RenamesInputs(ExportPass):
+        def placeholder(self, name, arg, meta):  # type: ignore[no-untyped-def]
+            return super().placeholder(name, arg, meta)
+
     class Plain(PassBase):
         def call(self, graph_module):  # type: ignore[no-untyped-def]
             return None
 
-    assert [edits_only_in_call(p) for p in (EditsInCall, EditsWhileRetracing, Inherits, Plain)] == \
-        [True, False, False, False]
+    passes = (EditsInCall, EditsWhileRetracing, Inherits, RenamesInputs, ExportPass, Plain)
+    assert [may_skip_retrace(p) for p in passes] == [True, True, True, False, False, False]
+
+
+def _edge_relu_module() -> torch.fx.GraphModule:
+    """``relu(x) * 2`` in ExecuTorch's edge dialect."""
+    from executorch.exir import to_edge
+
+    class Relu(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2
+
+    return to_edge(torch.export.export(Relu(), (torch.randn(2, 4),))).exported_program().graph_module
+
+
+def _operator_passes() -> dict[str, type]:
+    """ExportPasses that rewrite operator by operator: one that hands every operator on, one that swaps relu for
+    sigmoid, one that adds an operator after each relu, one that changes a keyword argument, one that raises."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import ExportPass
+
+    edge = exir_ops.edge.aten
+    relu, sigmoid, neg = edge.relu.default, edge.sigmoid.default, edge.neg.default
+
+    class HandsOn(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            return super().call_operator(op, tuple(args), dict(kwargs), meta)
+
+    class ReluToSigmoid(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            return super().call_operator(sigmoid if op == relu else op, args, kwargs, meta)
+
+    class NegatesRelu(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            out = super().call_operator(op, args, kwargs, meta)
+            return super().call_operator(neg, (out,), {}, meta) if op == relu else out
+
+    class AddsKeyword(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            return super().call_operator(op, args, {**kwargs, "extra": 1} if op == relu else kwargs, meta)
+
+    class Raises(ExportPass):
+        def call_operator(self, op, args, kwargs, meta):  # type: ignore[no-untyped-def]
+            raise RuntimeError("not replayable")
+
+    return {p.__name__: p for p in (HandsOn, ReluToSigmoid, NegatesRelu, AddsKeyword, Raises)}
+
+
+def test_dry_run_tells_a_pass_that_would_rewrite_an_operator_from_one_that_would_not() -> None:
+    """``rewrites_nothing`` is true only for the pass that hands every operator on unchanged (a rebuilt tuple and
+    dict of the same arguments included), and leaves ``ExportPass.call_operator`` as it found it."""
+    from executorch.exir.pass_base import _ExportPassBase
+
+    from exporter.formats.rewrite_dry_run import rewrites_nothing
+
+    original = _ExportPassBase.call_operator
+    module = _edge_relu_module()
+    answers = {name: rewrites_nothing(pass_type(), module) for name, pass_type in _operator_passes().items()}
+    assert answers == {"HandsOn": True, "ReluToSigmoid": False, "NegatesRelu": False, "AddsKeyword": False,
+                       "Raises": False}
+    assert _ExportPassBase.call_operator is original
+
+
+def test_an_operator_pass_with_nothing_to_rewrite_is_not_retraced() -> None:
+    """Inside ``skip_unchanged_retraces`` the pass that hands every operator on gets the same module back,
+    unmodified; the one that swaps relu for sigmoid is re-traced and swaps it."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+
+    from exporter.formats.unchanged_retraces import skip_unchanged_retraces
+
+    passes = _operator_passes()
+    idle, edited = _edge_relu_module(), _edge_relu_module()
+    with skip_unchanged_retraces() as skipped:
+        idle_result, edited_result = passes["HandsOn"]()(idle), passes["ReluToSigmoid"]()(edited)
+    assert skipped == ["HandsOn"]
+    assert idle_result.graph_module is idle and not idle_result.modified
+    targets = [n.target for n in edited_result.graph_module.graph.nodes]
+    assert exir_ops.edge.aten.sigmoid.default in targets and exir_ops.edge.aten.relu.default not in targets
 
 
 def test_a_pass_that_edited_nothing_is_not_retraced_and_one_that_edited_is() -> None:
@@ -795,8 +919,8 @@ def test_a_pass_that_edited_nothing_is_not_retraced_and_one_that_edited_is() -> 
     def module() -> torch.fx.GraphModule:
         return to_edge(torch.export.export(Relu(), (torch.randn(2, 4),))).exported_program().graph_module
 
+    idle, edited = module(), module()
     with skip_unchanged_retraces() as skipped:
-        idle, edited = module(), module()
         idle_result, edited_result = ReluToSigmoid(edit=False)(idle), ReluToSigmoid(edit=True)(edited)
     assert skipped == ["ReluToSigmoid"]
     assert idle_result.graph_module is idle and not idle_result.modified
@@ -834,6 +958,8 @@ def test_skipped_retraces_lower_to_the_same_pte(tmp_path, monkeypatch) -> None:
     with_skips = lowered("skip.pte")
     # two partitions (the mean stays on the portable kernels): the fusion edits the first and skips the second
     assert skipped.count("Conv1dUnsqueezePass") == 2 and skipped.count("FuseBatchNormPass") == 1
+    # operator passes with nothing to rewrite, per partition (dry run) and over the whole program
+    assert skipped.count("DimOrderOpsRevertPass") == 2 and "LegalizePortableDimOrderPass" in skipped
     assert with_skips == lowered("every.pte", leave_out=("unchanged_retraces",))
 
 

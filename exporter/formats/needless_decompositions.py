@@ -23,9 +23,9 @@ SELF_DECOMPOSING = (torch.ops.aten.sym_size.int,)
 
 def decomposes_nothing(program: torch.export.ExportedProgram, table: Mapping[Any, Any] | None) -> bool:
     """Whether ``program.run_decompositions(table)`` would give back the same graph: the program is already
-    functional ATen (not the training IR that the empty table converts), and no operator of its graph is in
-    ``table`` but those in ``SELF_DECOMPOSING``."""
-    if not table or program.verifier.dialect != "ATEN":
+    functional ATen (not the training IR that even the empty table converts), and no operator of its graph is in
+    ``table`` (``None``: the core ATen table) but those in ``SELF_DECOMPOSING``."""
+    if table is None or program.verifier.dialect != "ATEN":
         return False
     return not any(node.op == "call_function" and node.target in table and node.target not in SELF_DECOMPOSING
                    for node in program.graph.nodes)
