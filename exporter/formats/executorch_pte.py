@@ -125,13 +125,14 @@ def xnnpack_partitioner() -> Any:
     return XnnpackPartitioner(configs=configs)
 
 
-# ExecuTorch's lowering with work-arounds where its time goes, each restoring the original on exit, each with a
-# test that the ``.pte`` stays the same (times: coat_tiny, docs/coverage.md): the per-partition re-ordering done in
-# place, its code left alone (244 → 145 s), torch.fx provenance shared (62 → 51 s on vit_tiny), a decomposition
-# with nothing to do skipped, XNNPACK passes that edited nothing not re-traced (with the re-ordering's code left
-# alone: 203 → 150 s on an INT8 step), the partitioner's cycle check asked from the smaller side (157 → 146 s) and
-# the program functionalized and decomposed in one trace, ExecuTorch's two calls then skipped as needless (145 →
-# 113 s on the same step; without needless_decompositions it only adds a trace)
+# ExecuTorch's lowering (to_executorch included) with work-arounds where its time goes, each restoring the original
+# on exit, each with a test that the ``.pte`` stays the same (times: coat_tiny, docs/coverage.md): the
+# per-partition re-ordering done in place, its code left alone (244 → 145 s), torch.fx provenance shared (62 → 51 s
+# on vit_tiny), a decomposition with nothing to do skipped, passes that edited nothing, or whose dry run found no
+# operator to rewrite, not re-traced (203 → 150 s on an INT8 step; the dry run 113 → 79 s), the partitioner's
+# cycle check asked from the smaller side (157 → 146 s) and the program functionalized and decomposed in one
+# trace, ExecuTorch's two calls then skipped as needless (145 → 113 s; without needless_decompositions it only
+# adds a trace)
 LOWERING_WORKAROUNDS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
     "partition_order": in_place_partition_order,
     "fx_provenance": shared_provenance,
