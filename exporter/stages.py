@@ -268,7 +268,7 @@ def run_executorch(ctx: ExportContext) -> None:
     """model.pte: the module re-exported with every named axis bounded, lowered to XNNPACK, checked through
     ExecuTorch's own runtime at the FP32 tolerance."""
     model, path = ctx.model, ctx.folder / "model.pte"
-    program = executorch_pte.bounded_program(model.module, model.input_specs, ctx.example, ctx.options.batch.max)
+    program = executorch_pte.float_program(model.module, model.input_specs, ctx.example, ctx.options.batch.max)
     info = executorch_pte.lower_to_pte(program, path, model.input_specs, model.output_specs)
     ctx.add_artifact("executorch", path)
     ctx.manifest["executorch"] = {"executorch": executorch_pte.executorch_version(), "bytes": path.stat().st_size, **info}

@@ -39,7 +39,7 @@ def program_of(model: str, step: int) -> tuple[torch.export.ExportedProgram, tup
     outputs = infer_output_specs(source.module, specs, None)
     example = tuple(torch.randn(*[2 if d == BATCH else d for d in s.shape]) for s in specs)
     if step == 0:
-        return executorch_pte.bounded_program(source.module, specs, example, MAX_BATCH), specs, outputs
+        return executorch_pte.float_program(source.module, specs, example, MAX_BATCH), specs, outputs
     rng = np.random.default_rng(0)
     calibration = {s.name: rng.standard_normal((8, *e.shape[1:])).astype(np.float32) for s, e in zip(specs, example)}
     program = executorch_pte.quantize_pt2e(source.module, specs, example, MAX_BATCH, calibration,

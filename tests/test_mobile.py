@@ -255,7 +255,9 @@ def test_a_layer_with_a_computed_bias_stays_float_and_the_int8_pte_lowers_and_ru
     graph = pte.bounded_program(module, specs, (torch.randn(2, 16),), 4).module().graph
     assert pte.computed_weight_nodes(graph) == {"linear"}  # the qkv; "linear_1" (proj) holds its weights
     calibration = {"x": np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)}
-    program = pte.quantize_pt2e(module, specs, (torch.randn(2, 16),), 4, calibration, pte.WIDENING_STEPS[0])
+    unfolded = pte.bounded_program(module, specs, (torch.randn(2, 16),), 4).module()  # as a bias from the input
+    program = pte.quantize_pt2e(module, specs, (torch.randn(2, 16),), 4, calibration, pte.WIDENING_STEPS[0],
+                                captured=unfolded)
     report = pte.lower_to_pte(program, tmp_path / "model.int8.pte", specs, outputs)
     assert report["portable_op_types"] == {"addmm": 1} and report["xnnpack_ops"] >= 1
     x = calibration["x"][:3]
@@ -264,6 +266,50 @@ def test_a_layer_with_a_computed_bias_stays_float_and_the_int8_pte_lowers_and_ru
     with torch.inference_mode():
         want = module(torch.from_numpy(x)).numpy()
     assert got.shape == (3, 10) and np.abs(got - want).max() <= 0.05 * np.abs(want).max()  # INT8 of proj only
+
+
+class _StandardizedConv(torch.nn.Module):
+    """NF-ResNet's ``ScaledStdConv2d``: the weight standardized (a ``batch_norm`` over it) at every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.gain = torch.nn.Parameter(torch.full((8, 1, 1, 1), 1.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = torch.nn.functional.batch_norm(self.conv.weight.reshape(1, 8, -1), None, None,
+                                                weight=(self.gain * 27 ** -0.5).view(-1), training=True,
+                                                momentum=0.0, eps=1e-6).reshape_as(self.conv.weight)
+        return torch.nn.functional.conv2d(x, weight, self.conv.bias, padding=1).mean((2, 3))
+
+
+def test_computed_weights_are_folded_so_xnnpack_takes_the_layer_in_fp32_and_int8(tmp_path) -> None:
+    """A standardized convolution's weight, computed from parameters, is folded into a constant: XNNPACK takes the
+    convolution (unfolded it stays on the portable kernels), FP32 and INT8, and both files equal PyTorch. A
+    program without computed weights is left as it is."""
+    from exporter.formats import executorch_pte as pte
+    from runtimes.specs import TensorSpec
+
+    torch.manual_seed(0)
+    module, example = _StandardizedConv().eval(), (torch.randn(2, 3, 8, 8),)
+    specs, outputs = [TensorSpec("x", ("batch", 3, 8, 8))], [TensorSpec("y", ("batch", 8))]
+    unfolded = pte.bounded_program(module, specs, example, 4)
+    plain = pte.bounded_program(_NormedLinear().eval(), [TensorSpec("x", ("batch", 8))], (torch.randn(2, 8),), 4)
+    assert pte.fold_computed_weights(plain) is plain
+    before = pte.lower_to_pte(unfolded, tmp_path / "unfolded.pte", specs, outputs)
+    after = pte.lower_to_pte(pte.float_program(module, specs, example, 4), tmp_path / "model.pte", specs, outputs)
+    assert "convolution" in before["portable_op_types"] and "convolution" not in after["portable_op_types"]
+    calibration = {"x": np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)}
+    program = pte.quantize_pt2e(module, specs, example, 4, calibration, pte.WIDENING_STEPS[0])
+    int8 = pte.lower_to_pte(program, tmp_path / "model.int8.pte", specs, outputs)
+    assert "convolution" not in int8["portable_op_types"]
+    x = calibration["x"][:3]
+    with torch.inference_mode():
+        want = module(torch.from_numpy(x)).numpy()
+    for name, tolerance in (("model.pte", 1e-5), ("model.int8.pte", 0.05)):
+        with runtimes.load(tmp_path / name, engine="executorch") as rt:
+            got = rt({"x": x})["y"]
+        assert got.shape == (3, 8) and np.abs(got - want).max() <= tolerance * np.abs(want).max(), name
 
 
 def test_global_pooling_stays_float_at_every_int8_step() -> None:
