@@ -264,3 +264,26 @@ def test_spin_wait_off_reaches_the_onnxruntime_session(artifacts_root) -> None:
         with pytest.raises(RuntimeError, match="does not have configuration with key"):
             spinning.session.get_session_options().get_session_config_entry(key)
         assert np.array_equal(sleeping(arrays)["logits"], spinning(arrays)["logits"])
+
+
+def test_onnxruntime_sessions_leave_out_the_pad_into_max_pool_fold(tmp_path) -> None:
+    """conv, zero pad, max-pool (BiT's stem): onnxruntime's own "Pad_Fusion" folds the pad into the pool, which
+    pads with -inf, and changes the result; our sessions leave that rewrite out and equal PyTorch."""
+    import onnxruntime as ort
+
+    from runtimes.engines.providers import create_session
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConstantPad2d(1, 0.0),
+                                 torch.nn.MaxPool2d(3, 2)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    path = tmp_path / "pad_pool.onnx"
+    torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=18)
+    with torch.inference_mode():
+        want = module(x).numpy()
+
+    def error(session) -> float:
+        return float(np.abs(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0] - want).max())
+
+    assert error(create_session(str(path))) < 1e-5
+    assert error(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])) > 1e-2  # the upstream fold
