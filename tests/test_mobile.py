@@ -115,6 +115,31 @@ def test_pte_has_a_passing_parity_row_and_its_delegation_counts(name, artifacts_
     assert "model.pte" in runtimes.verify(folder)
 
 
+def test_ort_file_is_converted_without_the_pad_into_max_pool_fold(tmp_path) -> None:
+    """conv, zero pad, max-pool (BiT's stem): the ``.ort`` converter bakes its optimisations into the file, and its
+    "Pad_Fusion" would fold the pad into the pool (which pads with -inf); written by ``write_ort`` the file, run
+    with no further optimisation, equals PyTorch, and the converter's sessions are as they were afterwards."""
+    import onnxruntime as ort
+
+    from exporter.formats.ort_format import write_ort
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConstantPad2d(1, 0.0),
+                                 torch.nn.MaxPool2d(3, 2)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    torch.onnx.export(module, (x,), str(tmp_path / "model.onnx"), dynamo=False, opset_version=18)
+    session_type = ort.InferenceSession
+    ort_path, _, _ = write_ort(tmp_path / "model.onnx", tmp_path)
+    assert ort.InferenceSession is session_type
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(ort_path), options, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        want = module(x).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - want).max() < 1e-5
+
+
 def test_c2f_ca_names_the_operators_xnnpack_left_to_portable_kernels(artifacts_root) -> None:
     """Coordinate attention pools over one axis (mean.dim) and splits its output: XNNPACK takes neither."""
     _, manifest = exported("c2f_ca", artifacts_root)

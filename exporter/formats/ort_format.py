@@ -5,22 +5,43 @@ the operators it uses, so a user can build a reduced ONNX Runtime with only thos
 (``build.sh --include_ops_by_config required_operators.config``). Both come from ONNX Runtime's own
 converter (``python -m onnxruntime.tools.convert_onnx_models_to_ort``), run with the ``Fixed``
 optimisation style; a plain ``InferenceSession`` loads the ``.ort`` with the dynamic axes kept,
-which is how its parity is checked.
+which is how its parity is checked. The converter's optimisations are baked into the file, so the rewrites
+``runtimes`` leaves out of its sessions (``MISCOMPILING_REWRITES``) are left out of the conversion too.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from exporter import onnx_files
 from exporter.errors import ExportError, tool_failure
+from runtimes.engines.providers import MISCOMPILING_REWRITES
 from runtimes.fileio import atomic_path
 
 ORT_FILE = "model.ort"
 OPERATORS_FILE = "required_operators.config"
 FLATBUFFER_LIMIT = 2**31  # a flatbuffer's offsets are signed 32-bit: the whole .ort stays under 2 GiB
+
+
+@contextlib.contextmanager
+def without_miscompiling_rewrites() -> Iterator[None]:
+    """Within the block every ``onnxruntime.InferenceSession`` (the converter makes its own, with its own list of
+    optimisers to leave out) also leaves out ``MISCOMPILING_REWRITES``."""
+    import onnxruntime
+
+    original = onnxruntime.InferenceSession
+
+    def session(*args: Any, disabled_optimizers: list[str] | None = None, **kwargs: Any) -> Any:
+        return original(*args, disabled_optimizers=[*(disabled_optimizers or []), *MISCOMPILING_REWRITES], **kwargs)
+
+    onnxruntime.InferenceSession = session
+    try:
+        yield
+    finally:
+        onnxruntime.InferenceSession = original
 
 
 def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]]:
@@ -37,8 +58,9 @@ def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]
     with tempfile.TemporaryDirectory(prefix=".ort.", dir=folder) as work:
         source = onnx_files.copy(onnx_path, Path(work))
         try:
-            convert_onnx_models_to_ort(source, output_dir=Path(work) / "out",
-                                       optimization_styles=[OptimizationStyle.Fixed])
+            with without_miscompiling_rewrites():
+                convert_onnx_models_to_ort(source, output_dir=Path(work) / "out",
+                                           optimization_styles=[OptimizationStyle.Fixed])
         except Exception as exc:  # the converter raises RuntimeError/ValueError/onnxruntime errors
             raise tool_failure("ONNX Runtime's .ort converter", exc) from exc
         converted = Path(work) / "out" / "model.ort"
