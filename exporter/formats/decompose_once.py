@@ -14,6 +14,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
+from exporter.formats.upstream_patch import replaced_if_present
+
 
 def decomposition_table(program: torch.export.ExportedProgram, partitioner: Any) -> Mapping[Any, Any]:
     """ExecuTorch's default decomposition table less the operators ``partitioner`` keeps from decomposition,
@@ -60,8 +62,5 @@ def decompose_once() -> Iterator[list[int]]:
             programs[name] = program
         return original(partitioner, programs, *args, **kwargs)
 
-    _program._gen_edge_manager_for_partitioners = generate
-    try:
+    with replaced_if_present(_program, "_gen_edge_manager_for_partitioners", generate):
         yield decomposed
-    finally:
-        _program._gen_edge_manager_for_partitioners = original

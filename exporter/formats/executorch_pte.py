@@ -202,9 +202,7 @@ def fold_computed_weights(program: torch.export.ExportedProgram) -> torch.export
     kernels: nf_ecaresnet26's 29 convolutions, its batch-2 run 17.8 s; folded, 0.17 s, outputs the same (max abs
     2.6e-7). Only such programs: the pass folds every constant subgraph, and a float program only (the weights'
     quantize/dequantize pairs of an INT8 program are what XNNPACK matches)."""
-    if not any(_op(node) in WEIGHTED and any(isinstance(arg, torch.fx.Node) and arg.op == "call_function"
-                                             for arg in node.args[1:3])
-               for node in program.graph.nodes if node.op == "call_function"):
+    if not computed_weight_nodes(program.graph, held=("get_attr", "placeholder")):  # parameters are lifted inputs
         return program
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
@@ -240,13 +238,15 @@ def _op(node: Any) -> str:
     return getattr(node.target, "__name__", "").split(".")[0]
 
 
-def computed_weight_nodes(graph: torch.fx.Graph) -> set[str]:
+def computed_weight_nodes(graph: torch.fx.Graph, held: Sequence[str] = ("get_attr",)) -> set[str]:
     """Weighted layers whose weight or bias the graph computes instead of holding (EVA-02's qkv bias is
     ``cat(q_bias, zeros, v_bias)`` at every call). XNNPACK delegates only layers with constant weights, so
     such a layer runs on the portable kernels, and its quantized weight's ``dequantize_per_channel`` with it:
-    a kernel the ExecuTorch runtime wheel does not have (lowering fails with "Missing out variants")."""
+    a kernel the ExecuTorch runtime wheel does not have (lowering fails with "Missing out variants"). ``held``:
+    the node kinds a held weight comes from (``placeholder`` too in an exported program, whose parameters are
+    lifted to inputs)."""
     def computed(arg: Any) -> bool:
-        return isinstance(arg, torch.fx.Node) and arg.op != "get_attr"
+        return isinstance(arg, torch.fx.Node) and arg.op not in held
 
     return {n.name for n in graph.nodes if n.op == "call_function" and _op(n) in WEIGHTED
             and any(computed(arg) for arg in n.args[1:3])}

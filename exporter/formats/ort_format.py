@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from exporter import onnx_files
 from exporter.errors import ExportError, tool_failure
+from exporter.formats.upstream_patch import replaced_if_present
 from runtimes.engines.providers import MISCOMPILING_REWRITES
 from runtimes.fileio import atomic_path
 
@@ -37,11 +38,8 @@ def without_miscompiling_rewrites() -> Iterator[None]:
     def session(*args: Any, disabled_optimizers: list[str] | None = None, **kwargs: Any) -> Any:
         return original(*args, disabled_optimizers=[*(disabled_optimizers or []), *MISCOMPILING_REWRITES], **kwargs)
 
-    onnxruntime.InferenceSession = session
-    try:
+    with replaced_if_present(onnxruntime, "InferenceSession", session):
         yield
-    finally:
-        onnxruntime.InferenceSession = original
 
 
 def write_ort(onnx_path: Path, folder: Path) -> tuple[Path, Path, dict[str, Any]]:

@@ -22,9 +22,11 @@ import torch
 OUTSIDE_THE_RETRACE = frozenset({"__init__", "call", "requires", "ensures"})
 
 
-def overridden(pass_type: type) -> set[str] | None:
+@functools.lru_cache(maxsize=None)
+def overridden(pass_type: type) -> frozenset[str] | None:
     """The members of ``ExportPass`` (methods, nested classes) that ``pass_type`` overrides, but those in
-    ``OUTSIDE_THE_RETRACE`` other than ``call``; ``None`` if it is no ``ExportPass``."""
+    ``OUTSIDE_THE_RETRACE`` other than ``call``; ``None`` if it is no ``ExportPass``. Cached: asked at every pass
+    call of a lowering."""
     from executorch.exir.pass_base import ExportPass
 
     if not issubclass(pass_type, ExportPass):
@@ -34,7 +36,7 @@ def overridden(pass_type: type) -> set[str] | None:
     for cls in pass_type.__mro__[:pass_type.__mro__.index(ExportPass)]:
         names |= {name for name, value in vars(cls).items() if name in inherited
                   and (callable(value) or isinstance(value, (staticmethod, classmethod, property)))}
-    return names
+    return frozenset(names)
 
 
 def _kind(value: Any) -> type:
